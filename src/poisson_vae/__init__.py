@@ -1,0 +1,32 @@
+"""poisson-vae: the Poisson Variational Autoencoder (Vafaii, Galor & Yates, NeurIPS 2024)."""
+
+from .distributions import (
+    INDICATORS,
+    RelaxedPoisson,
+    poisson_kl,
+    poisson_kl_residual,
+    poisson_quantile,
+    relaxed_poisson_rsample,
+)
+from .latents import LatentCode, PoissonLatent
+from .vae import VAE, CheckpointError, ModelConfig, build_vae, load_model, save_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "INDICATORS",
+    "VAE",
+    "CheckpointError",
+    "LatentCode",
+    "ModelConfig",
+    "PoissonLatent",
+    "RelaxedPoisson",
+    "__version__",
+    "build_vae",
+    "load_model",
+    "poisson_kl",
+    "poisson_kl_residual",
+    "poisson_quantile",
+    "relaxed_poisson_rsample",
+    "save_model",
+]

@@ -1,0 +1,171 @@
+"""The ``pvae`` command line.
+
+``pvae train`` exposes every field of :class:`~poisson_vae.training.DataConfig`,
+:class:`~poisson_vae.vae.ModelConfig` and :class:`~poisson_vae.training.TrainConfig` as a flag
+(``n_latents`` -> ``--n-latents``); ``--config FILE`` reads a JSON file of the same shape as a run's
+``config.json``, and flags override it. Errors are reported in one line, with what to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import types
+import typing
+from pathlib import Path
+
+__all__ = ["main"]
+
+# Flags that may differ from the stored configuration when a run is resumed.
+RESUMABLE = {"epochs", "accelerator", "devices", "num_nodes", "strategy", "progress", "cache_dir"}
+
+
+def _field_type(annotation: object) -> type:
+    """The scalar type of a dataclass field annotation such as ``int`` or ``str | None``."""
+    if isinstance(annotation, str):
+        annotation = {"int": int, "float": float, "bool": bool, "str": str}.get(
+            annotation.split("|")[0].strip(), str
+        )
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation  # type: ignore[return-value]
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, config_classes: dict[str, type]) -> None:
+    for section, kind in config_classes.items():
+        group = parser.add_argument_group(f"{section} options")
+        for item in dataclasses.fields(kind):
+            if not item.metadata.get("cli", True):
+                continue
+            flag = "--" + item.name.replace("_", "-")
+            default = item.default if item.default is not dataclasses.MISSING else None
+            help_text = f"{item.metadata.get('help', '')} (default: {default})"
+            kind_of_value = _field_type(item.type)
+            if kind_of_value is bool:
+                group.add_argument(
+                    flag,
+                    action=argparse.BooleanOptionalAction,
+                    default=argparse.SUPPRESS,
+                    help=help_text,
+                )
+            else:
+                group.add_argument(
+                    flag,
+                    type=kind_of_value,
+                    default=argparse.SUPPRESS,
+                    help=help_text,
+                    metavar=item.name.upper(),
+                )
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from .training import DataConfig, TrainConfig
+    from .vae import ModelConfig
+
+    parser = argparse.ArgumentParser(
+        prog="pvae", description="Poisson VAE: train sparse spike-count autoencoders."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    train = commands.add_parser(
+        "train",
+        help="train a VAE and write its run directory",
+        description="Train a VAE; writes config.json, checkpoints/, logs/, model.safetensors, "
+        "dictionary.png and metrics.json into --out.",
+    )
+    train.add_argument("--out", type=Path, required=True, help="run directory")
+    train.add_argument("--config", type=Path, help="JSON configuration (as a run's config.json)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    _add_config_flags(train, {"data": DataConfig, "model": ModelConfig, "train": TrainConfig})
+    return parser
+
+
+def _section_of(name: str) -> str:
+    from .training import DataConfig, TrainConfig
+    from .vae import ModelConfig
+
+    for section, kind in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
+        if name in {f.name for f in dataclasses.fields(kind)}:
+            return section
+    raise KeyError(name)
+
+
+def _run_config(args: argparse.Namespace):
+    from .training import RunConfig
+    from .vae import CONFIG_FILE
+
+    flags = {
+        key: value
+        for key, value in vars(args).items()
+        if key not in ("command", "out", "config", "resume")
+    }
+    stored_path = args.out / CONFIG_FILE
+    if args.resume and stored_path.is_file():
+        document = RunConfig.load(stored_path).to_dict()
+        changed = sorted(
+            key
+            for key, value in flags.items()
+            if key not in RESUMABLE and document[_section_of(key)].get(key) != value
+        )
+        if changed:
+            listed = ", ".join("--" + key.replace("_", "-") for key in changed)
+            raise ValueError(f"{listed} differ from the run being resumed; drop them or use a new --out")
+    elif args.config is not None:
+        if not args.config.is_file():
+            raise FileNotFoundError(f"--config {args.config} does not exist")
+        document = RunConfig.load(args.config).to_dict()
+    else:
+        document = {}
+    for key, value in flags.items():
+        document.setdefault(_section_of(key), {})[key] = value
+    return RunConfig.from_dict(document)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .training import CHECKPOINT, NonFiniteLossError, train
+
+    config = _run_config(args)
+    try:
+        metrics = train(config, args.out, resume=args.resume)
+    except NonFiniteLossError as error:
+        checkpoint = args.out / CHECKPOINT
+        if checkpoint.is_file():
+            advice = f"the last good checkpoint is {checkpoint}; lower --lr or --grad-clip and resume"
+        else:
+            advice = "no epoch finished; lower --lr or --grad-clip and start again"
+        print(f"pvae: error: {error}; {advice}", file=sys.stderr)
+        return 1
+    if metrics is None:
+        if (args.out / CHECKPOINT).is_file():
+            print(
+                f"pvae: interrupted; continue with: pvae train --out {args.out} --resume",
+                file=sys.stderr,
+            )
+            return 130
+        return 0
+    shown = ("nelbo", "sse", "kl", "mse_map", "portion_zeros", "lifetime_sparsity", "n_active")
+    print("validation: " + ", ".join(f"{key} {metrics[key]:.4g}" for key in shown))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``pvae`` command."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    from .vae import CheckpointError
+
+    try:
+        if args.command == "train":
+            return _train(args)
+    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"pvae: error: {message}", file=sys.stderr)
+        return 2
+    parser.error(f"unknown command {args.command!r}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,454 @@
+"""Training on Lightning: the paper's recipe (SPEC 2), checkpoints, resume and the run directory.
+
+A run directory holds::
+
+    config.json           data, model and training configuration
+    checkpoints/last.ckpt Lightning's trainer state (weights, optimiser, schedules, loop position)
+    logs/version_N/       CSV logs, one folder per start (the first and each resume)
+    tensorboard/          optional TensorBoard logs
+    model.safetensors     final weights                    } written only when
+    dictionary.png        decoder atoms sorted by KL       } the run finishes,
+    metrics.json          validation metrics               } metrics.json last
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader, Dataset
+
+from .data import load_dataset
+from .figures import save_dictionary_figure
+from .metrics import evaluate_model
+from .nets import LinearDecoder
+from .schedules import learning_rate_factor, linear_ramp
+from .vae import CONFIG_FILE, VAE, CheckpointError, ModelConfig, build_vae, save_model
+
+__all__ = [
+    "DataConfig",
+    "NonFiniteLossError",
+    "RunConfig",
+    "RunExistsError",
+    "TrainConfig",
+    "VAEModule",
+    "train",
+]
+
+CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+
+class _DropAdvertisement(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdvertisement())
+METRICS_FILE = "metrics.json"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class RunExistsError(FileExistsError):
+    """The output directory already holds a run."""
+
+
+def _help(text: str, **kwargs) -> dict:
+    return {"help": text, **kwargs}
+
+
+@dataclass
+class DataConfig:
+    """Which data, how much of it, and where processed arrays are cached."""
+
+    data: str = field(default="natural16", metadata=_help("dataset name"))
+    n_train: int = field(default=80_000, metadata=_help("training samples"))
+    n_valid: int = field(default=20_000, metadata=_help("validation samples"))
+    data_seed: int = field(default=0, metadata=_help("seed of the patch positions"))
+    cache_dir: str | None = field(
+        default=None,
+        metadata=_help("cache of processed arrays (default $PVAE_CACHE_DIR or user cache)"),
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("n_train", "n_valid"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer")
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation recipe (defaults: the paper's van Hateren recipe, SPEC 2) and the hardware."""
+
+    epochs: int = field(default=100, metadata=_help("training epochs (the paper: 3000)"))
+    batch_size: int = field(default=1000, metadata=_help("samples per batch (per device)"))
+    lr: float = field(default=5e-3, metadata=_help("peak learning rate of Adamax"))
+    lr_min: float = field(default=1e-5, metadata=_help("learning rate at the end of the cosine"))
+    warmup_epochs: float = field(default=5, metadata=_help("epochs of linear learning-rate warm-up"))
+    weight_decay: float = field(default=0.0, metadata=_help("Adamax weight decay"))
+    grad_clip: float = field(default=500.0, metadata=_help("gradient-norm clip"))
+    warmup_clip_factor: float = field(default=3.0, metadata=_help("clip multiplier during warm-up"))
+    beta: float = field(default=1.0, metadata=_help("final KL weight"))
+    beta_start: float = field(default=1e-4, metadata=_help("initial KL weight of the linear ramp"))
+    temperature_start: float = field(default=1.0, metadata=_help("initial sampler temperature"))
+    temperature_end: float = field(default=0.05, metadata=_help("final sampler temperature"))
+    anneal_fraction: float = field(
+        default=0.5, metadata=_help("fraction of the steps over which beta and temperature ramp")
+    )
+    seed: int = field(default=0, metadata=_help("seed of initialisation, shuffling and sampling"))
+    accelerator: str = field(default="auto", metadata=_help("cpu, gpu, or auto (CUDA when present)"))
+    devices: str = field(default="auto", metadata=_help("devices per node: a count or 'auto'"))
+    num_nodes: int = field(default=1, metadata=_help("nodes for multi-node data parallelism"))
+    strategy: str = field(default="auto", metadata=_help("Lightning strategy, e.g. ddp"))
+    val_every: int = field(default=5, metadata=_help("validate every this many epochs"))
+    log_every: int = field(default=10, metadata=_help("log training metrics every this many steps"))
+    tensorboard: bool = field(default=False, metadata=_help("also log to TensorBoard"))
+    progress: bool = field(default=True, metadata=_help("show a progress bar"))
+
+    def __post_init__(self) -> None:
+        positive = (
+            "epochs",
+            "batch_size",
+            "lr",
+            "grad_clip",
+            "num_nodes",
+            "val_every",
+            "log_every",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        non_negative = ("lr_min", "warmup_epochs", "weight_decay", "beta", "beta_start")
+        non_negative += ("temperature_start", "temperature_end")
+        for name in non_negative:
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"--{name.replace('_', '-')} must be a number >= 0, got {value}")
+        if not 0 <= self.anneal_fraction <= 1:
+            raise ValueError(f"--anneal-fraction must lie in [0, 1], got {self.anneal_fraction}")
+        if self.warmup_clip_factor < 1:
+            raise ValueError(f"--warmup-clip-factor must be >= 1, got {self.warmup_clip_factor}")
+        self.devices = str(self.devices)
+        if self.devices != "auto" and not (self.devices.isdigit() and int(self.devices) > 0):
+            raise ValueError(f"--devices must be a positive count or 'auto', got {self.devices!r}")
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; saved as ``config.json``."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, document: dict) -> RunConfig:
+        sections = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+        unknown = sorted(set(document) - set(sections))
+        if unknown:
+            raise ValueError(f"unknown configuration section(s) {unknown}; known: {sorted(sections)}")
+        parts = {}
+        for name, kind in sections.items():
+            values = document.get(name, {})
+            known = {f.name for f in fields(kind)}
+            extra = sorted(set(values) - known)
+            if extra:
+                raise ValueError(f"unknown option(s) {extra} in section {name!r}")
+            parts[name] = kind(**values)
+        return cls(**parts)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON ({error})") from None
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}: {error}") from None
+
+
+class _BatchedTensors(Dataset):
+    """A tensor indexed a whole batch at a time (``__getitems__``), skipping per-sample collation."""
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor
+
+    def __len__(self) -> int:
+        return len(self.tensor)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.tensor[index]
+
+    def __getitems__(self, indices: list[int]) -> torch.Tensor:
+        return self.tensor[torch.as_tensor(indices)]
+
+
+def _identity(batch: torch.Tensor) -> torch.Tensor:
+    return batch
+
+
+def _loader(array: np.ndarray, batch_size: int, shuffle: bool) -> DataLoader:
+    return DataLoader(
+        _BatchedTensors(torch.from_numpy(array)),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        collate_fn=_identity,
+    )
+
+
+class VAEModule(L.LightningModule):
+    """The VAE with the paper's optimiser, schedules and gradient clipping.
+
+    Args:
+        config: the run configuration.
+    """
+
+    def __init__(self, config: RunConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.model: VAE = build_vae(config.model)
+
+    # --- schedules -------------------------------------------------------------------------
+    @property
+    def _total_steps(self) -> int:
+        return max(int(self.trainer.estimated_stepping_batches), 1)
+
+    @property
+    def _warmup_steps(self) -> int:
+        per_epoch = self._total_steps / self.config.train.epochs
+        return round(self.config.train.warmup_epochs * per_epoch)
+
+    def schedule(self, step: int) -> tuple[float, float]:
+        """(temperature, beta) at an optimiser step."""
+        train = self.config.train
+        ramp = int(train.anneal_fraction * self._total_steps)
+        temperature = linear_ramp(step, ramp, train.temperature_start, train.temperature_end)
+        beta = linear_ramp(step, ramp, train.beta_start, train.beta)
+        return temperature, beta
+
+    def configure_optimizers(self):
+        train = self.config.train
+        optimizer = torch.optim.Adamax(
+            self.parameters(),
+            lr=train.lr,
+            betas=(0.9, 0.999),
+            eps=1e-8,
+            weight_decay=train.weight_decay,
+        )
+        total, warmup, floor = self._total_steps, self._warmup_steps, train.lr_min / train.lr
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: learning_rate_factor(step, warmup, total, floor)
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ):
+        train = self.config.train
+        factor = train.warmup_clip_factor if self.global_step < self._warmup_steps else 1.0
+        self.clip_gradients(
+            optimizer, gradient_clip_val=train.grad_clip * factor, gradient_clip_algorithm="norm"
+        )
+
+    # --- steps -----------------------------------------------------------------------------
+    def training_step(self, batch: torch.Tensor, batch_index: int) -> torch.Tensor:
+        temperature, beta = self.schedule(self.global_step)
+        terms = self.model(batch, temperature=temperature)
+        loss = terms.loss(beta)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"the training loss became {float(loss.detach())} at step {self.global_step} "
+                f"(epoch {self.current_epoch})"
+            )
+        self.log_dict(
+            {"train/loss": loss, "train/sse": terms.sse.mean(), "train/kl": terms.kl.mean()},
+            prog_bar=True,
+            on_step=True,
+            on_epoch=False,
+        )
+        self.log_dict(
+            {"train/temperature": temperature, "train/beta": beta}, on_step=True, on_epoch=False
+        )
+        return loss
+
+    def validation_step(self, batch: torch.Tensor, batch_index: int) -> None:
+        terms = self.model(batch, temperature=0.0, method="mc")
+        mse_map = (batch - self.model.decode(terms.code.mean)).pow(2).flatten(1).sum(1)
+        metrics = {
+            "val/sse": terms.sse.mean(),
+            "val/kl": terms.kl.mean(),
+            "val/mse_map": mse_map.mean(),
+        }
+        self.log_dict(metrics, sync_dist=True, batch_size=len(batch))
+        nelbo = (terms.sse + terms.kl).mean()
+        self.log("val/nelbo", nelbo, prog_bar=True, sync_dist=True, batch_size=len(batch))
+
+
+class _ReseedPerRank(Callback):
+    """Same initial weights on every rank (seeded before the model is built), different noise."""
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        torch.manual_seed(module.config.train.seed * 1000 + trainer.global_rank + 1)
+
+
+def _is_launched_replica() -> bool:
+    """True in the extra processes that a multi-device launcher starts (they re-run this code)."""
+    return any(os.environ.get(name, "0") != "0" for name in ("LOCAL_RANK", "NODE_RANK", "RANK"))
+
+
+def prepare_run_directory(out: Path, config: RunConfig, resume: bool) -> Path | None:
+    """Check ``out`` and write ``config.json``; return the checkpoint to resume from, if any."""
+    config_path, checkpoint = out / CONFIG_FILE, out / CHECKPOINT
+    if _is_launched_replica():
+        return checkpoint if resume and checkpoint.is_file() else None
+    if not resume and config_path.exists():
+        raise RunExistsError(
+            f"{out} already holds a run: pass --resume to continue it, or choose another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume or not config_path.exists():
+        config_path.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    if resume and checkpoint.is_file():
+        try:
+            torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+        except Exception as error:
+            raise CheckpointError(
+                f"{checkpoint} is unreadable ({type(error).__name__}); delete it to restart the run "
+                "from scratch, or restore a copy"
+            ) from None
+        return checkpoint
+    return None
+
+
+def finish_run(model: VAE, config: RunConfig, valid: np.ndarray, out: Path) -> dict:
+    """Write the final weights, figure and metrics of a finished run (metrics.json last)."""
+    (out / METRICS_FILE).unlink(missing_ok=True)
+    save_model(model, out)
+    metrics = evaluate_model(model, valid, seed=config.train.seed)
+    if isinstance(model.decoder, LinearDecoder):
+        order = torch.argsort(torch.tensor(metrics["kl_per_latent"]), descending=True)
+        save_dictionary_figure(
+            model.decoder.dictionary,
+            tuple(config.model.input_shape[1:]),
+            out / "dictionary.png",
+            order=order,
+            title=f"{config.model.latent} {config.model.arch}: atoms by decreasing KL",
+        )
+    summary = {"data": config.data.data, "latent": config.model.latent, "arch": config.model.arch}
+    summary |= {
+        "method": config.model.method,
+        "epochs": config.train.epochs,
+        "seed": config.train.seed,
+    }
+    temporary = out / (METRICS_FILE + ".tmp")
+    temporary.write_text(json.dumps(summary | metrics, indent=2) + "\n")
+    temporary.replace(out / METRICS_FILE)
+    return metrics
+
+
+def train(
+    config: RunConfig,
+    out: str | Path,
+    resume: bool = False,
+    callbacks: list[Callback] | None = None,
+) -> dict | None:
+    """Train a VAE and write its run directory.
+
+    Args:
+        config: the run configuration (``config.model.input_shape`` is set from the data).
+        out: run directory.
+        resume: continue the run in ``out`` from its last checkpoint.
+        callbacks: extra Lightning callbacks.
+
+    Returns:
+        The validation metrics, or None on processes other than rank 0 and when interrupted.
+
+    Raises:
+        NonFiniteLossError: the loss diverged; ``out/checkpoints/last.ckpt`` holds the last good state.
+        RunExistsError: ``out`` holds a run and ``resume`` is False.
+    """
+    out = Path(out)
+    splits = load_dataset(
+        config.data.data,
+        config.data.n_train,
+        config.data.n_valid,
+        config.data.data_seed,
+        config.data.cache_dir,
+    )
+    config.model.input_shape = tuple(splits["train"].shape[1:])
+    config.model.__post_init__()
+    checkpoint = prepare_run_directory(out, config, resume)
+
+    L.seed_everything(config.train.seed, verbose=False)
+    module = VAEModule(config)
+    # Every start of the run (the first and each resume) logs into its own logs/version_N/.
+    loggers = [CSVLogger(out, name="logs")]
+    if config.train.tensorboard:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(out, name="tensorboard"))
+    # Without a monitored metric, top-1 keeps the newest checkpoint: one file, rewritten every epoch.
+    checkpointing = ModelCheckpoint(
+        dirpath=out / CHECKPOINT.parent,
+        filename=CHECKPOINT.stem,
+        save_top_k=1,
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
+    train_config = config.train
+    trainer = L.Trainer(
+        max_epochs=train_config.epochs,
+        accelerator=train_config.accelerator,
+        devices=int(train_config.devices) if train_config.devices.isdigit() else "auto",
+        num_nodes=train_config.num_nodes,
+        strategy=train_config.strategy,
+        logger=loggers,
+        callbacks=[checkpointing, _ReseedPerRank(), *(callbacks or [])],
+        check_val_every_n_epoch=train_config.val_every,
+        enable_progress_bar=train_config.progress,
+        enable_model_summary=False,
+        log_every_n_steps=train_config.log_every,
+        num_sanity_val_steps=0,
+        deterministic=False,
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")  # Lightning vs new torch
+        warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+        try:
+            trainer.fit(
+                module,
+                train_dataloaders=_loader(splits["train"], train_config.batch_size, shuffle=True),
+                val_dataloaders=_loader(
+                    splits["valid"], max(train_config.batch_size, 2000), shuffle=False
+                ),
+                ckpt_path=checkpoint,
+            )
+        except SystemExit:
+            # Lightning turns Ctrl+C into a graceful shutdown and exit(1), ignoring SIGINT from then on.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            if not trainer.interrupted:
+                raise
+    if trainer.interrupted or not trainer.is_global_zero:
+        return None
+    return finish_run(module.model.cpu(), config, splits["valid"], out)

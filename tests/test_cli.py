@@ -1,0 +1,110 @@
+"""The pvae command line: a tiny run end to end, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from poisson_vae.cli import main
+
+TINY = ["--n-train", "600", "--n-valid", "200", "--n-latents", "16", "--batch-size", "200"]
+TINY += ["--warmup-epochs", "1", "--no-progress"]
+
+
+def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_train_end_to_end_and_resume_refusals(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "run"
+    code, stdout, _ = run_cli(capsys, "train", "--out", str(out), "--epochs", "2", *TINY)
+    assert code == 0
+    assert "validation: nelbo" in stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["n_latents"] == 16 and config["train"]["epochs"] == 2
+    assert config["model"]["input_shape"] == [1, 16, 16]
+    for name in ("model.safetensors", "dictionary.png", "metrics.json", "checkpoints/last.ckpt"):
+        assert (out / name).is_file()
+
+    code, _, err = run_cli(capsys, "train", "--out", str(out), "--epochs", "2", *TINY)
+    assert code == 2 and "already holds a run" in err and err.count("\n") == 1
+
+    code, _, err = run_cli(capsys, "train", "--out", str(out), "--resume", "--n-latents", "32")
+    assert code == 2 and "--n-latents differ from the run being resumed" in err
+
+    code, stdout, _ = run_cli(capsys, "train", "--out", str(out), "--resume", "--epochs", "3")
+    assert code == 0 and "validation" in stdout
+
+    (out / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
+    code, _, err = run_cli(capsys, "train", "--out", str(out), "--resume", "--epochs", "4")
+    assert code == 2 and "last.ckpt is unreadable" in err
+
+
+def test_config_file_with_flag_overrides(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"model": {"n_latents": 12}, "train": {"epochs": 1, "seed": 4}}))
+    out = tmp_path / "run"
+    code, _, _ = run_cli(
+        capsys,
+        "train",
+        "--out",
+        str(out),
+        "--config",
+        str(config),
+        "--seed",
+        "5",
+        *TINY[:2],
+        *TINY[8:],
+    )
+    assert code == 0
+    stored = json.loads((out / "config.json").read_text())
+    assert stored["model"]["n_latents"] == 12 and stored["train"]["seed"] == 5
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--temperature-end", "-0.1"], "--temperature-end must be a number >= 0"),
+        (["--latent", "gamma"], "--latent 'gamma' is unknown"),
+        (["--arch", "lin"], "--arch 'lin' is malformed"),
+        (["--arch", "conv|lin"], "unknown network 'conv'"),
+        (["--n-latents", "0"], "--n-latents must be a positive integer"),
+        (["--epochs", "0"], "--epochs must be positive"),
+        (["--lr", "nan"], "--lr must be positive"),
+        (["--devices", "two"], "--devices must be a positive count"),
+        (["--data", "imagenet"], "--data 'imagenet' is unknown"),
+        (["--config", "missing.json"], "--config missing.json does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_no_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str], message: str
+) -> None:
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--out", str(out), *flags)
+    assert code == 2
+    assert err.startswith("pvae: error: ") and message in err and err.count("\n") == 1
+    assert not (out / "config.json").exists()
+
+
+def test_corrupt_config_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    config = tmp_path / "broken.json"
+    config.write_text("{")
+    code, _, err = run_cli(capsys, "train", "--out", str(tmp_path / "run"), "--config", str(config))
+    assert code == 2 and "broken.json is not valid JSON" in err
+    config.write_text(json.dumps({"model": {"width": 3}}))
+    code, _, err = run_cli(capsys, "train", "--out", str(tmp_path / "run"), "--config", str(config))
+    assert code == 2 and "unknown option(s) ['width']" in err
+
+
+def test_console_script_is_installed() -> None:
+    executable = shutil.which("pvae") or str(Path(sys.executable).with_name("pvae"))
+    result = subprocess.run([executable, "train", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert "--n-latents" in result.stdout and "--resume" in result.stdout

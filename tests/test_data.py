@@ -1,0 +1,126 @@
+"""natural16: the split by space, determinism, caching, and array checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from poisson_vae.data import check_array, load_dataset
+from poisson_vae.data.cache import cached_arrays, fingerprint
+from poisson_vae.data.natural import (
+    TILE,
+    VALIDATION_EVERY,
+    _split_tiles,
+    load_natural16,
+    sample_patches,
+)
+from poisson_vae.data.whitening import local_contrast_normalise, whiten
+
+
+def split_map(shape: tuple[int, int]) -> np.ndarray:
+    """+1 on validation tiles, -1 on training tiles, 0 on the remainder at the edges."""
+    image = np.zeros(shape)
+    for value, validation in ((1.0, True), (-1.0, False)):
+        for top, left in _split_tiles(shape, validation):
+            image[top : top + TILE, left : left + TILE] = value
+    return image
+
+
+def test_no_validation_pixel_in_a_training_patch() -> None:
+    images = [split_map((200, 333)), split_map((97, 150))]
+    rng = np.random.default_rng(0)
+    assert (sample_patches(images, 5000, validation=False, rng=rng) == -1).all()
+    assert (sample_patches(images, 5000, validation=True, rng=rng) == 1).all()
+
+
+def test_every_fifth_tile_is_validation() -> None:
+    train, valid = _split_tiles((96, 160), False), _split_tiles((96, 160), True)
+    assert len(train) + len(valid) == 15
+    assert len(valid) == 15 // VALIDATION_EVERY
+    assert not set(map(tuple, train)) & set(map(tuple, valid))
+
+
+def test_patches_are_spread_equally_over_images() -> None:
+    images = [np.full((64, 64), float(i)) for i in range(3)]
+    patches = sample_patches(images, 10, validation=False, rng=np.random.default_rng(1))
+    assert [int((patches[:, 0, 0] == i).sum()) for i in range(3)] == [4, 3, 3]
+
+
+def test_natural16_shapes_scale_and_determinism(tmp_path) -> None:
+    first = load_natural16(n_train=1200, n_valid=300, seed=3, cache_dir=tmp_path)
+    assert first["train"].shape == (1200, 1, 16, 16) and first["valid"].shape == (300, 1, 16, 16)
+    assert first["train"].dtype == np.float32
+    assert float(first["train"].std()) == pytest.approx(1.0, rel=1e-4)
+    assert np.abs(first["train"].mean(axis=(1, 2, 3))).max() < 1e-4
+    # a zero reconstruction has an SSE of about 256 on training patches
+    assert float((first["train"] ** 2).sum(axis=(1, 2, 3)).mean()) == pytest.approx(256, rel=1e-3)
+    entries = sorted(tmp_path.glob("natural16-*.npz"))
+    assert len(entries) == 1
+    again = load_natural16(n_train=1200, n_valid=300, seed=3, cache_dir=tmp_path)
+    assert np.array_equal(first["train"], again["train"])
+    other = load_natural16(n_train=1200, n_valid=300, seed=4, cache_dir=tmp_path)
+    assert not np.array_equal(first["train"], other["train"])
+    assert len(sorted(tmp_path.glob("natural16-*.npz"))) == 2
+
+
+def test_corrupt_cache_entry_is_rebuilt(tmp_path) -> None:
+    parameters = {"x": 1}
+    built = cached_arrays("toy", parameters, lambda: {"a": np.arange(3.0)}, tmp_path)
+    path = tmp_path / f"toy-{fingerprint(parameters)}.npz"
+    path.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="rebuilding"):
+        rebuilt = cached_arrays("toy", parameters, lambda: {"a": np.arange(3.0)}, tmp_path)
+    assert np.array_equal(built["a"], rebuilt["a"])
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_failed_build_leaves_nothing_in_the_cache(tmp_path) -> None:
+    def failing() -> dict:
+        raise RuntimeError("source unreadable")
+
+    with pytest.raises(RuntimeError):
+        cached_arrays("toy", {"x": 2}, failing, tmp_path)
+    assert not list(tmp_path.glob("toy-*"))
+
+
+def test_whitening_flattens_a_power_law_spectrum() -> None:
+    rng = np.random.default_rng(0)
+    frequency = np.hypot(np.fft.fftfreq(256)[:, None], np.fft.fftfreq(256)[None, :])
+    spectrum = np.where(frequency > 0, 1 / np.maximum(frequency, 1e-9), 0)
+    image = np.real(np.fft.ifft2(spectrum * np.exp(2j * np.pi * rng.random((256, 256)))))
+    power = np.abs(np.fft.fft2(whiten(image, f0=0.4))) ** 2
+    low = power[(frequency > 0.05) & (frequency < 0.1)].mean()
+    middle = power[(frequency > 0.15) & (frequency < 0.2)].mean()
+    assert 0.5 < middle / low < 2  # 1/f amplitude flattened: within a factor 2 (it was ~9x)
+
+
+def test_local_contrast_normalisation_tames_high_contrast_only() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(64, 128))
+    image[:, 64:] *= 20
+    normalised = local_contrast_normalise(image)
+    high, low = normalised[:, 70:].std(), normalised[:, :58].std()
+    assert high == pytest.approx(1.0, abs=0.1)  # divided by its own local standard deviation
+    # the quiet half is divided by the floor (the image-wide mean local std, ~10.5), not blown up
+    assert low == pytest.approx(1 / 10.5, rel=0.2)
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros((4, 16, 16), np.float32), "shape"),
+        (np.zeros((0, 1, 16, 16), np.float32), "empty"),
+        (np.zeros((4, 1, 16, 16), np.int64), "floating"),
+        (np.array([np.nan, 1.0], np.float32).reshape(2, 1, 1, 1), "NaN"),
+    ],
+)
+def test_bad_arrays_are_refused(array: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        check_array(array, "x")
+
+
+def test_unknown_dataset_and_bad_sizes_are_refused(tmp_path) -> None:
+    with pytest.raises(ValueError, match="--data 'imagenet' is unknown"):
+        load_dataset("imagenet", 10, 10)
+    with pytest.raises(ValueError, match="n_train"):
+        load_natural16(n_train=0, cache_dir=tmp_path)

@@ -1,0 +1,273 @@
+"""RelaxedPoisson against a plain dense implementation of Algorithm 1, and exact Poisson draws."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from torch.distributions import Poisson, kl_divergence
+
+from poisson_vae.distributions import (
+    INDICATORS,
+    RelaxedPoisson,
+    poisson_kl,
+    poisson_kl_residual,
+    poisson_quantile,
+)
+from poisson_vae.reference import algorithm_1_dense, release_arrival_count
+
+N_ELEMENTS = 100_000
+TEMPERATURES = [1.0, 0.1, 0.05]
+RATES = [0.01, 0.3, 1.0, 8.0, 60.0, 150.0]
+# 4 standard errors of a difference of two independent estimates: with 54 comparisons, a correct
+# sampler fails one by chance with probability ~54 * 6e-5 ~ 0.3 %; the seeds are fixed, so a pass is
+# a pass for good.
+N_STANDARD_ERRORS = 4.0
+
+
+def dense_algorithm_1(
+    rate: float, temperature: float, n_elements: int, seed: int, indicator: str = "sigmoid"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The release's Algorithm 1 on a constant-rate batch: a dense (n, N) tensor of arrivals.
+
+    With all rates equal, the per-element truncation is the release's batch-wide one, with n the
+    Poisson 1 - 1e-5 quantile of the rate (scipy's, independent of the package's).
+
+    Returns:
+        z and dz/drate, each (N,) float64.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    lam = torch.full((n_elements,), rate, requires_grad=True)
+    z = algorithm_1_dense(lam, temperature, indicator=indicator, generator=generator)
+    (gradient,) = torch.autograd.grad(z.sum(), lam)
+    return z.detach().double(), gradient.double()
+
+
+def package_sample(
+    rate: float, temperature: float, n_elements: int, seed: int, **kwargs
+) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    lam = torch.full((n_elements,), rate, requires_grad=True)
+    z = RelaxedPoisson(lam, temperature, **kwargs).rsample(generator=generator)
+    (gradient,) = torch.autograd.grad(z.sum(), lam)
+    return z.detach().double(), gradient.double()
+
+
+def mean_and_error(x: torch.Tensor) -> tuple[float, float]:
+    return float(x.mean()), float(x.std() / math.sqrt(x.numel()))
+
+
+def variance_and_error(x: torch.Tensor) -> tuple[float, float]:
+    centred = x - x.mean()
+    variance = float((centred**2).mean())
+    fourth = float((centred**4).mean())
+    return variance, math.sqrt(max(fourth - variance**2, 0.0) / x.numel())
+
+
+def assert_same_statistics(ours: torch.Tensor, reference: torch.Tensor, what: str) -> None:
+    for name, statistic in (("mean", mean_and_error), ("variance", variance_and_error)):
+        a, error_a = statistic(ours)
+        b, error_b = statistic(reference)
+        tolerance = N_STANDARD_ERRORS * math.hypot(error_a, error_b) + 1e-9 * abs(b)
+        assert abs(a - b) <= tolerance, f"{what} {name}: ours {a:.6g}, reference {b:.6g}"
+
+
+@pytest.mark.parametrize("temperature", TEMPERATURES)
+@pytest.mark.parametrize("rate", RATES)
+def test_rsample_matches_dense_algorithm_1(rate: float, temperature: float) -> None:
+    z, gradient = package_sample(rate, temperature, N_ELEMENTS, seed=1)
+    z_ref, gradient_ref = dense_algorithm_1(rate, temperature, N_ELEMENTS, seed=2)
+    assert_same_statistics(z, z_ref, f"z at rate {rate}, temperature {temperature}")
+    a, error_a = mean_and_error(gradient)
+    b, error_b = mean_and_error(gradient_ref)
+    assert abs(a - b) <= N_STANDARD_ERRORS * math.hypot(error_a, error_b) + 1e-9 * abs(b), (
+        f"mean dz/drate at rate {rate}, temperature {temperature}: ours {a:.6g}, reference {b:.6g}"
+    )
+
+
+@pytest.mark.parametrize("indicator", sorted(set(INDICATORS) - {"sigmoid"}))
+@pytest.mark.parametrize("rate", [0.3, 8.0])
+def test_other_indicators_match_dense_algorithm_1(indicator: str, rate: float) -> None:
+    z, gradient = package_sample(rate, 0.5, 50_000, seed=3, indicator=indicator)
+    z_ref, gradient_ref = dense_algorithm_1(rate, 0.5, 50_000, seed=4, indicator=indicator)
+    assert_same_statistics(z, z_ref, f"z ({indicator})")
+    assert_same_statistics(gradient, gradient_ref, f"dz/drate ({indicator})")
+
+
+def test_high_temperature_overcounts_as_measured_in_spec() -> None:
+    """SPEC 1.1: at temperature 1 and rate 1 the sigmoid relaxation has E[z] ~ 1.30, Var ~ 0.56."""
+    z, _ = package_sample(1.0, 1.0, N_ELEMENTS, seed=5)
+    assert float(z.mean()) == pytest.approx(1.30, abs=0.01)
+    assert float(z.var()) == pytest.approx(0.56, abs=0.01)
+
+
+def test_per_element_truncation_at_rate_60() -> None:
+    """SPEC 1.1: temperature 1, rate 60 gives E[z] = 52.4 with per-element truncation."""
+    z, _ = package_sample(60.0, 1.0, 20_000, seed=6)
+    assert float(z.mean()) == pytest.approx(52.4, abs=0.1)
+
+
+def test_mixed_rates_use_each_elements_own_truncation() -> None:
+    """A rate's soft count must not depend on the other rates in its batch."""
+    alone, _ = package_sample(1.0, 1.0, N_ELEMENTS, seed=7)
+    generator = torch.Generator().manual_seed(8)
+    rates = torch.tensor([1.0, 150.0]).repeat(N_ELEMENTS)
+    mixed = RelaxedPoisson(rates, 1.0).rsample(generator=generator)[0::2].double()
+    assert_same_statistics(alone, mixed, "rate 1 beside rate 150")
+
+
+def chi_square_p_value(counts: np.ndarray, rate: float) -> float:
+    """Chi-square goodness of fit against Poisson(rate), bins merged until each expects >= 5."""
+    n = counts.size
+    top = int(max(counts.max(), stats.poisson.ppf(1 - 1e-12, rate))) + 1
+    observed = np.bincount(counts.astype(np.int64), minlength=top + 1).astype(float)
+    expected = n * stats.poisson.pmf(np.arange(top + 1), rate)
+    expected[-1] += n * stats.poisson.sf(top, rate)
+    merged_observed, merged_expected = [], []
+    current_observed = current_expected = 0.0
+    for o, e in zip(observed, expected):
+        current_observed += o
+        current_expected += e
+        if current_expected >= 5:
+            merged_observed.append(current_observed)
+            merged_expected.append(current_expected)
+            current_observed = current_expected = 0.0
+    merged_observed[-1] += current_observed
+    merged_expected[-1] += current_expected
+    assert min(merged_expected) >= 5 and len(merged_expected) >= 2
+    return float(stats.chisquare(merged_observed, merged_expected).pvalue)
+
+
+@pytest.mark.parametrize("rate", [0.01, 0.3, 1.0, 5.0, 50.0, 150.0])
+@pytest.mark.parametrize("draw", ["sample", "rsample_at_zero", "straight_through"])
+def test_exact_draws_are_poisson(rate: float, draw: str) -> None:
+    generator = torch.Generator().manual_seed(11)
+    rates = torch.full((N_ELEMENTS,), rate)
+    if draw == "sample":
+        counts = RelaxedPoisson(rates, 0.5).sample(generator=generator)
+    elif draw == "rsample_at_zero":
+        counts = RelaxedPoisson(rates, 0.0).rsample(generator=generator)
+    else:
+        counts = RelaxedPoisson(rates, 0.5, straight_through=True).rsample(generator=generator)
+    assert torch.equal(counts, counts.round())
+    assert chi_square_p_value(counts.numpy(), rate) > 1e-3
+
+
+def test_straight_through_backpropagates_the_relaxed_gradient() -> None:
+    _, gradient = package_sample(3.0, 0.1, N_ELEMENTS, seed=12, straight_through=True)
+    _, gradient_ref = dense_algorithm_1(3.0, 0.1, N_ELEMENTS, seed=13)
+    assert_same_statistics(gradient, gradient_ref, "straight-through dz/drate")
+
+
+def test_gradient_matches_finite_differences_for_fixed_noise() -> None:
+    """One element consumes one uniform per arrival, so a fixed seed fixes its arrivals."""
+
+    def relaxed_count(rate: float, seed: int) -> tuple[float, float]:
+        lam = torch.tensor([rate], dtype=torch.float64, requires_grad=True)
+        generator = torch.Generator().manual_seed(seed)
+        z = RelaxedPoisson(lam, 0.3).rsample(generator=generator)
+        z.backward()
+        return float(z.detach()), float(lam.grad)
+
+    for seed in range(5):
+        _, gradient = relaxed_count(4.0, seed)
+        step = 1e-6
+        difference = (relaxed_count(4.0 + step, seed)[0] - relaxed_count(4.0 - step, seed)[0]) / (
+            2 * step
+        )
+        assert gradient == pytest.approx(difference, rel=1e-5, abs=1e-8)
+
+
+def test_log_rate_parameter_and_shapes() -> None:
+    log_rate = torch.randn(4, 3, requires_grad=True)
+    q = RelaxedPoisson(log_rate=log_rate, temperature=0.1)
+    assert torch.allclose(q.rate, log_rate.exp())
+    sample = q.rsample(torch.Size([2]))
+    assert sample.shape == (2, 4, 3)
+    sample.sum().backward()
+    assert log_rate.grad is not None and torch.isfinite(log_rate.grad).all()
+    assert q.sample().shape == (4, 3)
+    assert q.log_prob(torch.ones(4, 3)).shape == (4, 3)
+    assert q.expand(torch.Size([5, 4, 3])).rsample().shape == (5, 4, 3)
+    assert torch.equal(q.mean, q.variance)
+
+
+def test_log_prob_matches_torch_poisson() -> None:
+    rate = torch.tensor([0.3, 2.0, 40.0])
+    value = torch.tensor([0.0, 3.0, 38.0])
+    expected = Poisson(rate).log_prob(value)
+    assert torch.allclose(RelaxedPoisson(rate, 0.1).log_prob(value), expected)
+
+
+def test_rsample_is_reproducible_with_a_seed_and_fresh_without() -> None:
+    rate = torch.rand(1000) * 10
+    q = RelaxedPoisson(rate, 0.1)
+    torch.manual_seed(0)
+    a = q.rsample()
+    torch.manual_seed(0)
+    b = q.rsample()
+    c = q.rsample()
+    assert torch.equal(a, b)
+    assert not torch.equal(b, c)
+
+
+def test_zero_and_tiny_rates_give_zero_and_finite_gradients() -> None:
+    rate = torch.tensor([0.0, 1e-9, 1e-4, 1.0], requires_grad=True)
+    z = RelaxedPoisson(rate, 1.0).rsample()
+    z.sum().backward()
+    assert float(z[0]) == 0.0 and float(z[1]) == 0.0
+    assert torch.isfinite(rate.grad).all()
+
+
+def test_release_arrival_count_is_the_quantile_of_the_largest_rate() -> None:
+    assert release_arrival_count(torch.tensor([0.5, 200.0, 3.0])) == 263
+
+
+def test_poisson_quantile_matches_scipy() -> None:
+    rate = torch.tensor([0.0, 1e-6, 0.01, 0.3, 1.0, 5.0, 60.0, 200.0, 1500.0])
+    expected = stats.poisson.ppf(1 - 1e-5, rate.numpy())
+    assert poisson_quantile(rate).tolist() == expected.astype(int).tolist()
+    assert int(poisson_quantile(torch.tensor([200.0]))) == 263  # the figure SPEC 1.1 quotes
+
+
+@pytest.mark.parametrize(("rate_q", "rate_p"), [(0.3, 0.01), (5.0, 2.0), (40.0, 60.0)])
+def test_kl_matches_monte_carlo(rate_q: float, rate_p: float) -> None:
+    q, p = RelaxedPoisson(torch.tensor(rate_q), 0.1), RelaxedPoisson(torch.tensor(rate_p), 0.1)
+    generator = torch.Generator().manual_seed(21)
+    counts = q.sample(torch.Size([200_000]), generator=generator)
+    log_ratio = (q.log_prob(counts) - p.log_prob(counts)).double()
+    estimate, error = mean_and_error(log_ratio)
+    assert float(kl_divergence(q, p)) == pytest.approx(estimate, abs=4 * error)
+    assert float(kl_divergence(q, Poisson(torch.tensor(rate_p)))) == pytest.approx(
+        estimate, abs=4 * error
+    )
+
+
+def test_residual_kl_is_the_poisson_kl() -> None:
+    prior_log_rate = torch.linspace(-6, 2, 9)
+    residual = torch.linspace(-3, 4, 9)
+    expected = poisson_kl((prior_log_rate + residual).exp(), prior_log_rate.exp())
+    assert torch.allclose(poisson_kl_residual(prior_log_rate, residual), expected, rtol=1e-5, atol=1e-7)
+    assert float(poisson_kl_residual(torch.tensor(0.5), torch.tensor(0.0))) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"rate": torch.ones(2), "temperature": -0.1}, "temperature"),
+        ({"rate": torch.ones(2), "temperature": float("nan")}, "temperature"),
+        ({"rate": torch.ones(2), "indicator": "step"}, "indicator"),
+        ({"temperature": 0.1}, "exactly one"),
+    ],
+)
+def test_invalid_arguments_are_refused(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RelaxedPoisson(**kwargs)
+
+
+def test_negative_rate_is_refused_when_validating() -> None:
+    with pytest.raises(ValueError, match="rate"):
+        RelaxedPoisson(torch.tensor([-1.0]), 0.1, validate_args=True)

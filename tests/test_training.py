@@ -1,0 +1,140 @@
+"""Training end to end on small natural16 runs: loss falls, checkpoints, resume, divergence."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from poisson_vae import load_model
+from poisson_vae.training import (
+    DataConfig,
+    NonFiniteLossError,
+    RunConfig,
+    RunExistsError,
+    TrainConfig,
+    VAEModule,
+    train,
+)
+from poisson_vae.vae import ModelConfig
+
+FINAL_FILES = ("model.safetensors", "dictionary.png", "metrics.json")
+
+
+def small_config(epochs: int = 3, **train_options) -> RunConfig:
+    return RunConfig(
+        data=DataConfig(n_train=4000, n_valid=500),
+        model=ModelConfig(n_latents=64),
+        train=TrainConfig(
+            epochs=epochs,
+            batch_size=100,
+            warmup_epochs=1,
+            val_every=1,
+            log_every=1,
+            progress=False,
+            **train_options,
+        ),
+    )
+
+
+def logged(run: Path, column: str) -> list[float]:
+    """A column of the CSV logs of every start of the run, in order."""
+    values = []
+    for path in sorted((run / "logs").glob("version_*/metrics.csv")):
+        with open(path) as handle:
+            values += [float(row[column]) for row in csv.DictReader(handle) if row.get(column)]
+    return values
+
+
+def test_short_run_loss_falls_and_writes_the_run_directory(tmp_path) -> None:
+    metrics = train(small_config(epochs=6), tmp_path / "run")
+    run = tmp_path / "run"
+    for name in ("config.json", "checkpoints/last.ckpt", *FINAL_FILES):
+        assert (run / name).is_file(), name
+    # The loss itself rises with the beta ramp; its reconstruction part must fall.
+    errors = logged(run, "train/sse")
+    first, last = sum(errors[:20]) / 20, sum(errors[-20:]) / 20
+    assert last < 0.9 * first, errors
+    stored = json.loads((run / "metrics.json").read_text())
+    assert stored["nelbo"] == pytest.approx(metrics["nelbo"])
+    assert stored["nelbo"] == pytest.approx(stored["sse"] + stored["kl"])
+    for key in ("mse_map", "portion_zeros", "lifetime_sparsity", "n_active", "active_rule"):
+        assert key in stored
+    assert len(stored["kl_per_latent"]) == 64
+    temperatures = logged(run, "train/temperature")
+    assert temperatures[0] == pytest.approx(1.0, abs=0.05) and temperatures[-1] == pytest.approx(0.05)
+    model = load_model(run)
+    assert model.config.input_shape == (1, 16, 16)
+
+
+def test_recipe_schedules_inside_the_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(VAEModule, "_total_steps", property(lambda self: 80))  # 8 steps per epoch
+    module = VAEModule(small_config(epochs=10))
+    assert module._warmup_steps == 8
+    assert module.schedule(0) == (1.0, pytest.approx(1e-4))
+    assert module.schedule(20) == (pytest.approx(0.525), pytest.approx(0.5 + 0.5e-4))
+    assert module.schedule(40) == (0.05, 1.0)
+
+
+def test_existing_run_is_not_overwritten(tmp_path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(RunExistsError, match="--resume"):
+        train(small_config(), tmp_path)
+
+
+class _Interrupt(L.Callback):
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.current_epoch == 2:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path) -> None:
+    run = tmp_path / "run"
+    assert train(small_config(epochs=4), run, callbacks=[_Interrupt()]) is None
+    assert not any((run / name).exists() for name in FINAL_FILES)
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert state["epoch"] == 1 and state["global_step"] == 80
+    metrics = train(small_config(epochs=4), run, resume=True)
+    assert metrics is not None and (run / "metrics.json").is_file()
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 160
+    steps = [int(s) for s in logged(run, "step")]
+    assert min(steps) < 10 and max(steps) >= 155  # the log of the first part is kept
+
+
+class _Poison(L.Callback):
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.current_epoch == 1:
+            with torch.no_grad():
+                module.model.decoder.linear.weight.fill_(float("nan"))
+
+
+def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path) -> None:
+    run = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError, match="became nan at step 40"):
+        train(small_config(epochs=3), run, callbacks=[_Poison()])
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert all(torch.isfinite(tensor).all() for tensor in state.values())
+    assert not any((run / name).exists() for name in FINAL_FILES)
+
+
+def test_two_process_ddp_keeps_replicas_identical(tmp_path) -> None:
+    worker = Path(__file__).with_name("ddp_worker.py")
+    result = subprocess.run(
+        [sys.executable, str(worker), str(tmp_path)], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    replicas = [torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)]
+    assert replicas[0].keys() == replicas[1].keys()
+    for name in replicas[0]:
+        assert torch.equal(replicas[0][name], replicas[1][name]), name
+    initial = torch.load(tmp_path / "initial.pt")
+    assert not torch.equal(
+        initial["model.decoder.linear.weight"], replicas[0]["model.decoder.linear.weight"]
+    )
+    assert (tmp_path / "run" / "metrics.json").is_file()

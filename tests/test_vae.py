@@ -1,0 +1,135 @@
+"""The linear P-VAE: parameter count, shapes, the loss methods, saving and loading."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from poisson_vae import CheckpointError, ModelConfig, build_vae, load_model, save_model
+
+
+def test_linear_pvae_has_the_papers_parameter_count() -> None:
+    model = build_vae(ModelConfig(n_latents=512, input_shape=(1, 16, 16)))
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 262_656
+
+
+def test_28x28_linear_pvae_parameter_count() -> None:
+    model = build_vae(ModelConfig(n_latents=512, input_shape=(1, 28, 28)))
+    assert sum(p.numel() for p in model.parameters()) == 803_328
+
+
+def test_initialisation_follows_the_recipe() -> None:
+    torch.manual_seed(0)
+    model = build_vae(ModelConfig(n_latents=512))
+    prior = model.latent.prior_log_rate
+    assert float(prior.detach().min()) >= -6 and float(prior.detach().max()) <= -4
+    assert float(model.encoder.linear.weight.std()) == pytest.approx(0.05, rel=0.02)
+    assert float(model.decoder.linear.weight.std()) == pytest.approx(0.05, rel=0.02)
+    assert model.encoder.linear.bias is None and model.decoder.linear.bias is None
+
+
+def test_forward_shapes_and_loss() -> None:
+    model = build_vae(ModelConfig(n_latents=32))
+    x = torch.randn(8, 1, 16, 16)
+    terms = model(x, temperature=0.5)
+    assert terms.z.shape == (8, 32) and terms.reconstruction.shape == x.shape
+    assert terms.sse.shape == (8,) and terms.kl.shape == (8,)
+    assert torch.allclose(terms.sse, (x - terms.reconstruction).pow(2).sum((1, 2, 3)))
+    loss = terms.loss(beta=0.5)
+    assert torch.allclose(loss, (terms.sse + 0.5 * terms.kl).mean())
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_flat_inputs_are_accepted() -> None:
+    model = build_vae(ModelConfig(n_latents=8))
+    assert model(torch.randn(3, 256)).sse.shape == (3,)
+
+
+def test_rates_respect_the_soft_caps() -> None:
+    model = build_vae(ModelConfig(n_latents=16))
+    code = model.latent(torch.full((2, 16), 1e4))
+    assert float(code.mean.detach().max()) <= math.exp(5.3) + 1e-3
+    assert float(code.features.max()) <= 10.0
+
+
+def test_excitatory_only_keeps_rates_above_the_prior() -> None:
+    model = build_vae(ModelConfig(n_latents=16, excitatory_only=True))
+    code = model.latent(torch.randn(4, 16) * 5)
+    assert bool((code.features >= -1e-4).all())  # a smooth clamp: off by < 5e-5 at 0
+
+
+def test_exact_loss_equals_the_expected_sse() -> None:
+    """The closed form of E||x - Phi z||^2 against the average over many exact Poisson samples."""
+    torch.manual_seed(0)
+    model = build_vae(ModelConfig(n_latents=16, init_std=0.3))
+    with torch.no_grad():
+        model.latent.prior_log_rate.fill_(0.0)
+    x = torch.randn(1, 1, 16, 16)
+    exact = float(model(x, method="exact").sse)
+    samples = torch.stack([model(x, temperature=0.0).sse[0] for _ in range(20_000)]).double()
+    error = float(samples.std()) / math.sqrt(samples.numel())
+    assert exact == pytest.approx(float(samples.mean()), abs=4 * error)
+
+
+def test_straight_through_forward_is_integer() -> None:
+    model = build_vae(ModelConfig(n_latents=16, method="straight-through"))
+    terms = model(torch.randn(4, 1, 16, 16), temperature=0.5)
+    assert torch.equal(terms.z, terms.z.round())
+    terms.loss(1.0).backward()
+    assert model.encoder.linear.weight.grad.abs().sum() > 0
+
+
+def test_wrong_input_shape_is_refused() -> None:
+    model = build_vae(ModelConfig(n_latents=8))
+    with pytest.raises(ValueError, match=r"expected inputs of shape \(batch, 1, 16, 16\)"):
+        model(torch.randn(2, 1, 28, 28))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"latent": "gamma"}, "--latent 'gamma' is unknown"),
+        ({"arch": "lin"}, "malformed"),
+        ({"arch": "lin|transformer"}, "unknown network 'transformer'"),
+        ({"arch": "lin+x|lin"}, "only '\\+b'"),
+        ({"n_latents": 0}, "--n-latents"),
+        ({"method": "vi"}, "--method 'vi'"),
+        ({"indicator": "step"}, "--indicator"),
+    ],
+)
+def test_invalid_model_configs_are_refused(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**options)
+
+
+def test_save_and_load_round_trip(tmp_path) -> None:
+    model = build_vae(ModelConfig(n_latents=24))
+    save_model(model, tmp_path)
+    loaded = load_model(tmp_path)
+    x = torch.randn(5, 1, 16, 16)
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(a, b)
+    assert torch.equal(model.encode(x).mean, loaded.encode(x).mean)
+
+
+def test_missing_and_corrupt_checkpoints_are_named(tmp_path) -> None:
+    with pytest.raises(CheckpointError, match="config.json is missing"):
+        load_model(tmp_path)
+    model = build_vae(ModelConfig(n_latents=8))
+    save_model(model, tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match="model.safetensors is corrupt"):
+        load_model(tmp_path)
+    save_model(model, tmp_path)
+    document = json.loads((tmp_path / "config.json").read_text())
+    document["model"]["n_latents"] = 9
+    (tmp_path / "config.json").write_text(json.dumps(document))
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_model(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        load_model(tmp_path)
