@@ -226,6 +226,12 @@ def test_release_arrival_count_is_the_quantile_of_the_largest_rate() -> None:
     assert release_arrival_count(torch.tensor([0.5, 200.0, 3.0])) == 263
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_rates_are_refused_rather_than_walked_forever(bad: float) -> None:
+    with pytest.raises(FloatingPointError, match="finite"):
+        RelaxedPoisson(torch.tensor([1.0, bad]), 0.5, validate_args=False).rsample()
+
+
 def test_poisson_quantile_matches_scipy() -> None:
     rate = torch.tensor([0.0, 1e-6, 0.01, 0.3, 1.0, 5.0, 60.0, 200.0, 1500.0])
     expected = stats.poisson.ppf(1 - 1e-5, rate.numpy())

@@ -108,16 +108,25 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path) -> None:
 
 
 class _Poison(L.Callback):
+    def __init__(self, network: str) -> None:
+        self.network = network
+
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.current_epoch == 1:
             with torch.no_grad():
-                module.model.decoder.linear.weight.fill_(float("nan"))
+                getattr(module.model, self.network).linear.weight.fill_(float("nan"))
 
 
-def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("network", "message"),
+    [("decoder", "became nan at step 40"), ("encoder", "diverged at step 40 .*rates must be finite")],
+)
+def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
+    tmp_path, network: str, message: str
+) -> None:
     run = tmp_path / "run"
-    with pytest.raises(NonFiniteLossError, match="became nan at step 40"):
-        train(small_config(epochs=3), run, callbacks=[_Poison()])
+    with pytest.raises(NonFiniteLossError, match=message):
+        train(small_config(epochs=3), run, callbacks=[_Poison(network)])
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     assert all(torch.isfinite(tensor).all() for tensor in state.values())
     assert not any((run / name).exists() for name in FINAL_FILES)

@@ -108,8 +108,13 @@ def poisson_quantile(rate: torch.Tensor, tail: float = TRUNCATION_TAIL) -> torch
 
     Returns:
         int64 tensor of the shape of ``rate``.
+
+    Raises:
+        FloatingPointError: a rate is NaN or infinite.
     """
     largest = float(rate.max()) if rate.numel() else 0.0
+    if not math.isfinite(largest):
+        raise FloatingPointError(f"Poisson rates must be finite, got a maximum of {largest}")
     n_max = 64
     while True:
         thresholds = _quantile_thresholds(n_max, tail)

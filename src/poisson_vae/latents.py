@@ -108,7 +108,11 @@ class PoissonLatent(nn.Module):
     ) -> torch.Tensor:
         """(B, K) relaxed counts; exact counts (no gradient) at temperature 0."""
         posterior = RelaxedPoisson(
-            code.mean, temperature, indicator=self.indicator, straight_through=straight_through
+            code.mean,
+            temperature,
+            indicator=self.indicator,
+            straight_through=straight_through,
+            validate_args=False,  # the sampler itself refuses non-finite rates
         )
         return posterior.rsample(generator=generator)
 

@@ -109,7 +109,9 @@ class TrainConfig:
         default=0.5, metadata=_help("fraction of the steps over which beta and temperature ramp")
     )
     seed: int = field(default=0, metadata=_help("seed of initialisation, shuffling and sampling"))
-    accelerator: str = field(default="auto", metadata=_help("cpu, gpu, or auto (CUDA when present)"))
+    accelerator: str = field(
+        default="auto", metadata=_help("cpu, gpu, or auto (CUDA when present, else the CPU)")
+    )
     devices: str = field(default="auto", metadata=_help("devices per node: a count or 'auto'"))
     num_nodes: int = field(default=1, metadata=_help("nodes for multi-node data parallelism"))
     strategy: str = field(default="auto", metadata=_help("Lightning strategy, e.g. ddp"))
@@ -273,13 +275,14 @@ class VAEModule(L.LightningModule):
     # --- steps -----------------------------------------------------------------------------
     def training_step(self, batch: torch.Tensor, batch_index: int) -> torch.Tensor:
         temperature, beta = self.schedule(self.global_step)
-        terms = self.model(batch, temperature=temperature)
+        where = f"at step {self.global_step} (epoch {self.current_epoch})"
+        try:
+            terms = self.model(batch, temperature=temperature)
+        except FloatingPointError as error:
+            raise NonFiniteLossError(f"training diverged {where}: {error}") from None
         loss = terms.loss(beta)
         if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"the training loss became {float(loss.detach())} at step {self.global_step} "
-                f"(epoch {self.current_epoch})"
-            )
+            raise NonFiniteLossError(f"the training loss became {float(loss.detach())} {where}")
         self.log_dict(
             {"train/loss": loss, "train/sse": terms.sse.mean(), "train/kl": terms.kl.mean()},
             prog_bar=True,
@@ -416,9 +419,12 @@ def train(
         enable_version_counter=False,
     )
     train_config = config.train
+    accelerator = train_config.accelerator
+    if accelerator == "auto":  # Lightning's "auto" would also pick Apple's MPS, untested here
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     trainer = L.Trainer(
         max_epochs=train_config.epochs,
-        accelerator=train_config.accelerator,
+        accelerator=accelerator,
         devices=int(train_config.devices) if train_config.devices.isdigit() else "auto",
         num_nodes=train_config.num_nodes,
         strategy=train_config.strategy,
