@@ -82,6 +82,17 @@ def test_recipe_schedules_inside_the_module(monkeypatch: pytest.MonkeyPatch) -> 
     assert module.schedule(40) == (0.05, 1.0)
 
 
+def test_tensorboard_without_the_package_is_a_clear_error(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ValueError, match="pip install tensorboard"):
+        train(small_config(tensorboard=True), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_existing_run_is_not_overwritten(tmp_path) -> None:
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(RunExistsError, match="--resume"):

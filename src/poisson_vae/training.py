@@ -13,6 +13,7 @@ A run directory holds::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -25,14 +26,15 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, Logger
 from torch.utils.data import DataLoader, Dataset
 
 from .data import load_dataset
 from .figures import save_dictionary_figure
 from .metrics import evaluate_model
 from .nets import LinearDecoder
+from .options import option
 from .schedules import learning_rate_factor, linear_ramp
 from .vae import CONFIG_FILE, VAE, CheckpointError, ModelConfig, build_vae, save_model
 
@@ -66,21 +68,16 @@ class RunExistsError(FileExistsError):
     """The output directory already holds a run."""
 
 
-def _help(text: str, **kwargs) -> dict:
-    return {"help": text, **kwargs}
-
-
 @dataclass
 class DataConfig:
     """Which data, how much of it, and where processed arrays are cached."""
 
-    data: str = field(default="natural16", metadata=_help("dataset name"))
-    n_train: int = field(default=80_000, metadata=_help("training samples"))
-    n_valid: int = field(default=20_000, metadata=_help("validation samples"))
-    data_seed: int = field(default=0, metadata=_help("seed of the patch positions"))
-    cache_dir: str | None = field(
-        default=None,
-        metadata=_help("cache of processed arrays (default $PVAE_CACHE_DIR or user cache)"),
+    data: str = option("natural16", "dataset name")
+    n_train: int = option(80_000, "training samples")
+    n_valid: int = option(20_000, "validation samples")
+    data_seed: int = option(0, "seed of the patch positions")
+    cache_dir: str | None = option(
+        None, "processed-array cache (default: $PVAE_CACHE_DIR or user cache)"
     )
 
     def __post_init__(self) -> None:
@@ -93,32 +90,28 @@ class DataConfig:
 class TrainConfig:
     """The optimisation recipe (defaults: the paper's van Hateren recipe, SPEC 2) and the hardware."""
 
-    epochs: int = field(default=100, metadata=_help("training epochs (the paper: 3000)"))
-    batch_size: int = field(default=1000, metadata=_help("samples per batch (per device)"))
-    lr: float = field(default=5e-3, metadata=_help("peak learning rate of Adamax"))
-    lr_min: float = field(default=1e-5, metadata=_help("learning rate at the end of the cosine"))
-    warmup_epochs: float = field(default=5, metadata=_help("epochs of linear learning-rate warm-up"))
-    weight_decay: float = field(default=0.0, metadata=_help("Adamax weight decay"))
-    grad_clip: float = field(default=500.0, metadata=_help("gradient-norm clip"))
-    warmup_clip_factor: float = field(default=3.0, metadata=_help("clip multiplier during warm-up"))
-    beta: float = field(default=1.0, metadata=_help("final KL weight"))
-    beta_start: float = field(default=1e-4, metadata=_help("initial KL weight of the linear ramp"))
-    temperature_start: float = field(default=1.0, metadata=_help("initial sampler temperature"))
-    temperature_end: float = field(default=0.05, metadata=_help("final sampler temperature"))
-    anneal_fraction: float = field(
-        default=0.5, metadata=_help("fraction of the steps over which beta and temperature ramp")
-    )
-    seed: int = field(default=0, metadata=_help("seed of initialisation, shuffling and sampling"))
-    accelerator: str = field(
-        default="auto", metadata=_help("cpu, gpu, or auto (CUDA when present, else the CPU)")
-    )
-    devices: str = field(default="auto", metadata=_help("devices per node: a count or 'auto'"))
-    num_nodes: int = field(default=1, metadata=_help("nodes for multi-node data parallelism"))
-    strategy: str = field(default="auto", metadata=_help("Lightning strategy, e.g. ddp"))
-    val_every: int = field(default=5, metadata=_help("validate every this many epochs"))
-    log_every: int = field(default=10, metadata=_help("log training metrics every this many steps"))
-    tensorboard: bool = field(default=False, metadata=_help("also log to TensorBoard"))
-    progress: bool = field(default=True, metadata=_help("show a progress bar"))
+    epochs: int = option(100, "training epochs (the paper: 3000)")
+    batch_size: int = option(1000, "samples per batch (per device)")
+    lr: float = option(5e-3, "peak learning rate of Adamax")
+    lr_min: float = option(1e-5, "learning rate at the end of the cosine")
+    warmup_epochs: float = option(5, "epochs of linear learning-rate warm-up")
+    weight_decay: float = option(0.0, "Adamax weight decay")
+    grad_clip: float = option(500.0, "gradient-norm clip")
+    warmup_clip_factor: float = option(3.0, "clip multiplier during warm-up")
+    beta: float = option(1.0, "final KL weight")
+    beta_start: float = option(1e-4, "initial KL weight of the linear ramp")
+    temperature_start: float = option(1.0, "initial sampler temperature")
+    temperature_end: float = option(0.05, "final sampler temperature")
+    anneal_fraction: float = option(0.5, "fraction of the steps over which beta and temperature ramp")
+    seed: int = option(0, "seed of initialisation, shuffling and sampling")
+    accelerator: str = option("auto", "cpu, gpu, or auto (CUDA when present, else the CPU)")
+    devices: str = option("auto", "devices per node: a count or 'auto'")
+    num_nodes: int = option(1, "nodes for multi-node data parallelism")
+    strategy: str = option("auto", "Lightning strategy, e.g. ddp")
+    val_every: int = option(5, "validate every this many epochs")
+    log_every: int = option(10, "log training metrics every this many steps")
+    tensorboard: bool = option(False, "also log to TensorBoard")
+    progress: bool = option(True, "show a progress bar")
 
     def __post_init__(self) -> None:
         positive = (
@@ -319,6 +312,25 @@ def _is_launched_replica() -> bool:
     return any(os.environ.get(name, "0") != "0" for name in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
 
+def _tensorboard_logger(out: Path) -> Logger:
+    import importlib.util
+
+    if not any(importlib.util.find_spec(name) for name in ("tensorboard", "tensorboardX")):
+        raise ValueError("--tensorboard needs the tensorboard package: pip install tensorboard")
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    return TensorBoardLogger(out, name="tensorboard")
+
+
+class _ProgressBar(TQDMProgressBar):
+    """Lightning's bar without the logger's version number."""
+
+    def get_metrics(self, trainer: L.Trainer, module: L.LightningModule) -> dict:
+        metrics = super().get_metrics(trainer, module)
+        metrics.pop("v_num", None)
+        return metrics
+
+
 def prepare_run_directory(out: Path, config: RunConfig, resume: bool) -> Path | None:
     """Check ``out`` and write ``config.json``; return the checkpoint to resume from, if any."""
     config_path, checkpoint = out / CONFIG_FILE, out / CHECKPOINT
@@ -369,47 +381,12 @@ def finish_run(model: VAE, config: RunConfig, valid: np.ndarray, out: Path) -> d
     return metrics
 
 
-def train(
-    config: RunConfig,
-    out: str | Path,
-    resume: bool = False,
-    callbacks: list[Callback] | None = None,
-) -> dict | None:
-    """Train a VAE and write its run directory.
-
-    Args:
-        config: the run configuration (``config.model.input_shape`` is set from the data).
-        out: run directory.
-        resume: continue the run in ``out`` from its last checkpoint.
-        callbacks: extra Lightning callbacks.
-
-    Returns:
-        The validation metrics, or None on processes other than rank 0 and when interrupted.
-
-    Raises:
-        NonFiniteLossError: the loss diverged; ``out/checkpoints/last.ckpt`` holds the last good state.
-        RunExistsError: ``out`` holds a run and ``resume`` is False.
-    """
-    out = Path(out)
-    splits = load_dataset(
-        config.data.data,
-        config.data.n_train,
-        config.data.n_valid,
-        config.data.data_seed,
-        config.data.cache_dir,
-    )
-    config.model.input_shape = tuple(splits["train"].shape[1:])
-    config.model.__post_init__()
-    checkpoint = prepare_run_directory(out, config, resume)
-
-    L.seed_everything(config.train.seed, verbose=False)
-    module = VAEModule(config)
+def _make_trainer(config: RunConfig, out: Path, callbacks: list[Callback]) -> L.Trainer:
+    """The Lightning trainer of a run; it writes nothing until it runs."""
     # Every start of the run (the first and each resume) logs into its own logs/version_N/.
-    loggers = [CSVLogger(out, name="logs")]
+    loggers: list[Logger] = [CSVLogger(out, name="logs")]
     if config.train.tensorboard:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(out, name="tensorboard"))
+        loggers.append(_tensorboard_logger(out))
     # Without a monitored metric, top-1 keeps the newest checkpoint: one file, rewritten every epoch.
     checkpointing = ModelCheckpoint(
         dirpath=out / CHECKPOINT.parent,
@@ -422,14 +399,19 @@ def train(
     accelerator = train_config.accelerator
     if accelerator == "auto":  # Lightning's "auto" would also pick Apple's MPS, untested here
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
-    trainer = L.Trainer(
+    return L.Trainer(
         max_epochs=train_config.epochs,
         accelerator=accelerator,
         devices=int(train_config.devices) if train_config.devices.isdigit() else "auto",
         num_nodes=train_config.num_nodes,
         strategy=train_config.strategy,
         logger=loggers,
-        callbacks=[checkpointing, _ReseedPerRank(), *(callbacks or [])],
+        callbacks=[
+            checkpointing,
+            _ReseedPerRank(),
+            *([_ProgressBar()] if train_config.progress else []),
+            *callbacks,
+        ],
         check_val_every_n_epoch=train_config.val_every,
         enable_progress_bar=train_config.progress,
         enable_model_summary=False,
@@ -437,6 +419,39 @@ def train(
         num_sanity_val_steps=0,
         deterministic=False,
     )
+
+
+def train(
+    config: RunConfig,
+    out: str | Path,
+    resume: bool = False,
+    callbacks: list[Callback] | None = None,
+) -> dict | None:
+    """Train a VAE and write its run directory.
+
+    Args:
+        config: the run configuration (its ``model.input_shape`` is taken from the data).
+        out: run directory.
+        resume: continue the run in ``out`` from its last checkpoint (or start it if there is none).
+        callbacks: extra Lightning callbacks.
+
+    Returns:
+        The validation metrics, or None on processes other than rank 0 and when interrupted.
+
+    Raises:
+        NonFiniteLossError: the loss diverged; ``out/checkpoints/last.ckpt`` holds the last good state.
+        RunExistsError: ``out`` holds a run and ``resume`` is False.
+    """
+    out = Path(out)
+    data = config.data
+    splits = load_dataset(data.data, data.n_train, data.n_valid, data.data_seed, data.cache_dir)
+    model_config = dataclasses.replace(config.model, input_shape=splits["train"].shape[1:])
+    config = dataclasses.replace(config, model=model_config)
+    trainer = _make_trainer(config, out, callbacks or [])
+    checkpoint = prepare_run_directory(out, config, resume)
+    L.seed_everything(config.train.seed, verbose=False)
+    module = VAEModule(config)
+    batch_size = config.train.batch_size
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")  # Lightning vs new torch
@@ -444,10 +459,8 @@ def train(
         try:
             trainer.fit(
                 module,
-                train_dataloaders=_loader(splits["train"], train_config.batch_size, shuffle=True),
-                val_dataloaders=_loader(
-                    splits["valid"], max(train_config.batch_size, 2000), shuffle=False
-                ),
+                train_dataloaders=_loader(splits["train"], batch_size, shuffle=True),
+                val_dataloaders=_loader(splits["valid"], max(batch_size, 2000), shuffle=False),
                 ckpt_path=checkpoint,
             )
         except SystemExit:

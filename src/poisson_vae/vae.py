@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -23,6 +23,7 @@ from torch import nn
 from .distributions import INDICATORS
 from .latents import LATENT_FAMILIES, LatentCode, build_latent
 from .nets import LinearDecoder, LinearEncoder, parse_architecture
+from .options import option
 
 __all__ = [
     "METHODS",
@@ -44,26 +45,20 @@ class CheckpointError(RuntimeError):
     """A run directory's weights or configuration are missing or unreadable."""
 
 
-def _help(text: str, **kwargs) -> dict:
-    return {"help": text, **kwargs}
-
-
 @dataclass
 class ModelConfig:
     """What to build: latent family, networks, size and training method."""
 
-    latent: str = field(default="poisson", metadata=_help("latent family"))
-    arch: str = field(default="lin|lin", metadata=_help("networks as 'encoder|decoder', e.g. 'lin|lin'"))
-    n_latents: int = field(default=512, metadata=_help("number of latents K"))
-    input_shape: tuple[int, int, int] = field(
-        default=(1, 16, 16), metadata=_help("shape of one sample (set from the data)", cli=False)
+    latent: str = option("poisson", "latent family")
+    arch: str = option("lin|lin", "networks as 'encoder|decoder', e.g. 'lin|lin'")
+    n_latents: int = option(512, "number of latents K")
+    input_shape: tuple[int, int, int] = option(
+        (1, 16, 16), "shape of one sample (set from the data)", cli=False
     )
-    method: str = field(default="mc", metadata=_help("expectation of the loss: " + " | ".join(METHODS)))
-    indicator: str = field(default="sigmoid", metadata=_help("soft indicator of the relaxed sampler"))
-    excitatory_only: bool = field(default=False, metadata=_help("restrict rate changes to dr >= 1"))
-    init_std: float = field(
-        default=0.05, metadata=_help("std of the initial encoder and linear-decoder weights")
-    )
+    method: str = option("mc", "expectation of the loss: " + " | ".join(METHODS))
+    indicator: str = option("sigmoid", "soft indicator of the relaxed sampler")
+    excitatory_only: bool = option(False, "restrict rate changes to dr >= 1")
+    init_std: float = option(0.05, "std of the initial encoder and linear-decoder weights")
 
     def __post_init__(self) -> None:
         self.input_shape = tuple(int(s) for s in self.input_shape)  # type: ignore[assignment]
