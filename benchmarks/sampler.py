@@ -5,9 +5,12 @@ its peak resident memory as the baseline, runs one full-size forward + backward 
 of peak resident memory over that baseline, then times ``--repeats`` more passes (median reported).
 
 Paths:
-    dense    the release's Algorithm 1, arrivals = Poisson 1 - 1e-5 quantile of the largest rate
-    torch    RelaxedPoisson.rsample (per-element truncation, O(batch x latents) memory)
-    poisson  torch.poisson on the same rates: a hard draw with no gradient, the practical floor
+    dense      the release's Algorithm 1, arrivals = Poisson 1 - 1e-5 quantile of the largest rate
+    torch      RelaxedPoisson.rsample(backend="torch"): the vectorised walk, O(batch x latents) memory
+    fused      RelaxedPoisson.rsample(backend="fused"): the compiled per-element kernel (the default)
+    poisson    torch.poisson on the same rates: a hard draw with no gradient, the practical floor
+    gvae_step  one training step of a lin|lin G-VAE (batch x 16x16 inputs -> latents): forward, loss,
+               backward, gradient clipping and an Adamax step; what a sampler call is measured against
 
 Run: ``python benchmarks/sampler.py`` (add ``--json FILE`` to keep the raw figures).
 """
@@ -24,12 +27,36 @@ import subprocess
 import sys
 import time
 
-PATHS = ("dense", "torch", "poisson")
+PATHS = ("dense", "torch", "fused", "poisson", "gvae_step")
 TEMPERATURES = (1.0, 0.1, 0.05)
 
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _gvae_step(latents: int, pixels: int = 256):
+    """A lin|lin G-VAE training step on random data, as a function of the batch size."""
+    import torch
+
+    encoder = torch.nn.Linear(pixels, 2 * latents, bias=False)
+    decoder = torch.nn.Linear(latents, pixels, bias=False)
+    parameters = [*encoder.parameters(), *decoder.parameters()]
+    optimizer = torch.optim.Adamax(parameters, lr=5e-3)
+
+    def step(batch: int) -> None:
+        x = torch.randn(batch, pixels)
+        mean, log_scale = encoder(x).chunk(2, dim=1)
+        log_scale = 5.3 * torch.tanh(log_scale / 5.3)
+        z = mean + log_scale.exp() * torch.randn_like(mean)
+        kl = 0.5 * (mean.pow(2) + (2 * log_scale).exp() - 1 - 2 * log_scale).sum(1)
+        loss = ((x - decoder(z)).pow(2).sum(1) + kl).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 500.0)
+        optimizer.step()
+
+    return step
 
 
 def measure(path: str, temperature: float, batch: int, latents: int, repeats: int) -> dict:
@@ -41,18 +68,23 @@ def measure(path: str, temperature: float, batch: int, latents: int, repeats: in
 
     generator = torch.Generator().manual_seed(0)
     log_rate = torch.randn(batch, latents, generator=generator) - 1
+    gvae_step = _gvae_step(latents) if path == "gvae_step" else None
 
     def one_pass(values: torch.Tensor) -> None:
+        if gvae_step is not None:
+            gvae_step(values.shape[0])
+            return
         leaf = values.clone().requires_grad_(path != "poisson")
         rate = leaf.exp()
         if path == "dense":
             algorithm_1_dense(rate, temperature).sum().backward()
-        elif path == "torch":
-            RelaxedPoisson(rate, temperature).rsample().sum().backward()
+        elif path in ("torch", "fused"):
+            RelaxedPoisson(rate, temperature, backend=path).rsample().sum().backward()
         else:
             torch.poisson(rate)
 
     one_pass(log_rate[:1])
+    one_pass(log_rate[:2])  # compiles the fused kernel's two-thread path too
     baseline = _peak_mb()
     one_pass(log_rate)
     memory = _peak_mb() - baseline
@@ -100,16 +132,22 @@ def main() -> None:
     print(
         f"forward + backward, median of {args.repeats}; memory = rise of peak RSS over a 1 x K warm-up\n"
     )
-    print("| temperature | path | ms | peak rise (MB) | speed-up vs dense | memory vs dense |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| temperature | path | ms | peak rise (MB) | speed-up vs dense | memory vs dense "
+        "| time / G-VAE step | time / torch.poisson |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
-        dense = next(r for r in rows if r["path"] == "dense" and r["temperature"] == row["temperature"])
-        speed = dense["ms"] / row["ms"]
-        memory = dense["peak_rise_mb"] / max(row["peak_rise_mb"], 0.1)
+        same = {r["path"]: r for r in rows if r["temperature"] == row["temperature"]}
+        speed = same["dense"]["ms"] / row["ms"]
+        memory = same["dense"]["peak_rise_mb"] / max(row["peak_rise_mb"], 0.1)
         name = row["path"] + (f" ({row['arrivals']} arrivals)" if row["arrivals"] else "")
+        step = row["path"] == "gvae_step"
+        memory_text = ("", "") if step else (f"{row['peak_rise_mb']:.0f}", f"{memory:.0f}x")
         print(
-            f"| {row['temperature']} | {name} | {row['ms']:.1f} | {row['peak_rise_mb']:.0f} "
-            f"| {speed:.1f}x | {memory:.0f}x |"
+            f"| {row['temperature']} | {name} | {row['ms']:.1f} | {memory_text[0]} | {speed:.1f}x "
+            f"| {memory_text[1]} | {row['ms'] / same['gvae_step']['ms']:.2f} "
+            f"| {row['ms'] / same['poisson']['ms']:.1f} |"
         )
     if args.json:
         with open(args.json, "w") as handle:

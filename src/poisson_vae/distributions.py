@@ -18,15 +18,18 @@ change ``z`` or its gradient, so memory stays O(elements) instead of the release
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
 from collections.abc import Callable
 from numbers import Number
 
+import numpy as np
 import torch
 from torch.distributions import Distribution, Poisson, constraints, register_kl
 from torch.distributions.utils import broadcast_all
 
 __all__ = [
+    "BACKENDS",
     "INDICATORS",
     "TRUNCATION_TAIL",
     "RelaxedPoisson",
@@ -99,6 +102,17 @@ def _quantile_thresholds(n_max: int, tail: float) -> torch.Tensor:
     return low
 
 
+def _thresholds_covering(rate: torch.Tensor, tail: float) -> torch.Tensor:
+    """Quantile thresholds (see ``_quantile_thresholds``) whose last entry exceeds every rate."""
+    largest = float(rate.max()) if rate.numel() else 0.0
+    if not math.isfinite(largest):
+        raise FloatingPointError(f"Poisson rates must be finite, got a maximum of {largest}")
+    n_max = 64
+    while float(_quantile_thresholds(n_max, tail)[-1]) < largest:
+        n_max *= 2
+    return _quantile_thresholds(n_max, tail)
+
+
 def poisson_quantile(rate: torch.Tensor, tail: float = TRUNCATION_TAIL) -> torch.Tensor:
     """The Poisson ``1 - tail`` quantile of every rate: smallest ``n`` with ``P(N <= n) >= 1 - tail``.
 
@@ -112,16 +126,7 @@ def poisson_quantile(rate: torch.Tensor, tail: float = TRUNCATION_TAIL) -> torch
     Raises:
         FloatingPointError: a rate is NaN or infinite.
     """
-    largest = float(rate.max()) if rate.numel() else 0.0
-    if not math.isfinite(largest):
-        raise FloatingPointError(f"Poisson rates must be finite, got a maximum of {largest}")
-    n_max = 64
-    while True:
-        thresholds = _quantile_thresholds(n_max, tail)
-        if thresholds[-1] >= largest:
-            break
-        n_max *= 2
-    thresholds = thresholds.to(rate.device)
+    thresholds = _thresholds_covering(rate, tail).to(rate.device)
     return torch.searchsorted(thresholds, rate.detach().to(torch.float64).contiguous())
 
 
@@ -190,12 +195,64 @@ def _walk_arrivals(
     return result
 
 
+@torch.no_grad()
+def _fused_arrivals(
+    rate: torch.Tensor,
+    temperature: float,
+    indicator: str,
+    hard: bool,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """The same as ``_walk_arrivals``, by the compiled per-element kernel (CPU tensors)."""
+    from ._numba_sampler import INDICATOR_CODES, relaxed_poisson_kernel
+
+    thresholds = _thresholds_covering(rate, TRUNCATION_TAIL).numpy()
+    # One draw from torch's generator keys the counter-based generator of the whole call.
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    result = rate.new_empty(3, rate.numel())
+    cutoff = -_SIGMOID_CUTOFF if indicator == "sigmoid" else -1.0
+    relaxed_poisson_kernel(
+        rate.numpy(),
+        thresholds,
+        temperature,
+        INDICATOR_CODES[indicator],
+        cutoff,
+        hard,
+        np.uint64(seed & 0xFFFFFFFF),
+        np.uint64(seed >> 32),
+        *result.numpy(),
+    )
+    return result
+
+
+#: Sampler implementations: ``fused`` (compiled per-element kernel, CPU) and ``torch`` (the
+#: vectorised walk, any device); ``auto`` takes ``fused`` for CPU tensors when numba is installed.
+BACKENDS = ("auto", "fused", "torch")
+
+
+@functools.cache
+def _numba_available() -> bool:
+    return importlib.util.find_spec("numba") is not None
+
+
+def _resolve_backend(backend: str, device: torch.device) -> str:
+    if backend == "auto":
+        return "fused" if device.type == "cpu" and _numba_available() else "torch"
+    if backend == "fused":
+        if device.type != "cpu":
+            raise ValueError(f"backend 'fused' runs on the CPU; got a tensor on {device}")
+        if not _numba_available():
+            raise ValueError("backend 'fused' needs numba: pip install numba")
+    return backend
+
+
 def relaxed_poisson_rsample(
     rate: torch.Tensor,
     temperature: float,
     indicator: str = "sigmoid",
     straight_through: bool = False,
     generator: torch.Generator | None = None,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """Reparameterised relaxed Poisson counts with a gradient with respect to ``rate``.
 
@@ -205,27 +262,32 @@ def relaxed_poisson_rsample(
         indicator: soft indicator, a key of ``INDICATORS``.
         straight_through: forward the exact count, backward the relaxed count's gradient.
         generator: optional random generator.
+        backend: one of ``BACKENDS``.
 
     Returns:
         Counts of the shape of ``rate``.
     """
-    return _RelaxedPoissonSample.apply(rate, temperature, indicator, straight_through, generator)
+    resolved = _resolve_backend(backend, rate.device)
+    return _RelaxedPoissonSample.apply(
+        rate, temperature, indicator, straight_through, generator, resolved
+    )
 
 
 class _RelaxedPoissonSample(torch.autograd.Function):
     """z and dz/drate in one forward pass; the backward pass is one multiply."""
 
     @staticmethod
-    def forward(ctx, rate, temperature, indicator, straight_through, generator):  # type: ignore[override]
+    def forward(ctx, rate, temperature, indicator, straight_through, generator, backend):  # type: ignore[override]
         flat = rate.detach().reshape(-1).contiguous()
-        soft, dz_drate, exact = _walk_arrivals(flat, temperature, indicator, straight_through, generator)
+        walk = _fused_arrivals if backend == "fused" else _walk_arrivals
+        soft, dz_drate, exact = walk(flat, temperature, indicator, straight_through, generator)
         ctx.save_for_backward(dz_drate.view_as(rate))
         return (exact if straight_through else soft).view_as(rate)
 
     @staticmethod
     def backward(ctx, grad_output):  # type: ignore[override]
         (dz_drate,) = ctx.saved_tensors
-        return grad_output * dz_drate, None, None, None, None
+        return grad_output * dz_drate, None, None, None, None, None
 
 
 class RelaxedPoisson(Distribution):
@@ -244,6 +306,9 @@ class RelaxedPoisson(Distribution):
         indicator: the soft indicator, one of ``INDICATORS`` (``sigmoid``, ``linear``, ``cubic``,
             ``quintic``, ``cosine``).
         straight_through: ``rsample`` forwards the exact count and backpropagates the relaxed one.
+        backend: sampler implementation, one of ``BACKENDS``: ``auto`` (default) runs the compiled
+            per-element kernel on CPU tensors and the vectorised torch walk elsewhere; both draw
+            from the same distribution.
         validate_args: as in ``torch.distributions``.
 
     Example:
@@ -264,10 +329,15 @@ class RelaxedPoisson(Distribution):
         log_rate: torch.Tensor | Number | None = None,
         indicator: str = "sigmoid",
         straight_through: bool = False,
+        backend: str = "auto",
         validate_args: bool | None = None,
     ) -> None:
         if (rate is None) == (log_rate is None):
             raise ValueError("RelaxedPoisson: give exactly one of `rate` and `log_rate`.")
+        if backend not in BACKENDS:
+            raise ValueError(
+                f"RelaxedPoisson: unknown backend {backend!r}; choose one of {list(BACKENDS)}"
+            )
         if indicator not in INDICATORS:
             raise ValueError(
                 f"RelaxedPoisson: unknown indicator {indicator!r}; choose one of {sorted(INDICATORS)}."
@@ -284,6 +354,7 @@ class RelaxedPoisson(Distribution):
         self.temperature = temperature
         self.indicator = indicator
         self.straight_through = straight_through
+        self.backend = backend
         super().__init__(self.rate.shape, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):  # type: ignore[override]
@@ -292,6 +363,7 @@ class RelaxedPoisson(Distribution):
         new.temperature = self.temperature
         new.indicator = self.indicator
         new.straight_through = self.straight_through
+        new.backend = self.backend
         super(RelaxedPoisson, new).__init__(torch.Size(batch_shape), validate_args=False)
         new._validate_args = self._validate_args
         return new
@@ -316,7 +388,7 @@ class RelaxedPoisson(Distribution):
         if self.temperature == 0:
             return torch.poisson(rate.detach(), generator=generator)
         return relaxed_poisson_rsample(
-            rate, self.temperature, self.indicator, self.straight_through, generator
+            rate, self.temperature, self.indicator, self.straight_through, generator, self.backend
         )
 
     def sample(
