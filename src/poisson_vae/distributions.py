@@ -9,10 +9,11 @@ one, ``g((1 - t_j) / temperature)``, makes the count differentiable in the rate:
     dz/drate = sum_{j <= n} g'(s_j) E_j / (rate^2 temperature).
 
 Each element sums its own first ``n`` arrivals, ``n`` = the Poisson ``1 - 1e-5`` quantile of its own
-rate (SPEC 1.1). The sampler here walks arrivals one step at a time for all elements at once and
-drops an element as soon as it has used its ``n`` arrivals or its remaining arrivals can no longer
-change ``z`` or its gradient, so memory stays O(elements) instead of the release's dense
-(arrivals x batch x latents) tensor. This module is hand-written: no library provides it.
+rate (SPEC 1.1), and stops early once its remaining arrivals can no longer change ``z`` or its
+gradient, so memory stays O(elements) instead of the release's dense (arrivals x batch x latents)
+tensor. Two implementations: the compiled per-element kernel of :mod:`poisson_vae._numba_sampler`
+(``fused``, the default on the CPU) and a vectorised torch walk that steps all live elements one
+arrival at a time (``torch``, any device). This module is hand-written: no library provides it.
 """
 
 from __future__ import annotations
