@@ -49,6 +49,11 @@ TRUNCATION_TAIL = 1e-5
 _SIGMOID_CUTOFF = 40.0
 
 
+def _stop_below(indicator: str) -> float:
+    """The ``s`` below which an arrival, and every later one, adds nothing to z or its gradient."""
+    return -_SIGMOID_CUTOFF if indicator == "sigmoid" else -1.0  # the others vanish for s <= -1
+
+
 def _sigmoid(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     soft = torch.sigmoid(s)
     return soft, soft * torch.sigmoid(-s)
@@ -157,7 +162,7 @@ def _walk_arrivals(
         (3, N): the relaxed count ``z``, ``dz/drate``, and the exact count (zero unless ``hard``).
     """
     soft_indicator = INDICATORS[indicator]
-    cutoff = -_SIGMOID_CUTOFF if indicator == "sigmoid" else -1.0
+    cutoff = _stop_below(indicator)
     n_arrivals = poisson_quantile(rate)
     result = rate.new_zeros(3, rate.numel())
     # Rates below ~1e-5 have n = 0 arrivals: z = 0 and no gradient, unless exact counts are asked for.
@@ -211,7 +216,7 @@ def _fused_arrivals(
     # One draw from torch's generator keys the counter-based generator of the whole call.
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     result = rate.new_empty(3, rate.numel())
-    cutoff = -_SIGMOID_CUTOFF if indicator == "sigmoid" else -1.0
+    cutoff = _stop_below(indicator)
     relaxed_poisson_kernel(
         rate.numpy(),
         thresholds,
