@@ -108,3 +108,36 @@ def test_console_script_is_installed() -> None:
     result = subprocess.run([executable, "train", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     assert "--n-latents" in result.stdout and "--resume" in result.stdout
+
+
+def test_data_list_shows_every_dataset(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    code, stdout, _ = run_cli(capsys, "data", "list", "--data-dir", str(tmp_path))
+    assert code == 0
+    for name in ("natural16", "mnist", "npy:PATH"):
+        assert f"{name}  (" in stdout
+    assert "licence:" in stdout and "source:" in stdout
+    assert "not available: mnist:" in stdout  # the empty --data-dir holds no MNIST files
+
+
+def test_data_prepare_and_train_on_supplied_mnist_files(
+    capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    from idx_files import write_mnist_layout
+
+    write_mnist_layout(tmp_path / "digits", n_train=400, n_valid=100)
+    code, stdout, _ = run_cli(capsys, "data", "prepare", "mnist", "--data-dir", str(tmp_path / "digits"))
+    assert code == 0 and "train: (400, 1, 28, 28)" in stdout and "valid_labels: (100,)" in stdout
+    out = tmp_path / "run"
+    flags = ["--data", "mnist", "--data-dir", str(tmp_path / "digits"), "--epochs", "1", "--no-progress"]
+    code, _, _ = run_cli(
+        capsys, "train", "--out", str(out), *flags, "--n-latents", "8", "--batch-size", "100"
+    )
+    assert code == 0
+    assert json.loads((out / "config.json").read_text())["model"]["input_shape"] == [1, 28, 28]
+
+
+def test_data_prepare_of_missing_data_is_one_line(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    code, _, err = run_cli(capsys, "data", "prepare", "mnist", "--data-dir", str(tmp_path))
+    assert code == 2 and "train-images-idx3-ubyte(.gz) is missing" in err and err.count("\n") == 1
+    code, _, err = run_cli(capsys, "data", "prepare", f"npy:{tmp_path / 'none.npy'}")
+    assert code == 2 and "none.npy does not exist" in err

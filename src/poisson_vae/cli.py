@@ -18,7 +18,16 @@ from pathlib import Path
 __all__ = ["main"]
 
 # Flags that may differ from the stored configuration when a run is resumed.
-RESUMABLE = {"epochs", "accelerator", "devices", "num_nodes", "strategy", "progress", "cache_dir"}
+RESUMABLE = {
+    "epochs",
+    "accelerator",
+    "devices",
+    "num_nodes",
+    "strategy",
+    "progress",
+    "cache_dir",
+    "data_dir",
+}
 
 
 def _field_type(annotation: object) -> type:
@@ -78,7 +87,47 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", type=Path, help="JSON configuration (as a run's config.json)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     _add_config_flags(train, {"data": DataConfig, "model": ModelConfig, "train": TrainConfig})
+
+    data = commands.add_parser("data", help="list and prepare datasets")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    listing = data_commands.add_parser(
+        "list", help="every dataset, its source, licence and availability"
+    )
+    listing.add_argument("--data-dir", help="folder of source files to check availability against")
+    prepare = data_commands.add_parser("prepare", help="build a dataset and cache its arrays")
+    prepare.add_argument("name", help="dataset name (see `pvae data list`) or npy:PATH")
+    prepare.add_argument("--data-dir", help="folder of source files you supply")
+    prepare.add_argument("--cache-dir", help="processed-array cache")
+    prepare.add_argument("--n-train", type=int, help="training samples")
+    prepare.add_argument("--n-valid", type=int, help="validation samples")
+    prepare.add_argument("--data-seed", type=int, default=0, help="natural16's patch positions")
     return parser
+
+
+def _data(args: argparse.Namespace) -> int:
+    from .data import DATASETS, USER_ARRAYS, cache_dir, dataset_availability, load_dataset
+
+    if args.data_command == "list":
+        for info in [*DATASETS.values(), USER_ARRAYS]:
+            reason = info.availability(args.data_dir)
+            status = "available" if reason is None else f"not available: {reason}"
+            labels = "labels" if info.labels else "no labels"
+            print(f"{info.name}  ({info.shape}; {info.size}; {labels})")
+            print(f"    source:  {info.source}")
+            print(f"    licence: {info.licence}")
+            print(f"    {status}")
+        return 0
+    reason = dataset_availability(args.name, args.data_dir)
+    if reason is not None:
+        raise FileNotFoundError(reason)
+    splits = load_dataset(
+        args.name, args.n_train, args.n_valid, args.data_seed, args.cache_dir, args.data_dir
+    )
+    for key, array in splits.items():
+        print(f"{key}: {array.shape} {array.dtype}")
+    if not args.name.startswith("npy:"):
+        print(f"cached in {cache_dir(args.cache_dir)}")
+    return 0
 
 
 def _section_of(name: str) -> str:
@@ -159,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train(args)
+        if args.command == "data":
+            return _data(args)
     except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"pvae: error: {message}", file=sys.stderr)

