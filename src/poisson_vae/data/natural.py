@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .cache import cached_arrays
-from .whitening import local_contrast_normalise, whiten
+from .whitening import local_contrast_normalise, standardise_patches, whiten
 
 __all__ = ["NATURAL16_IMAGES", "load_natural16", "natural16_images", "sample_patches"]
 
@@ -119,10 +119,8 @@ def _build(n_train: int, n_valid: int, seed: int, f0: float, contrast_normalise:
     splits = {}
     for key, count, validation in (("train", n_train, False), ("valid", n_valid, True)):
         rng = np.random.default_rng([seed, int(validation)])
-        patches = sample_patches(images, count, validation, rng)
-        splits[key] = patches - patches.mean(axis=(1, 2), keepdims=True)
-    scale = splits["train"].std()
-    return {key: (value / scale).astype(np.float32)[:, None] for key, value in splits.items()}
+        splits[key] = sample_patches(images, count, validation, rng)
+    return standardise_patches(splits["train"], splits["valid"])
 
 
 def load_natural16(

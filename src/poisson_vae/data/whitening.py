@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["local_contrast_normalise", "whiten"]
+__all__ = ["local_contrast_normalise", "standardise_patches", "whiten"]
 
 
 def whiten(image: np.ndarray, f0: float) -> np.ndarray:
@@ -47,3 +47,22 @@ def local_contrast_normalise(image: np.ndarray) -> np.ndarray:
     centred = image - ndimage.convolve(image, kernel, mode="reflect")
     local_std = np.sqrt(ndimage.convolve(centred**2, kernel, mode="reflect"))
     return centred / np.maximum(local_std, local_std.mean())
+
+
+def standardise_patches(train: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
+    """Remove each patch's mean and divide both splits by the training set's standard deviation.
+
+    A zero reconstruction of a training patch then has an SSE of about the number of pixels.
+
+    Args:
+        train: (N, H, W) patches.
+        valid: (M, H, W) patches.
+
+    Returns:
+        ``{"train": (N, 1, H, W), "valid": (M, 1, H, W)}`` float32.
+    """
+    centred = {
+        key: p - p.mean(axis=(1, 2), keepdims=True) for key, p in (("train", train), ("valid", valid))
+    }
+    scale = centred["train"].std()
+    return {key: (value / scale).astype(np.float32)[:, None] for key, value in centred.items()}

@@ -1,0 +1,105 @@
+"""cifar16: whitened 16 x 16 greyscale patches of CIFAR-10 images, from the python tarball.
+
+Source: ``cifar-10-python.tar.gz`` (Krizhevsky 2009) or its extracted ``cifar-10-batches-py``
+folder, in ``--data-dir``. Each 32 x 32 image is converted to grey, standardised and whitened with
+R(f) = f exp(-(f / f0)^4); one random 16 x 16 patch is cut from each (``patches_per_image``); the
+training batches give the training patches and the test batch the validation patches; patches are
+standardised as natural16's.
+"""
+
+from __future__ import annotations
+
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+from .idx import DataFileError
+from .whitening import standardise_patches, whiten
+
+__all__ = ["load_cifar16", "read_cifar_batches"]
+
+TARBALL = "cifar-10-python.tar.gz"
+FOLDER = "cifar-10-batches-py"
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_BATCH = "test_batch"
+HOW_TO_GET = (
+    f"pass --data-dir pointing at a folder with {TARBALL} or its extracted {FOLDER}/ "
+    "(https://www.cs.toronto.edu/~kriz/cifar.html)"
+)
+
+
+def _unpickle(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        batch = pickle.loads(raw, encoding="bytes")
+        images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (pickle.UnpicklingError, KeyError, ValueError, EOFError, TypeError) as error:
+        raise DataFileError(
+            f"{name} is not a CIFAR-10 batch ({type(error).__name__}: {error})"
+        ) from None
+    if len(images) != len(labels):
+        raise DataFileError(f"{name} has {len(images)} images but {len(labels)} labels")
+    return images, labels
+
+
+def read_cifar_batches(data_dir: str | Path | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The CIFAR-10 batches as (images (N, 3, 32, 32) uint8, labels (N,)), by batch name."""
+    if data_dir is None:
+        raise DataFileError(f"cifar16 needs CIFAR-10: {HOW_TO_GET}")
+    folder = Path(data_dir)
+    names = (*TRAIN_BATCHES, TEST_BATCH)
+    if (folder / FOLDER).is_dir():
+        batches = {}
+        for name in names:
+            path = folder / FOLDER / name
+            if not path.is_file():
+                raise DataFileError(f"cifar16: {path} is missing; {HOW_TO_GET}")
+            batches[name] = _unpickle(path.read_bytes(), str(path))
+        return batches
+    tarball = folder / TARBALL
+    if not tarball.is_file():
+        raise DataFileError(f"cifar16: neither {tarball} nor {folder / FOLDER}/ exists; {HOW_TO_GET}")
+    try:
+        with tarfile.open(tarball, "r:gz") as archive:
+            members = {Path(m.name).name: m for m in archive.getmembers() if m.isfile()}
+            batches = {}
+            for name in names:
+                if name not in members:
+                    raise DataFileError(f"cifar16: {tarball} has no {name}; is it the python version?")
+                raw = archive.extractfile(members[name]).read()  # type: ignore[union-attr]
+                batches[name] = _unpickle(raw, f"{tarball}:{name}")
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise DataFileError(f"{tarball} is not a readable tarball ({error})") from None
+    return batches
+
+
+def _grey_whitened_patches(
+    images: np.ndarray, rng: np.random.Generator, f0: float, size: int
+) -> np.ndarray:
+    grey = images.astype(np.float64).transpose(0, 2, 3, 1) @ np.array([0.2125, 0.7154, 0.0721])
+    patches = np.empty((len(grey), size, size))
+    corners = rng.integers(0, 32 - size + 1, (len(grey), 2))
+    for index, (image, (top, left)) in enumerate(zip(grey, corners)):
+        image = (image - image.mean()) / max(image.std(), 1e-12)
+        patches[index] = whiten(image, f0)[top : top + size, left : left + size]
+    return patches
+
+
+def load_cifar16(data_dir: str | Path | None, seed: int = 0, f0: float = 0.4, size: int = 16) -> dict:
+    """Train (50,000) and validation (10,000) patches of CIFAR-10, with the image labels.
+
+    Returns:
+        ``train`` / ``valid`` float32 (N, 1, 16, 16) and ``train_labels`` / ``valid_labels`` int64.
+    """
+    batches = read_cifar_batches(data_dir)
+    rng = np.random.default_rng([seed, 4])
+    train_images = np.concatenate([batches[name][0] for name in TRAIN_BATCHES])
+    train_labels = np.concatenate([batches[name][1] for name in TRAIN_BATCHES])
+    valid_images, valid_labels = batches[TEST_BATCH]
+    splits = standardise_patches(
+        _grey_whitened_patches(train_images, rng, f0, size),
+        _grey_whitened_patches(valid_images, rng, f0, size),
+    )
+    return splits | {"train_labels": train_labels, "valid_labels": valid_labels}
