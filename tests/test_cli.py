@@ -141,3 +141,10 @@ def test_data_prepare_of_missing_data_is_one_line(capsys: pytest.CaptureFixture,
     assert code == 2 and "train-images-idx3-ubyte(.gz) is missing" in err and err.count("\n") == 1
     code, _, err = run_cli(capsys, "data", "prepare", f"npy:{tmp_path / 'none.npy'}")
     assert code == 2 and "none.npy does not exist" in err
+
+
+def test_invalid_preprocessing_flags(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    code, _, err = run_cli(capsys, "train", "--out", str(tmp_path / "r"), "--whiten-f0", "0.9")
+    assert code == 2 and "--whiten-f0 must lie in (0, 0.5]" in err
+    code, _, err = run_cli(capsys, "data", "prepare", "mnist", "--patch-size", "8")
+    assert code == 2 and "mnist does not take --patch-size" in err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from poisson_vae.data import check_array, load_dataset
+from poisson_vae.data import Preprocessing, check_array, load_dataset
 from poisson_vae.data.cache import cached_arrays, fingerprint
 from poisson_vae.data.natural import (
     TILE,
@@ -124,3 +124,36 @@ def test_unknown_dataset_and_bad_sizes_are_refused(tmp_path) -> None:
         load_dataset("imagenet", 10, 10)
     with pytest.raises(ValueError, match="n_train"):
         load_natural16(n_train=0, cache_dir=tmp_path)
+
+
+def test_user_arrays_through_the_image_pipeline(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "scenes.npz", images=rng.normal(size=(10, 40, 48)), labels=np.arange(10))
+    options = Preprocessing(whiten_f0=0.3, contrast_normalise=True, patch_size=12, patches_per_image=5)
+    splits = load_dataset(f"npy:{tmp_path / 'scenes.npz'}", preprocessing=options)
+    assert splits["train"].shape == (40, 1, 12, 12) and splits["valid"].shape == (10, 1, 12, 12)
+    assert splits["train_labels"].tolist() == sorted(list(range(8)) * 5)
+    assert float(splits["train"].std()) == pytest.approx(1.0, rel=1e-4)
+    as_given = load_dataset(f"npy:{tmp_path / 'scenes.npz'}")
+    assert as_given["train"].shape == (8, 1, 40, 48)
+
+
+def test_patches_larger_than_the_images_are_refused(tmp_path) -> None:
+    np.save(tmp_path / "small.npy", np.zeros((10, 8, 8)))
+    with pytest.raises(ValueError, match="smaller than a 16 x 16 patch"):
+        load_dataset(f"npy:{tmp_path / 'small.npy'}", preprocessing=Preprocessing(patch_size=16))
+
+
+def test_preprocessing_options_each_dataset_does_not_take_are_refused(tmp_path) -> None:
+    with pytest.raises(ValueError, match="mnist does not take --patch-size"):
+        load_dataset("mnist", preprocessing=Preprocessing(patch_size=8))
+    with pytest.raises(ValueError, match="natural16 does not take --patches-per-image"):
+        load_dataset("natural16", preprocessing=Preprocessing(patches_per_image=3))
+
+
+def test_natural16_patch_size_and_whitening_options(tmp_path) -> None:
+    options = Preprocessing(patch_size=8, whiten_f0=0.3)
+    splits = load_dataset("natural16", n_train=300, n_valid=100, preprocessing=options)
+    assert splits["train"].shape == (300, 1, 8, 8)
+    default = load_dataset("natural16", n_train=300, n_valid=100)
+    assert default["train"].shape == (300, 1, 16, 16)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from poisson_vae.data import load_dataset
+from poisson_vae.data import Preprocessing, load_dataset
 from poisson_vae.data.idx import DataFileError
 from poisson_vae.data.vanhateren import IMAGE_SHAPE, load_vanhateren16, validation_images
 
@@ -60,3 +60,11 @@ def test_registry_caches_the_patches(tmp_path) -> None:
     again = load_dataset("vanhateren16", data_dir=str(tmp_path / "raw"), cache_dir=str(tmp_path / "c"))
     assert np.array_equal(first["train"], again["train"])
     assert len(list((tmp_path / "c").glob("vanhateren16-*.npz"))) == 1
+
+
+def test_preprocessing_options_reach_the_pipeline(tmp_path) -> None:
+    write_images(tmp_path / "raw", 2)
+    options = Preprocessing(whiten_f0=0.2, contrast_normalise=False, patch_size=8, patches_per_image=7)
+    splits = load_dataset("vanhateren16", data_dir=str(tmp_path / "raw"), preprocessing=options)
+    assert splits["train"].shape[1:] == (1, 8, 8)
+    assert len(splits["train"]) + len(splits["valid"]) == 14

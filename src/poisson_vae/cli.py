@@ -42,15 +42,19 @@ def _field_type(annotation: object) -> type:
     return annotation  # type: ignore[return-value]
 
 
-def _add_config_flags(parser: argparse.ArgumentParser, config_classes: dict[str, type]) -> None:
+def _add_config_flags(
+    parser: argparse.ArgumentParser, config_classes: dict[str, type], skip: frozenset | set = frozenset()
+) -> None:
     for section, kind in config_classes.items():
         group = parser.add_argument_group(f"{section} options")
         for item in dataclasses.fields(kind):
-            if not item.metadata.get("cli", True):
+            if not item.metadata.get("cli", True) or item.name in skip:
                 continue
             flag = "--" + item.name.replace("_", "-")
             default = item.default if item.default is not dataclasses.MISSING else None
-            help_text = f"{item.metadata.get('help', '')} (default: {default})"
+            help_text = item.metadata.get("help", "")
+            if default is not None:
+                help_text += f" (default: {default})"
             kind_of_value = _field_type(item.type)
             if kind_of_value is bool:
                 group.add_argument(
@@ -101,16 +105,13 @@ def _build_parser() -> argparse.ArgumentParser:
     download.add_argument("--data-dir", required=True, help="folder to download into")
     prepare = data_commands.add_parser("prepare", help="build a dataset and cache its arrays")
     prepare.add_argument("name", help="dataset name (see `pvae data list`) or npy:PATH")
-    prepare.add_argument("--data-dir", help="folder of source files you supply")
-    prepare.add_argument("--cache-dir", help="processed-array cache")
-    prepare.add_argument("--n-train", type=int, help="training samples")
-    prepare.add_argument("--n-valid", type=int, help="validation samples")
-    prepare.add_argument("--data-seed", type=int, default=0, help="natural16's patch positions")
+    _add_config_flags(prepare, {"data": DataConfig}, skip={"data"})
     return parser
 
 
 def _data(args: argparse.Namespace) -> int:
     from .data import DATASETS, USER_ARRAYS, cache_dir, dataset_availability, load_dataset
+    from .training import DataConfig
 
     if args.data_command == "list":
         for info in [*DATASETS.values(), USER_ARRAYS]:
@@ -128,16 +129,26 @@ def _data(args: argparse.Namespace) -> int:
         folder = download_mnist(args.data_dir)
         print(f"downloaded and verified; use: pvae train --data mnist --data-dir {folder}")
         return 0
-    reason = dataset_availability(args.name, args.data_dir)
+    flags = {
+        key: value for key, value in vars(args).items() if key not in ("command", "data_command", "name")
+    }
+    config = DataConfig(data=args.name, **flags)
+    reason = dataset_availability(config.data, config.data_dir)
     if reason is not None:
         raise FileNotFoundError(reason)
     splits = load_dataset(
-        args.name, args.n_train, args.n_valid, args.data_seed, args.cache_dir, args.data_dir
+        config.data,
+        config.n_train,
+        config.n_valid,
+        config.data_seed,
+        config.cache_dir,
+        config.data_dir,
+        config.preprocessing,
     )
     for key, array in splits.items():
         print(f"{key}: {array.shape} {array.dtype}")
-    if not args.name.startswith("npy:"):
-        print(f"cached in {cache_dir(args.cache_dir)}")
+    if not config.data.startswith("npy:"):
+        print(f"cached in {cache_dir(config.cache_dir)}")
     return 0
 
 

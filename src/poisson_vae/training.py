@@ -30,7 +30,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from lightning.pytorch.loggers import CSVLogger, Logger
 from torch.utils.data import DataLoader, Dataset
 
-from .data import load_dataset
+from .data import Preprocessing, load_dataset
 from .figures import save_dictionary_figure
 from .metrics import evaluate_model
 from .nets import LinearDecoder
@@ -77,6 +77,10 @@ class DataConfig:
     n_valid: int | None = option(None, "validation samples (natural16: 20,000; others: all)")
     data_seed: int = option(0, "seed of natural16's patch positions")
     data_dir: str | None = option(None, "folder of source files you supply (e.g. MNIST's IDX files)")
+    whiten_f0: float | None = option(None, "whitening cut-off in cycles/pixel (dataset default)")
+    contrast_normalise: bool | None = option(None, "local contrast normalisation (dataset default)")
+    patch_size: int | None = option(None, "side of the square patches (dataset default)")
+    patches_per_image: int | None = option(None, "random patches per image (dataset default)")
     cache_dir: str | None = option(
         None, "processed-array cache (default: $PVAE_CACHE_DIR or user cache)"
     )
@@ -86,6 +90,18 @@ class DataConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+        if self.whiten_f0 is not None and not 0 < self.whiten_f0 <= 0.5:
+            raise ValueError(f"--whiten-f0 must lie in (0, 0.5] cycles/pixel, got {self.whiten_f0}")
+        if self.patch_size is not None and self.patch_size < 2:
+            raise ValueError(f"--patch-size must be at least 2, got {self.patch_size}")
+        if self.patches_per_image is not None and self.patches_per_image < 1:
+            raise ValueError(f"--patches-per-image must be positive, got {self.patches_per_image}")
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(
+            self.whiten_f0, self.contrast_normalise, self.patch_size, self.patches_per_image
+        )
 
 
 @dataclass
@@ -451,7 +467,13 @@ def train(
     out = Path(out)
     data = config.data
     splits = load_dataset(
-        data.data, data.n_train, data.n_valid, data.data_seed, data.cache_dir, data.data_dir
+        data.data,
+        data.n_train,
+        data.n_valid,
+        data.data_seed,
+        data.cache_dir,
+        data.data_dir,
+        data.preprocessing,
     )
     model_config = dataclasses.replace(config.model, input_shape=splits["train"].shape[1:])
     config = dataclasses.replace(config, model=model_config)

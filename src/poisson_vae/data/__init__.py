@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +22,14 @@ from .idx import DataFileError, read_idx
 from .mnist import load_mnist, mnist_source
 from .natural import NATURAL16_IMAGES, load_natural16
 from .vanhateren import load_vanhateren16, vanhateren_files
+from .whitening import prepare_image, random_patches, standardise_patches
 
 __all__ = [
     "DATASETS",
     "NATURAL16_IMAGES",
     "DataFileError",
     "DatasetInfo",
+    "Preprocessing",
     "cache_dir",
     "cached_arrays",
     "check_array",
@@ -191,12 +193,117 @@ def _vanhateren_sources(data_dir: str | None) -> dict[str, Path]:
     return {path.name: path for path in vanhateren_files(data_dir)}
 
 
+@dataclass(frozen=True)
+class Preprocessing:
+    """Options of the image pipeline (SPEC 3); None leaves an option to the dataset's default.
+
+    Attributes:
+        whiten_f0: whitening cut-off in cycles/pixel (natural16 0.2, vanhateren16 and cifar16 0.4;
+            user arrays: not whitened unless given).
+        contrast_normalise: local contrast normalisation (on for natural16 and vanhateren16).
+        patch_size: side of the square patches (16; user arrays: whole images unless given).
+        patches_per_image: random patches cut from each image (vanhateren16 1344, cifar16 1).
+    """
+
+    whiten_f0: float | None = None
+    contrast_normalise: bool | None = None
+    patch_size: int | None = None
+    patches_per_image: int | None = None
+
+    def given(self) -> dict:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+
+# Defaults per dataset; a dataset absent here takes no preprocessing options.
+_PREPROCESSING_DEFAULTS: dict[str, dict] = {
+    "natural16": {"whiten_f0": 0.2, "contrast_normalise": True, "patch_size": 16},
+    "vanhateren16": {
+        "whiten_f0": 0.4,
+        "contrast_normalise": True,
+        "patch_size": 16,
+        "patches_per_image": 1344,
+    },
+    "cifar16": {"whiten_f0": 0.4, "contrast_normalise": False, "patch_size": 16, "patches_per_image": 1},
+    USER_PREFIX: {
+        "whiten_f0": None,
+        "contrast_normalise": False,
+        "patch_size": None,
+        "patches_per_image": 1,
+    },
+}
+
+
+def _options(name: str, preprocessing: Preprocessing) -> dict:
+    """The dataset's preprocessing options with the given ones applied; refuses those it lacks."""
+    key = USER_PREFIX if name.startswith(USER_PREFIX) else name
+    defaults = _PREPROCESSING_DEFAULTS.get(key, {})
+    given = preprocessing.given()
+    unsupported = sorted(set(given) - set(defaults))
+    if unsupported:
+        flags = ", ".join("--" + option.replace("_", "-") for option in unsupported)
+        raise ValueError(f"{name} does not take {flags}")
+    return defaults | given
+
+
+def _vanhateren_sources(data_dir: str | None) -> dict[str, Path]:
+    return {path.name: path for path in vanhateren_files(data_dir)}
+
+
+def _build_vanhateren(data_dir: str | None, seed: int, options: dict) -> dict:
+    return load_vanhateren16(
+        data_dir,
+        patches_per_image=options["patches_per_image"],
+        seed=seed,
+        f0=options["whiten_f0"],
+        contrast_normalise=options["contrast_normalise"],
+        size=options["patch_size"],
+    )
+
+
+def _build_cifar(data_dir: str | None, seed: int, options: dict) -> dict:
+    return load_cifar16(
+        data_dir,
+        seed=seed,
+        f0=options["whiten_f0"],
+        contrast_normalise=options["contrast_normalise"],
+        size=options["patch_size"],
+        patches_per_image=options["patches_per_image"],
+    )
+
+
 # Datasets built from source files: (their files, for the cache fingerprint; the builder).
 _FILE_DATASETS: dict[str, tuple[Callable, Callable]] = {
-    "mnist": (mnist_source, lambda data_dir, seed: load_mnist(data_dir)),
-    "vanhateren16": (_vanhateren_sources, lambda data_dir, seed: load_vanhateren16(data_dir, seed=seed)),
-    "cifar16": (_cifar_sources, lambda data_dir, seed: load_cifar16(data_dir, seed=seed)),
+    "mnist": (mnist_source, lambda data_dir, seed, options: load_mnist(data_dir)),
+    "vanhateren16": (_vanhateren_sources, _build_vanhateren),
+    "cifar16": (_cifar_sources, _build_cifar),
 }
+
+
+def _preprocess_user_arrays(splits: dict, seed: int, options: dict) -> dict:
+    """Whiten, normalise and cut user images into patches, when any such option is given."""
+    if (
+        options["whiten_f0"] is None
+        and not options["contrast_normalise"]
+        and options["patch_size"] is None
+    ):
+        return splits
+    rng = np.random.default_rng([seed, 5])
+    out = dict(splits)
+    patches = {}
+    for split in ("train", "valid"):
+        pieces = []
+        for image in splits[split][:, 0]:
+            prepared = prepare_image(image, options["whiten_f0"], options["contrast_normalise"])
+            size = options["patch_size"]
+            pieces.append(
+                random_patches(prepared, options["patches_per_image"], size, rng)
+                if size is not None
+                else prepared[None]
+            )
+        patches[split] = np.concatenate(pieces)
+        if f"{split}_labels" in splits:
+            out[f"{split}_labels"] = np.repeat(splits[f"{split}_labels"], len(pieces[0]))
+    return out | standardise_patches(patches["train"], patches["valid"])
 
 
 def load_dataset(
@@ -206,6 +313,7 @@ def load_dataset(
     seed: int = 0,
     cache_dir: str | None = None,
     data_dir: str | None = None,
+    preprocessing: Preprocessing | None = None,
 ) -> dict[str, np.ndarray]:
     """Train and validation arrays (and labels) of a dataset, checked.
 
@@ -213,23 +321,34 @@ def load_dataset(
         name: a key of :data:`DATASETS`, or ``npy:PATH``.
         n_train, n_valid: samples per split (default: the dataset's own; natural16 draws this many
             patches, the others take the first ones).
-        seed: patch positions (natural16, vanhateren16, cifar16) and vanhateren16's split.
+        seed: patch positions (natural16, vanhateren16, cifar16, user arrays) and vanhateren16's split.
         cache_dir: where processed arrays are cached.
         data_dir: folder of source files a user supplies (mnist layout for ``mnist``).
+        preprocessing: image pipeline options (:class:`Preprocessing`).
 
     Returns:
         ``{"train": (N, C, H, W), "valid": (M, C, H, W)}`` float32 arrays, plus int64
         ``train_labels`` / ``valid_labels`` when the data has labels.
     """
+    options = _options(name, preprocessing or Preprocessing())
     if name.startswith(USER_PREFIX):
-        splits = _subset(load_user_arrays(name[len(USER_PREFIX) :]), n_train, n_valid, name)
+        splits = _preprocess_user_arrays(load_user_arrays(name[len(USER_PREFIX) :]), seed, options)
+        splits = _subset(splits, n_train, n_valid, name)
     elif name == "natural16":
-        splits = load_natural16(n_train or 80_000, n_valid or 20_000, seed, cache_dir=cache_dir)
+        splits = load_natural16(
+            n_train or 80_000,
+            n_valid or 20_000,
+            seed,
+            f0=options["whiten_f0"],
+            contrast_normalise=options["contrast_normalise"],
+            cache_dir=cache_dir,
+            size=options["patch_size"],
+        )
     elif name in _FILE_DATASETS:
         sources, build = _FILE_DATASETS[name]
-        fingerprint = {"dataset": name, "version": 1, "seed": seed}
+        fingerprint = {"dataset": name, "version": 1, "seed": seed, "options": options}
         fingerprint["files"] = _file_fingerprints(sources(data_dir))
-        full = cached_arrays(name, fingerprint, lambda: build(data_dir, seed), cache_dir)
+        full = cached_arrays(name, fingerprint, lambda: build(data_dir, seed, options), cache_dir)
         splits = _subset(full, n_train, n_valid, name)
     else:
         known = ", ".join([*sorted(DATASETS), "npy:PATH"])

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .idx import DataFileError
-from .whitening import standardise_patches, whiten
+from .whitening import prepare_image, random_patches, standardise_patches
 
 __all__ = ["load_cifar16", "read_cifar_batches"]
 
@@ -75,31 +75,43 @@ def read_cifar_batches(data_dir: str | Path | None) -> dict[str, tuple[np.ndarra
     return batches
 
 
-def _grey_whitened_patches(
-    images: np.ndarray, rng: np.random.Generator, f0: float, size: int
+def _patches(
+    images: np.ndarray,
+    rng: np.random.Generator,
+    f0: float | None,
+    contrast_normalise: bool,
+    size: int,
+    per_image: int,
 ) -> np.ndarray:
     grey = images.astype(np.float64).transpose(0, 2, 3, 1) @ np.array([0.2125, 0.7154, 0.0721])
-    patches = np.empty((len(grey), size, size))
-    corners = rng.integers(0, 32 - size + 1, (len(grey), 2))
-    for index, (image, (top, left)) in enumerate(zip(grey, corners)):
-        image = (image - image.mean()) / max(image.std(), 1e-12)
-        patches[index] = whiten(image, f0)[top : top + size, left : left + size]
-    return patches
+    prepared = (prepare_image(image, f0, contrast_normalise) for image in grey)
+    return np.concatenate([random_patches(image, per_image, size, rng) for image in prepared])
 
 
-def load_cifar16(data_dir: str | Path | None, seed: int = 0, f0: float = 0.4, size: int = 16) -> dict:
-    """Train (50,000) and validation (10,000) patches of CIFAR-10, with the image labels.
+def load_cifar16(
+    data_dir: str | Path | None,
+    seed: int = 0,
+    f0: float | None = 0.4,
+    contrast_normalise: bool = False,
+    size: int = 16,
+    patches_per_image: int = 1,
+) -> dict:
+    """Train (50,000 images) and validation (10,000 images) patches of CIFAR-10, with labels.
 
     Returns:
-        ``train`` / ``valid`` float32 (N, 1, 16, 16) and ``train_labels`` / ``valid_labels`` int64.
+        ``train`` / ``valid`` float32 (N, 1, size, size) and ``train_labels`` / ``valid_labels``
+        int64 (each image's label repeated for its patches).
     """
     batches = read_cifar_batches(data_dir)
     rng = np.random.default_rng([seed, 4])
     train_images = np.concatenate([batches[name][0] for name in TRAIN_BATCHES])
     train_labels = np.concatenate([batches[name][1] for name in TRAIN_BATCHES])
     valid_images, valid_labels = batches[TEST_BATCH]
+    options = (f0, contrast_normalise, size, patches_per_image)
     splits = standardise_patches(
-        _grey_whitened_patches(train_images, rng, f0, size),
-        _grey_whitened_patches(valid_images, rng, f0, size),
+        _patches(train_images, rng, *options), _patches(valid_images, rng, *options)
     )
-    return splits | {"train_labels": train_labels, "valid_labels": valid_labels}
+    return splits | {
+        "train_labels": np.repeat(train_labels, patches_per_image),
+        "valid_labels": np.repeat(valid_labels, patches_per_image),
+    }

@@ -114,12 +114,14 @@ def sample_patches(
     return np.concatenate(patches)
 
 
-def _build(n_train: int, n_valid: int, seed: int, f0: float, contrast_normalise: bool) -> dict:
+def _build(
+    n_train: int, n_valid: int, seed: int, f0: float, contrast_normalise: bool, size: int
+) -> dict:
     images = natural16_images(f0, contrast_normalise)
     splits = {}
     for key, count, validation in (("train", n_train, False), ("valid", n_valid, True)):
         rng = np.random.default_rng([seed, int(validation)])
-        splits[key] = sample_patches(images, count, validation, rng)
+        splits[key] = sample_patches(images, count, validation, rng, size)
     return standardise_patches(splits["train"], splits["valid"])
 
 
@@ -130,6 +132,7 @@ def load_natural16(
     f0: float = 0.2,
     contrast_normalise: bool = True,
     cache_dir: str | None = None,
+    size: int = 16,
 ) -> dict[str, np.ndarray]:
     """natural16 patches, built once per parameter set and then read from the cache.
 
@@ -141,15 +144,18 @@ def load_natural16(
         contrast_normalise: apply local contrast normalisation.
         cache_dir: where processed arrays are cached (default: ``$PVAE_CACHE_DIR`` or the user
             cache directory).
+        size: side of the square patches, at most the 32-pixel tile.
 
     Returns:
-        ``{"train": (n_train, 1, 16, 16), "valid": (n_valid, 1, 16, 16)}`` float32 arrays.
+        ``{"train": (n_train, 1, size, size), "valid": (n_valid, 1, size, size)}`` float32 arrays.
     """
     for name, value in (("n_train", n_train), ("n_valid", n_valid)):
         if value < 1:
             raise ValueError(f"natural16: {name} must be a positive integer, got {value}")
     if not 0 < f0 <= 0.5:
         raise ValueError(f"natural16: f0 must lie in (0, 0.5] cycles/pixel, got {f0}")
+    if not 2 <= size <= TILE:
+        raise ValueError(f"natural16: --patch-size must lie in [2, {TILE}] (one tile), got {size}")
     parameters = {
         "dataset": "natural16",
         "version": PIPELINE_VERSION,
@@ -159,10 +165,11 @@ def load_natural16(
         "seed": seed,
         "f0": f0,
         "contrast_normalise": contrast_normalise,
+        "size": size,
     }
     return cached_arrays(
         "natural16",
         parameters,
-        lambda: _build(n_train, n_valid, seed, f0, contrast_normalise),
+        lambda: _build(n_train, n_valid, seed, f0, contrast_normalise, size),
         cache_dir,
     )

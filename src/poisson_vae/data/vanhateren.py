@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .idx import DataFileError
-from .whitening import local_contrast_normalise, standardise_patches, whiten
+from .whitening import prepare_image, random_patches, standardise_patches
 
 __all__ = ["IMAGE_SHAPE", "load_vanhateren16", "read_vanhateren_image", "vanhateren_files"]
 
@@ -55,15 +55,6 @@ def read_vanhateren_image(path: str | Path) -> np.ndarray:
     return np.fromfile(path, dtype=">u2").reshape(IMAGE_SHAPE).astype(np.float64)
 
 
-def _prepare(image: np.ndarray, f0: float, contrast_normalise: bool) -> np.ndarray:
-    image = (image - image.mean()) / max(image.std(), 1e-12)
-    image = whiten(image, f0)
-    if contrast_normalise:
-        image = local_contrast_normalise(image)
-    image = (image - image.mean()) / max(image.std(), 1e-12)
-    return image[BORDER:-BORDER, BORDER:-BORDER]
-
-
 def validation_images(
     n_images: int, seed: int, n_blocks: int = 100, fraction: float = 0.2
 ) -> np.ndarray:
@@ -93,14 +84,8 @@ def load_vanhateren16(
     files = vanhateren_files(data_dir)
     is_valid = validation_images(len(files), seed)
     rng = np.random.default_rng([seed, 3])
-    offsets = np.arange(size)
     patches: dict[bool, list[np.ndarray]] = {False: [], True: []}
     for path, validation in zip(files, is_valid):
-        image = _prepare(read_vanhateren_image(path), f0, contrast_normalise)
-        corners = rng.integers(
-            0, [image.shape[0] - size + 1, image.shape[1] - size + 1], (patches_per_image, 2)
-        )
-        rows = corners[:, 0, None, None] + offsets[None, :, None]
-        cols = corners[:, 1, None, None] + offsets[None, None, :]
-        patches[bool(validation)].append(image[rows, cols])
+        image = prepare_image(read_vanhateren_image(path), f0, contrast_normalise, BORDER)
+        patches[bool(validation)].append(random_patches(image, patches_per_image, size, rng))
     return standardise_patches(np.concatenate(patches[False]), np.concatenate(patches[True]))

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["local_contrast_normalise", "standardise_patches", "whiten"]
+__all__ = [
+    "local_contrast_normalise",
+    "prepare_image",
+    "random_patches",
+    "standardise_patches",
+    "whiten",
+]
 
 
 def whiten(image: np.ndarray, f0: float) -> np.ndarray:
@@ -66,3 +72,43 @@ def standardise_patches(train: np.ndarray, valid: np.ndarray) -> dict[str, np.nd
     }
     scale = centred["train"].std()
     return {key: (value / scale).astype(np.float32)[:, None] for key, value in centred.items()}
+
+
+def prepare_image(
+    image: np.ndarray, f0: float | None, contrast_normalise: bool, border: int = 0
+) -> np.ndarray:
+    """The image pipeline of SPEC 3: standardise, whiten, contrast-normalise, z-score, crop.
+
+    Args:
+        image: (H, W).
+        f0: whitening cut-off in cycles/pixel, or None for no whitening.
+        contrast_normalise: apply :func:`local_contrast_normalise`.
+        border: pixels dropped on every side.
+
+    Returns:
+        (H - 2 border, W - 2 border) float64.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    image = (image - image.mean()) / max(image.std(), 1e-12)
+    if f0 is not None:
+        image = whiten(image, f0)
+    if contrast_normalise:
+        image = local_contrast_normalise(image)
+    image = (image - image.mean()) / max(image.std(), 1e-12)
+    return image[border : image.shape[0] - border, border : image.shape[1] - border]
+
+
+def random_patches(image: np.ndarray, count: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` random ``size`` x ``size`` patches of an (H, W) image: (count, size, size).
+
+    Raises:
+        ValueError: the image is smaller than a patch.
+    """
+    height, width = image.shape
+    if height < size or width < size:
+        raise ValueError(f"images of {height} x {width} pixels are smaller than a {size} x {size} patch")
+    corners = rng.integers(0, [height - size + 1, width - size + 1], (count, 2))
+    offsets = np.arange(size)
+    rows = corners[:, 0, None, None] + offsets[None, :, None]
+    cols = corners[:, 1, None, None] + offsets[None, None, :]
+    return image[rows, cols]
