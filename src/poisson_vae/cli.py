@@ -121,6 +121,8 @@ def _data(args: argparse.Namespace) -> int:
             print(f"{info.name}  ({info.shape}; {info.size}; {labels})")
             print(f"    source:  {info.source}")
             print(f"    licence: {info.licence}")
+            for line in info.details:
+                print(f"      {line}")
             print(f"    {status}")
         return 0
     if args.data_command == "download":

@@ -55,6 +55,7 @@ class DatasetInfo:
     source: str
     licence: str
     availability: Callable[[str | None], str | None]  # data_dir -> None, or why it is unavailable
+    details: tuple[str, ...] = ()
 
 
 def _natural16_availability(data_dir: str | None) -> str | None:
@@ -94,8 +95,9 @@ DATASETS: dict[str, DatasetInfo] = {
         size="80,000 train / 20,000 validation patches (adjustable)",
         labels=False,
         source="12 photographs bundled in scikit-image and scikit-learn, whitened (README: Data)",
-        licence="CC0 / public domain / CC BY 2.0 / Middlebury, per image (README)",
+        licence="per image, below",
         availability=_natural16_availability,
+        details=tuple(f"{name} ({package}): {licence}" for name, package, licence in NATURAL16_IMAGES),
     ),
     "mnist": DatasetInfo(
         name="mnist",
