@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import types
-import typing
 from pathlib import Path
 
 __all__ = ["main"]
@@ -30,16 +28,12 @@ RESUMABLE = {
 }
 
 
+_SCALARS = {"int": int, "float": float, "bool": bool, "str": str}
+
+
 def _field_type(annotation: object) -> type:
-    """The scalar type of a dataclass field annotation such as ``int`` or ``str | None``."""
-    if isinstance(annotation, str):
-        annotation = {"int": int, "float": float, "bool": bool, "str": str}.get(
-            annotation.split("|")[0].strip(), str
-        )
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
-    return annotation  # type: ignore[return-value]
+    """The scalar type of a configuration field, annotated as a string such as ``'int | None'``."""
+    return _SCALARS.get(str(annotation).split("|")[0].strip(), str)
 
 
 def _add_config_flags(
@@ -110,7 +104,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _data(args: argparse.Namespace) -> int:
-    from .data import DATASETS, USER_ARRAYS, cache_dir, dataset_availability, load_dataset
+    from .data import DATASETS, USER_ARRAYS, cache_dir, dataset_availability
     from .training import DataConfig
 
     if args.data_command == "list":
@@ -138,15 +132,7 @@ def _data(args: argparse.Namespace) -> int:
     reason = dataset_availability(config.data, config.data_dir)
     if reason is not None:
         raise FileNotFoundError(reason)
-    splits = load_dataset(
-        config.data,
-        config.n_train,
-        config.n_valid,
-        config.data_seed,
-        config.cache_dir,
-        config.data_dir,
-        config.preprocessing,
-    )
+    splits = config.load()
     for key, array in splits.items():
         print(f"{key}: {array.shape} {array.dtype}")
     if not config.data.startswith("npy:"):

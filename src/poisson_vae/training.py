@@ -97,10 +97,19 @@ class DataConfig:
         if self.patches_per_image is not None and self.patches_per_image < 1:
             raise ValueError(f"--patches-per-image must be positive, got {self.patches_per_image}")
 
-    @property
-    def preprocessing(self) -> Preprocessing:
-        return Preprocessing(
+    def load(self) -> dict[str, np.ndarray]:
+        """The dataset's train and validation arrays (and labels), from the cache when built."""
+        preprocessing = Preprocessing(
             self.whiten_f0, self.contrast_normalise, self.patch_size, self.patches_per_image
+        )
+        return load_dataset(
+            self.data,
+            self.n_train,
+            self.n_valid,
+            self.data_seed,
+            self.cache_dir,
+            self.data_dir,
+            preprocessing,
         )
 
 
@@ -465,16 +474,7 @@ def train(
         RunExistsError: ``out`` holds a run and ``resume`` is False.
     """
     out = Path(out)
-    data = config.data
-    splits = load_dataset(
-        data.data,
-        data.n_train,
-        data.n_valid,
-        data.data_seed,
-        data.cache_dir,
-        data.data_dir,
-        data.preprocessing,
-    )
+    splits = config.data.load()
     model_config = dataclasses.replace(config.model, input_shape=splits["train"].shape[1:])
     config = dataclasses.replace(config, model=model_config)
     checkpoint = check_run_directory(out, resume)
