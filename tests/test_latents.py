@@ -43,3 +43,74 @@ def test_prior_sample_is_integer_counts() -> None:
 def test_unknown_family_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown latent family 'beta'"):
         build_latent("beta", 4)
+
+
+# --- every family ---------------------------------------------------------------------------
+
+FAMILIES = ["poisson", "gaussian", "gaussian-relu", "gaussian-exp", "laplace", "categorical"]
+
+
+def _code(family: str, k: int = 6, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    latent = build_latent(family, k)
+    output = torch.randn(1, latent.params_per_latent * k, generator=generator)
+    return latent, latent(output)
+
+
+def _mean_and_error(x: torch.Tensor) -> tuple[float, float]:
+    x = x.double()
+    return float(x.mean()), float(x.std() / x.numel() ** 0.5)
+
+
+@pytest.mark.parametrize("family", ["gaussian", "laplace"])
+def test_continuous_kl_matches_monte_carlo(family: str) -> None:
+    from torch.distributions import Laplace, Normal
+
+    latent, code = _code(family)
+    scale = code.variance.sqrt() if family == "gaussian" else (code.variance / 2).sqrt()
+    kind = Normal if family == "gaussian" else Laplace
+    q, p = kind(code.mean, scale), kind(torch.zeros_like(code.mean), torch.ones_like(scale))
+    generator = torch.Generator().manual_seed(1)
+    z = torch.stack([latent.rsample(code, 1.0, generator=generator)[0] for _ in range(40_000)])
+    log_ratio = (q.log_prob(z) - p.log_prob(z)).detach()
+    for k in range(6):
+        estimate, error = _mean_and_error(log_ratio[:, k])
+        assert float(code.kl[0, k]) == pytest.approx(estimate, abs=4 * error + 1e-6)
+
+
+def test_categorical_kl_matches_monte_carlo() -> None:
+    latent, code = _code("categorical", k=8)
+    generator = torch.Generator().manual_seed(2)
+    samples = torch.stack([latent.rsample(code, 0.0, generator=generator)[0] for _ in range(40_000)])
+    category = samples.argmax(1)
+    log_ratio = code.params[0, category] + torch.log(torch.tensor(8.0))
+    estimate, error = _mean_and_error(log_ratio.detach())
+    assert float(code.kl.sum()) == pytest.approx(estimate, abs=4 * error)
+    # the hard samples follow the posterior probabilities
+    frequencies = torch.bincount(category, minlength=8).double() / len(category)
+    assert torch.allclose(frequencies, code.mean[0].double().detach(), atol=0.01)
+
+
+def test_categorical_samples_are_one_hot_when_hard_and_relaxed_otherwise() -> None:
+    latent, code = _code("categorical", k=5)
+    hard = latent.rsample(code, 0.0)
+    assert torch.equal(hard.sum(1), torch.ones(1)) and set(hard.flatten().tolist()) <= {0.0, 1.0}
+    soft = latent.rsample(code, 0.5)
+    assert float(soft.sum()) == pytest.approx(1.0, abs=1e-5) and float(soft.max()) < 1
+    straight = latent.rsample(code, 0.5, straight_through=True)
+    assert set(straight.detach().flatten().tolist()) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("family", ["gaussian-relu", "gaussian-exp"])
+def test_non_negative_variants_transform_the_sample_not_the_kl(family: str) -> None:
+    latent, code = _code(family)
+    _, plain = _code("gaussian")
+    assert torch.allclose(code.kl, plain.kl)
+    assert bool((latent.rsample(code, 1.0) >= 0).all())
+    assert not latent.supports_exact
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_prior_samples_have_the_latent_shape(family: str) -> None:
+    latent = build_latent(family, 7)
+    assert latent.prior_sample(4, generator=torch.Generator().manual_seed(0)).shape == (4, 7)

@@ -7,12 +7,13 @@ Each family is a small module with the same face, so the VAE never branches on t
 - ``rsample(code, temperature)``: a reparameterised sample (hard at temperature 0);
 - ``features(code)``: the deterministic representation used for downstream read-outs.
 
-This version provides the Poisson family; the Gaussian, Laplace and categorical baselines plug in
-beside it.
+Families: ``poisson`` (the P-VAE), ``gaussian`` with ``gaussian-relu`` and ``gaussian-exp``,
+``laplace`` and ``categorical`` (the paper's baselines).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -21,7 +22,16 @@ from torch import nn
 
 from .distributions import RelaxedPoisson, poisson_kl_residual
 
-__all__ = ["LATENT_FAMILIES", "LatentCode", "PoissonLatent", "build_latent"]
+__all__ = [
+    "LATENT_FAMILIES",
+    "CategoricalLatent",
+    "GaussianLatent",
+    "LaplaceLatent",
+    "LatentCode",
+    "LatentFamily",
+    "PoissonLatent",
+    "build_latent",
+]
 
 
 def soft_upper_clamp(x: torch.Tensor, cap: float) -> torch.Tensor:
@@ -48,7 +58,45 @@ class LatentCode:
     features: torch.Tensor
 
 
-class PoissonLatent(nn.Module):
+class LatentFamily(nn.Module):
+    """What every latent family provides; subclasses set the class attributes and override.
+
+    Attributes:
+        params_per_latent: encoder outputs per latent.
+        supports_exact: the posterior has closed-form first and second moments (``exact`` method).
+        supports_straight_through: a hard sample exists to forward (``straight-through`` method).
+        final_temperature: where the recipe anneals the sampler temperature to.
+    """
+
+    params_per_latent = 1
+    supports_exact = True
+    supports_straight_through = False
+    final_temperature = 1.0
+
+    def __init__(self, n_latents: int) -> None:
+        super().__init__()
+        self.n_latents = n_latents
+
+    def point(self, code: LatentCode) -> torch.Tensor:
+        """(B, K) the deterministic code decoded for ``mse_map``: the posterior mean."""
+        return code.mean
+
+    def expected_sse(self, x: torch.Tensor, dictionary: torch.Tensor, code: LatentCode) -> torch.Tensor:
+        """E ||x - Phi z||^2 over independent latents: ||x - Phi m||^2 + sum_k v_k ||phi_k||^2.
+
+        Args:
+            x: (B, D) flat inputs.
+            dictionary: (D, K) the linear decoder's atoms.
+            code: posteriors with (B, K) ``mean`` and ``variance``.
+
+        Returns:
+            (B,) expected squared error.
+        """
+        residual = x - code.mean @ dictionary.T
+        return residual.pow(2).sum(1) + code.variance @ dictionary.pow(2).sum(0)
+
+
+class PoissonLatent(LatentFamily):
     """K independent Poisson latents with learnable prior rates and a residual posterior (SPEC 1).
 
     The encoder output ``u`` is the log of a multiplicative change ``dr`` of the prior rate
@@ -65,7 +113,8 @@ class PoissonLatent(nn.Module):
         residual_cap: upper clamp of ``u``.
     """
 
-    params_per_latent = 1
+    supports_straight_through = True
+    final_temperature = 0.05
 
     def __init__(
         self,
@@ -76,7 +125,7 @@ class PoissonLatent(nn.Module):
         rate_cap: float = 5.3,
         residual_cap: float = 10.0,
     ) -> None:
-        super().__init__()
+        super().__init__(n_latents)
         low, high = prior_log_rate_range
         self.prior_log_rate = nn.Parameter(torch.empty(n_latents).uniform_(low, high))
         self.excitatory_only = excitatory_only
@@ -122,15 +171,146 @@ class PoissonLatent(nn.Module):
         return torch.poisson(rate, generator=generator)
 
 
-LATENT_FAMILIES: dict[str, type[nn.Module]] = {"poisson": PoissonLatent}
+def _uniform(shape: torch.Size, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.rand(shape, generator=generator, device=like.device, dtype=like.dtype)
 
 
-def build_latent(family: str, n_latents: int, **options) -> nn.Module:
-    """The latent family registered under ``family``."""
+def soft_scale_clamp(log_scale: torch.Tensor, cap: float = 5.3) -> torch.Tensor:
+    """``cap * tanh(log_scale / cap)``: keeps a log standard deviation (or scale) in (-cap, cap)."""
+    return cap * torch.tanh(log_scale / cap)
+
+
+class GaussianLatent(LatentFamily):
+    """K Gaussian latents N(mu, sigma^2) on a fixed N(0, 1) prior (the G-VAE).
+
+    The encoder outputs (mu, log sigma); log sigma is softly clamped to (-5.3, 5.3). The temperature
+    does not apply. ``transform`` = ``relu`` or ``exp`` passes the sample through that function
+    before decoding (G-VAE+relu, G-VAE+exp: non-negative codes, same KL); those variants have no
+    closed-form ``exact`` loss.
+    """
+
+    params_per_latent = 2
+
+    def __init__(self, n_latents: int, transform: str = "none") -> None:
+        super().__init__(n_latents)
+        self.transform = {"none": None, "relu": torch.relu, "exp": torch.exp}[transform]
+        self.supports_exact = transform == "none"
+
+    def forward(self, encoder_output: torch.Tensor) -> LatentCode:
+        """Posterior from the encoder output (B, 2K): means, then log standard deviations."""
+        mean, log_scale = encoder_output.chunk(2, dim=1)
+        log_scale = soft_scale_clamp(log_scale)
+        variance = (2 * log_scale).exp()
+        kl = 0.5 * (mean.pow(2) + variance - 1) - log_scale
+        return LatentCode(params=mean, mean=mean, variance=variance, kl=kl, features=mean)
+
+    def _apply(self, z: torch.Tensor) -> torch.Tensor:
+        return z if self.transform is None else self.transform(z)
+
+    def point(self, code: LatentCode) -> torch.Tensor:
+        return self._apply(code.mean)
+
+    def rsample(self, code, temperature, straight_through=False, generator=None) -> torch.Tensor:
+        """(B, K) reparameterised sample mu + sigma eps (then the transform)."""
+        noise = torch.randn(code.mean.shape, generator=generator, device=code.mean.device)
+        return self._apply(code.mean + code.variance.sqrt() * noise)
+
+    def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n, K) draws from N(0, 1) (then the transform)."""
+        return self._apply(torch.randn(n, self.n_latents, generator=generator))
+
+
+def _laplace_noise(u: torch.Tensor) -> torch.Tensor:
+    """Laplace(0, 1) by inversion of u, uniform on (-1, 1)."""
+    u = u.clamp(-1 + 1e-7, 1 - 1e-7)
+    return -u.sign() * torch.log1p(-u.abs())
+
+
+class LaplaceLatent(LatentFamily):
+    """K Laplace latents Laplace(mu, b) on a fixed Laplace(0, 1) prior (the L-VAE).
+
+    The encoder outputs (mu, log b), log b softly clamped to (-5.3, 5.3). KL in closed form:
+    b exp(-|mu| / b) + |mu| - log b - 1. Posterior variance 2 b^2. The temperature does not apply.
+    """
+
+    params_per_latent = 2
+
+    def forward(self, encoder_output: torch.Tensor) -> LatentCode:
+        """Posterior from the encoder output (B, 2K): locations, then log scales."""
+        mean, log_scale = encoder_output.chunk(2, dim=1)
+        log_scale = soft_scale_clamp(log_scale)
+        scale = log_scale.exp()
+        distance = mean.abs()
+        kl = scale * torch.exp(-distance / scale) + distance - log_scale - 1
+        return LatentCode(params=mean, mean=mean, variance=2 * scale.pow(2), kl=kl, features=mean)
+
+    def rsample(self, code, temperature, straight_through=False, generator=None) -> torch.Tensor:
+        """(B, K) reparameterised sample mu + b * Laplace(0, 1) noise (inverse CDF)."""
+        u = _uniform(code.mean.shape, code.mean, generator) * 2 - 1
+        return code.mean + (code.variance / 2).sqrt() * _laplace_noise(u)
+
+    def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n, K) draws from Laplace(0, 1)."""
+        return _laplace_noise(torch.rand(n, self.n_latents, generator=generator) * 2 - 1)
+
+
+class CategoricalLatent(LatentFamily):
+    """One categorical latent over K categories, a relaxed one-hot code (the C-VAE).
+
+    The encoder outputs K logits; the prior is uniform, so KL = sum_k p_k log(K p_k) <= log K.
+    ``rsample`` is Gumbel-softmax at the temperature (the recipe anneals it 1 -> 0.1); temperature 0
+    gives a hard one-hot sample; straight-through forwards the hard one-hot and backpropagates the
+    relaxed one. The exact loss of a one-hot code is E ||x - Phi z||^2 = sum_k p_k ||x - phi_k||^2.
+    """
+
+    supports_straight_through = True
+    final_temperature = 0.1
+
+    def forward(self, encoder_output: torch.Tensor) -> LatentCode:
+        """Posterior from the encoder output (B, K) logits."""
+        log_p = torch.log_softmax(encoder_output, dim=1)
+        p = log_p.exp()
+        kl = p * (log_p + math.log(encoder_output.shape[1]))
+        return LatentCode(params=log_p, mean=p, variance=p * (1 - p), kl=kl, features=encoder_output)
+
+    def rsample(self, code, temperature, straight_through=False, generator=None) -> torch.Tensor:
+        """(B, K) Gumbel-softmax sample; one-hot at temperature 0 or when straight-through."""
+        u = _uniform(code.params.shape, code.params, generator).clamp_min(1e-12)
+        perturbed = code.params - torch.log(-torch.log(u).clamp_max(-1e-12))
+        hard = F.one_hot(perturbed.argmax(1), perturbed.shape[1]).to(perturbed.dtype)
+        if temperature == 0:
+            return hard
+        soft = torch.softmax(perturbed / temperature, dim=1)
+        return hard + soft - soft.detach() if straight_through else soft
+
+    def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n, K) one-hot codes of uniformly drawn categories."""
+        category = torch.randint(self.n_latents, (n,), generator=generator)
+        return F.one_hot(category, self.n_latents).float()
+
+    def expected_sse(self, x: torch.Tensor, dictionary: torch.Tensor, code: LatentCode) -> torch.Tensor:
+        """sum_k p_k ||x - phi_k||^2 = ||x||^2 - 2 p . (Phi^T x) + p . ||phi||^2, (B,)."""
+        p = code.mean
+        return x.pow(2).sum(1) - 2 * (p * (x @ dictionary)).sum(1) + p @ dictionary.pow(2).sum(0)
+
+
+#: Latent families by name: (class, fixed options).
+LATENT_FAMILIES: dict[str, tuple[type[LatentFamily], dict]] = {
+    "poisson": (PoissonLatent, {}),
+    "gaussian": (GaussianLatent, {}),
+    "gaussian-relu": (GaussianLatent, {"transform": "relu"}),
+    "gaussian-exp": (GaussianLatent, {"transform": "exp"}),
+    "laplace": (LaplaceLatent, {}),
+    "categorical": (CategoricalLatent, {}),
+}
+
+
+def build_latent(family: str, n_latents: int, **options) -> LatentFamily:
+    """The latent family registered under ``family``, with its family-specific ``options``."""
     try:
-        cls = LATENT_FAMILIES[family]
+        cls, fixed = LATENT_FAMILIES[family]
     except KeyError:
         raise ValueError(
             f"unknown latent family {family!r}; choose one of {sorted(LATENT_FAMILIES)}"
         ) from None
-    return cls(n_latents, **options)
+    return cls(n_latents, **fixed, **options)

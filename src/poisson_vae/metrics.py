@@ -89,7 +89,7 @@ def evaluate_model(
     for start in range(0, len(data), batch_size):
         x = data[start : start + batch_size].to(device)
         terms = model(x, temperature=0.0, method="mc", generator=generator)
-        map_reconstruction = model.decode(terms.code.mean)
+        map_reconstruction = model.decode_point(terms.code)
         sse.append(terms.sse)
         mse_map.append((x - map_reconstruction).pow(2).flatten(1).sum(1))
         kl.append(terms.kl)

@@ -128,7 +128,9 @@ class TrainConfig:
     beta: float = option(1.0, "final KL weight")
     beta_start: float = option(1e-4, "initial KL weight of the linear ramp")
     temperature_start: float = option(1.0, "initial sampler temperature")
-    temperature_end: float = option(0.05, "final sampler temperature")
+    temperature_end: float | None = option(
+        None, "final sampler temperature (default: poisson 0.05, categorical 0.1)"
+    )
     anneal_fraction: float = option(0.5, "fraction of the steps over which beta and temperature ramp")
     seed: int = option(0, "seed of initialisation, shuffling and sampling")
     accelerator: str = option("auto", "cpu, gpu, or auto (CUDA when present, else the CPU)")
@@ -158,7 +160,7 @@ class TrainConfig:
         non_negative += ("temperature_start", "temperature_end")
         for name in non_negative:
             value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
+            if value is not None and not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"--{name.replace('_', '-')} must be a number >= 0, got {value}")
         if not 0 <= self.anneal_fraction <= 1:
             raise ValueError(f"--anneal-fraction must lie in [0, 1], got {self.anneal_fraction}")
@@ -261,7 +263,9 @@ class VAEModule(L.LightningModule):
         """(temperature, beta) at an optimiser step."""
         train = self.config.train
         ramp = int(train.anneal_fraction * self._total_steps)
-        temperature = linear_ramp(step, ramp, train.temperature_start, train.temperature_end)
+        end = train.temperature_end
+        end = self.model.latent.final_temperature if end is None else end
+        temperature = linear_ramp(step, ramp, train.temperature_start, end)
         beta = linear_ramp(step, ramp, train.beta_start, train.beta)
         return temperature, beta
 
@@ -316,7 +320,7 @@ class VAEModule(L.LightningModule):
 
     def validation_step(self, batch: torch.Tensor, batch_index: int) -> None:
         terms = self.model(batch, temperature=0.0, method="mc")
-        mse_map = (batch - self.model.decode(terms.code.mean)).pow(2).flatten(1).sum(1)
+        mse_map = (batch - self.model.decode_point(terms.code)).pow(2).flatten(1).sum(1)
         metrics = {
             "val/sse": terms.sse.mean(),
             "val/kl": terms.kl.mean(),

@@ -49,7 +49,9 @@ class CheckpointError(RuntimeError):
 class ModelConfig:
     """What to build: latent family, networks, size and training method."""
 
-    latent: str = option("poisson", "latent family")
+    latent: str = option(
+        "poisson", "latent family: poisson, gaussian, gaussian-relu, gaussian-exp, laplace, categorical"
+    )
     arch: str = option("lin|lin", "networks as 'encoder|decoder', e.g. 'lin|lin'")
     n_latents: int = option(512, "number of latents K")
     input_shape: tuple[int, int, int] = option(
@@ -71,6 +73,21 @@ class ModelConfig:
             raise ValueError(f"--n-latents must be a positive integer, got {self.n_latents}")
         if self.method not in METHODS:
             raise ValueError(f"--method {self.method!r} is unknown; choose one of {', '.join(METHODS)}")
+        family = build_latent(self.latent, 1)
+        if self.method == "exact" and not family.supports_exact:
+            raise ValueError(
+                f"--method exact needs closed-form posterior moments, which --latent {self.latent} "
+                "lacks; use --method mc"
+            )
+        if self.method == "exact" and parse_architecture(self.arch).decoder != "lin":
+            raise ValueError("--method exact needs a linear decoder (--arch '...|lin')")
+        if self.method == "straight-through" and not family.supports_straight_through:
+            raise ValueError(
+                f"--method straight-through needs a hard sample; --latent {self.latent} has none "
+                "(poisson and categorical do)"
+            )
+        if self.excitatory_only and self.latent != "poisson":
+            raise ValueError("--excitatory-only applies to --latent poisson only")
         if self.indicator not in INDICATORS:
             raise ValueError(
                 f"--indicator {self.indicator!r} is unknown; choose one of {sorted(INDICATORS)}"
@@ -148,6 +165,10 @@ class VAE(nn.Module):
         """(B, K) -> (B, C, H, W)."""
         return self.decoder(z)
 
+    def decode_point(self, code: LatentCode) -> torch.Tensor:
+        """(B, C, H, W): the decoded deterministic code (the posterior mean; used for mse_map)."""
+        return self.decoder(self.latent.point(code))
+
     def forward(
         self,
         x: torch.Tensor,
@@ -170,9 +191,8 @@ class VAE(nn.Module):
         if method == "exact":
             if not isinstance(self.decoder, LinearDecoder) or self.decoder.linear.bias is not None:
                 raise ValueError("method 'exact' needs a linear decoder without bias")
-            reconstruction = self.decoder(code.mean)
-            atom_energy = self.decoder.dictionary.pow(2).sum(0)
-            sse = (x - reconstruction).pow(2).flatten(1).sum(1) + code.variance @ atom_energy
+            sse = self.latent.expected_sse(x.flatten(1), self.decoder.dictionary, code)
+            reconstruction = self.decoder(self.latent.point(code))
             return LossTerms(sse=sse, kl=kl, code=code, z=None, reconstruction=reconstruction)
         z = self.latent.rsample(code, temperature, method == "straight-through", generator)
         reconstruction = self.decoder(z)
@@ -185,18 +205,19 @@ def build_vae(config: ModelConfig) -> VAE:
     arch = parse_architecture(config.arch)
     encoder = LinearEncoder(
         config.input_shape,
-        config.n_latents * LATENT_FAMILIES[config.latent].params_per_latent,
+        config.n_latents * LATENT_FAMILIES[config.latent][0].params_per_latent,
         bias=arch.encoder_bias,
     )
     decoder = LinearDecoder(config.n_latents, config.input_shape, bias=arch.decoder_bias)
     linear_decoder = arch.decoder == "lin"
-    latent = build_latent(
-        config.latent,
-        config.n_latents,
-        prior_log_rate_range=(-6.0, -4.0) if linear_decoder else (-6.0, -2.0),
-        excitatory_only=config.excitatory_only,
-        indicator=config.indicator,
-    )
+    options = {}
+    if config.latent == "poisson":
+        options = {
+            "prior_log_rate_range": (-6.0, -4.0) if linear_decoder else (-6.0, -2.0),
+            "excitatory_only": config.excitatory_only,
+            "indicator": config.indicator,
+        }
+    latent = build_latent(config.latent, config.n_latents, **options)
     for network in (encoder, decoder):
         for name, parameter in network.named_parameters():
             if name.endswith("bias"):
