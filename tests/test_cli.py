@@ -148,3 +148,37 @@ def test_invalid_preprocessing_flags(capsys: pytest.CaptureFixture, tmp_path: Pa
     assert code == 2 and "--whiten-f0 must lie in (0, 0.5]" in err
     code, _, err = run_cli(capsys, "data", "prepare", "mnist", "--patch-size", "8")
     assert code == 2 and "mnist does not take --patch-size" in err
+
+
+@pytest.mark.parametrize(
+    ("latent", "size", "count"),
+    [("poisson", 16, "262,656"), ("gaussian", 16, "393,216"), ("poisson", 28, "803,328")],
+)
+def test_model_summary_prints_the_parameter_count(
+    capsys: pytest.CaptureFixture, latent: str, size: int, count: str
+) -> None:
+    code, stdout, _ = run_cli(
+        capsys,
+        "model-summary",
+        "--latent",
+        latent,
+        "--arch",
+        "lin|lin",
+        "--n-latents",
+        "512",
+        "--input-size",
+        str(size),
+    )
+    assert code == 0 and f"trainable parameters: {count}" in stdout
+    assert "encoder.linear.weight" in stdout
+
+
+def test_sample_decodes_prior_draws_into_a_png(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    from poisson_vae import ModelConfig, build_vae, save_model
+
+    save_model(build_vae(ModelConfig(latent="laplace", n_latents=8)), tmp_path)
+    code, stdout, _ = run_cli(capsys, "sample", str(tmp_path), "--n", "12")
+    assert "samples.png" in stdout
+    assert code == 0 and (tmp_path / "samples.png").read_bytes()[:4] == b"\x89PNG"
+    code, _, err = run_cli(capsys, "sample", str(tmp_path / "missing"))
+    assert code == 2 and "config.json is missing" in err

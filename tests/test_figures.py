@@ -22,3 +22,10 @@ def test_dictionary_figure_is_a_png(tmp_path) -> None:
         torch.randn(256, 64), (16, 16), tmp_path / "d.png", order=torch.arange(64).flip(0)
     )
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sample_grid_is_a_png(tmp_path) -> None:
+    from poisson_vae.figures import save_sample_grid
+
+    path = save_sample_grid(torch.randn(10, 1, 16, 16), tmp_path / "s.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -86,6 +86,20 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     _add_config_flags(train, {"data": DataConfig, "model": ModelConfig, "train": TrainConfig})
 
+    summary = commands.add_parser(
+        "model-summary", help="layer table and trainable parameter count of a model"
+    )
+    summary.add_argument("--latent", default="poisson", help="latent family")
+    summary.add_argument("--arch", default="lin|lin", help="networks as 'encoder|decoder'")
+    summary.add_argument("--n-latents", type=int, default=512, help="number of latents K")
+    summary.add_argument("--input-size", type=int, default=16, help="side of the square input")
+
+    sample = commands.add_parser("sample", help="decode draws from a trained model's prior into a PNG")
+    sample.add_argument("run", type=Path, help="run directory of a finished `pvae train`")
+    sample.add_argument("--n", type=int, default=64, help="number of samples")
+    sample.add_argument("--seed", type=int, default=0, help="seed of the prior draws")
+    sample.add_argument("--out", type=Path, help="PNG to write (default: RUN/samples.png)")
+
     data = commands.add_parser("data", help="list and prepare datasets")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     listing = data_commands.add_parser(
@@ -101,6 +115,45 @@ def _build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("name", help="dataset name (see `pvae data list`) or npy:PATH")
     _add_config_flags(prepare, {"data": DataConfig}, skip={"data"})
     return parser
+
+
+def _model_summary(args: argparse.Namespace) -> int:
+    import torch
+
+    from .vae import ModelConfig, build_vae
+
+    size = args.input_size
+    config = ModelConfig(
+        latent=args.latent, arch=args.arch, n_latents=args.n_latents, input_shape=(1, size, size)
+    )
+    model = build_vae(config)
+    print(f"{config.latent} {config.arch}, K = {config.n_latents}, input 1 x {size} x {size}")
+    print(f"{'parameter':<40} {'shape':<20} {'count':>12}")
+    for name, parameter in model.named_parameters():
+        print(f"{name:<40} {tuple(parameter.shape)!s:<20} {parameter.numel():>12,}")
+    with torch.no_grad():
+        output = model(torch.zeros(2, 1, size, size), temperature=0.0, method="mc")
+    print(f"output {tuple(output.reconstruction.shape[1:])}, code {tuple(output.code.mean.shape[1:])}")
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(f"trainable parameters: {trainable:,}")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from .figures import save_sample_grid
+    from .vae import load_model
+
+    if args.n < 1:
+        raise ValueError(f"--n must be a positive integer, got {args.n}")
+    model = load_model(args.run)
+    generator = torch.Generator().manual_seed(args.seed)
+    with torch.no_grad():
+        images = model.decode(model.latent.prior_sample(args.n, generator=generator))
+    path = save_sample_grid(images, args.out or args.run / "samples.png")
+    print(f"wrote {path}")
+    return 0
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -220,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "data":
             return _data(args)
+        if args.command == "model-summary":
+            return _model_summary(args)
+        if args.command == "sample":
+            return _sample(args)
     except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"pvae: error: {message}", file=sys.stderr)

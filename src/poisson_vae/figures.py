@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["atom_mosaic", "save_dictionary_figure"]
+__all__ = ["atom_mosaic", "save_dictionary_figure", "save_sample_grid"]
 
 
 def atom_mosaic(atoms: np.ndarray, n_columns: int | None = None, gap: int = 1) -> np.ndarray:
@@ -38,6 +38,28 @@ def atom_mosaic(atoms: np.ndarray, n_columns: int | None = None, gap: int = 1) -
     return mosaic
 
 
+def _save_mosaic(mosaic: np.ndarray, path: str | Path, title: str | None) -> Path:
+    height, width = mosaic.shape
+    figure, axis = plt.subplots(figsize=(width / 40 + 0.4, height / 40 + 0.8), dpi=100)
+    colormap = plt.get_cmap("gray").with_extremes(bad="#3b5b92")
+    axis.imshow(mosaic, cmap=colormap, vmin=-1, vmax=1, interpolation="nearest")
+    axis.set_axis_off()
+    if title:
+        axis.set_title(title, fontsize=10)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def save_sample_grid(images: torch.Tensor, path: str | Path, title: str | None = None) -> Path:
+    """Save decoded images (N, 1, H, W) as a PNG grid, each scaled to its own largest magnitude."""
+    mosaic = atom_mosaic(images.detach().cpu().double()[:, 0].numpy())
+    return _save_mosaic(mosaic, path, title or f"{len(images)} samples from the prior")
+
+
 def save_dictionary_figure(
     dictionary: torch.Tensor,
     atom_shape: tuple[int, int],
@@ -58,16 +80,4 @@ def save_dictionary_figure(
     if order is not None:
         atoms = atoms[order]
     mosaic = atom_mosaic(atoms.reshape(-1, *atom_shape).numpy())
-    height, width = mosaic.shape
-    figure, axis = plt.subplots(figsize=(width / 40 + 0.4, height / 40 + 0.8), dpi=100)
-    colormap = plt.get_cmap("gray").with_extremes(bad="#3b5b92")
-    axis.imshow(mosaic, cmap=colormap, vmin=-1, vmax=1, interpolation="nearest")
-    axis.set_axis_off()
-    if title:
-        axis.set_title(title, fontsize=10)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _save_mosaic(mosaic, path, title)
