@@ -14,7 +14,7 @@ def test_parse_round_trip(text: str) -> None:
     assert str(arch) == text.replace(" ", "")
 
 
-@pytest.mark.parametrize("text", ["", "lin", "lin|lin|lin", "mlp|lin", "lin|lin+c"])
+@pytest.mark.parametrize("text", ["", "lin", "lin|lin|lin", "conv|lin", "lin|lin+c"])
 def test_malformed_architectures_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="--arch"):
         parse_architecture(text)
@@ -29,3 +29,22 @@ def test_linear_networks_shapes_and_dictionary() -> None:
     one_hot = torch.zeros(1, 40)
     one_hot[0, 7] = 1
     assert torch.allclose(decoder(one_hot).flatten(), decoder.dictionary[:, 7])
+
+
+def test_mlp_networks_shapes_and_layer_norm_left_at_identity() -> None:
+    from poisson_vae import ModelConfig, build_vae
+
+    model = build_vae(ModelConfig(arch="mlp+b|mlp", n_latents=24))
+    assert model(torch.randn(5, 1, 16, 16), temperature=0.3).reconstruction.shape == (5, 1, 16, 16)
+    assert torch.equal(model.encoder.block.norm.weight, torch.ones(256))
+    assert model.encoder.linear.bias is not None and model.decoder.linear.bias is None
+    # a non-linear decoder: weights N(0, 0.1^2) and the prior log-rates on [-6, -2]
+    assert float(model.encoder.block.expand.weight.std()) == pytest.approx(0.1, rel=0.02)
+    assert float(model.latent.prior_log_rate.detach().max()) > -4
+
+
+def test_residual_dense_block_parameter_count() -> None:
+    from poisson_vae.nets import ResidualDenseBlock
+
+    block = ResidualDenseBlock(256, 16)
+    assert sum(p.numel() for p in block.parameters()) == 256 * 4096 + 4096 + 4096 * 256 + 256 + 512

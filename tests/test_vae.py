@@ -149,10 +149,16 @@ VALID_METHODS = {
 
 
 @pytest.mark.parametrize(
-    ("family", "count"), [("gaussian", 393_216), ("laplace", 393_216), ("categorical", 262_144)]
+    ("family", "arch", "count"),
+    [
+        ("gaussian", "lin|lin", 393_216),
+        ("laplace", "lin|lin", 393_216),
+        ("categorical", "lin|lin", 262_144),
+        ("poisson", "mlp|lin", 2_364_672),
+    ],
 )
-def test_baseline_parameter_counts(family: str, count: int) -> None:
-    model = build_vae(ModelConfig(latent=family, n_latents=512))
+def test_parameter_counts_of_the_paper(family: str, arch: str, count: int) -> None:
+    model = build_vae(ModelConfig(latent=family, arch=arch, n_latents=512))
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == count
 
 
@@ -174,6 +180,17 @@ def test_exact_loss_equals_the_expected_sse_for_each_family(family: str) -> None
 def test_every_family_and_method_trains(family: str, method: str) -> None:
     torch.manual_seed(0)
     model = build_vae(ModelConfig(latent=family, n_latents=32, method=method))
+    _train_a_few_steps(model, family, method)
+
+
+@pytest.mark.parametrize("arch", ["mlp|lin", "lin|mlp", "mlp+b|mlp+b"])
+@pytest.mark.parametrize("family", ["poisson", "gaussian"])
+def test_mlp_networks_train(family: str, arch: str) -> None:
+    torch.manual_seed(0)
+    _train_a_few_steps(build_vae(ModelConfig(latent=family, arch=arch, n_latents=32)), family, "mc")
+
+
+def _train_a_few_steps(model, family: str, method: str) -> None:
     if family == "poisson":
         with torch.no_grad():
             model.latent.prior_log_rate.fill_(-1.0)
@@ -199,6 +216,7 @@ def test_every_family_and_method_trains(family: str, method: str) -> None:
         ({"latent": "gaussian-relu", "method": "exact"}, "--method exact needs closed-form"),
         ({"latent": "gaussian", "method": "straight-through"}, "needs a hard sample"),
         ({"latent": "laplace", "excitatory_only": True}, "--excitatory-only applies to"),
+        ({"arch": "lin|mlp", "method": "exact"}, "needs a linear decoder"),
     ],
 )
 def test_invalid_family_method_combinations_are_refused(options: dict, message: str) -> None:

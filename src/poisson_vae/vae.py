@@ -22,7 +22,7 @@ from torch import nn
 
 from .distributions import INDICATORS
 from .latents import LATENT_FAMILIES, LatentCode, build_latent
-from .nets import LinearDecoder, LinearEncoder, parse_architecture
+from .nets import LinearDecoder, build_networks, parse_architecture
 from .options import option
 
 __all__ = [
@@ -60,7 +60,9 @@ class ModelConfig:
     method: str = option("mc", "expectation of the loss: " + " | ".join(METHODS))
     indicator: str = option("sigmoid", "soft indicator of the relaxed sampler")
     excitatory_only: bool = option(False, "restrict rate changes to dr >= 1")
-    init_std: float = option(0.05, "std of the initial encoder and linear-decoder weights")
+    init_std: float | None = option(
+        None, "std of the initial weights (default: 0.05 with a linear decoder, else 0.1)"
+    )
 
     def __post_init__(self) -> None:
         self.input_shape = tuple(int(s) for s in self.input_shape)  # type: ignore[assignment]
@@ -92,7 +94,7 @@ class ModelConfig:
             raise ValueError(
                 f"--indicator {self.indicator!r} is unknown; choose one of {sorted(INDICATORS)}"
             )
-        if not (math.isfinite(self.init_std) and self.init_std > 0):
+        if self.init_std is not None and not (math.isfinite(self.init_std) and self.init_std > 0):
             raise ValueError(f"--init-std must be a positive number, got {self.init_std}")
         if len(self.input_shape) != 3 or min(self.input_shape) < 1:
             raise ValueError(f"input_shape must be (channels, height, width), got {self.input_shape}")
@@ -203,12 +205,8 @@ class VAE(nn.Module):
 def build_vae(config: ModelConfig) -> VAE:
     """Build a freshly initialised VAE from its configuration (SPEC 1 and 2)."""
     arch = parse_architecture(config.arch)
-    encoder = LinearEncoder(
-        config.input_shape,
-        config.n_latents * LATENT_FAMILIES[config.latent][0].params_per_latent,
-        bias=arch.encoder_bias,
-    )
-    decoder = LinearDecoder(config.n_latents, config.input_shape, bias=arch.decoder_bias)
+    n_outputs = config.n_latents * LATENT_FAMILIES[config.latent][0].params_per_latent
+    encoder, decoder = build_networks(arch, config.input_shape, n_outputs, config.n_latents)
     linear_decoder = arch.decoder == "lin"
     options = {}
     if config.latent == "poisson":
@@ -218,12 +216,13 @@ def build_vae(config: ModelConfig) -> VAE:
             "indicator": config.indicator,
         }
     latent = build_latent(config.latent, config.n_latents, **options)
-    for network in (encoder, decoder):
-        for name, parameter in network.named_parameters():
-            if name.endswith("bias"):
-                nn.init.zeros_(parameter)
-            else:
-                nn.init.normal_(parameter, std=config.init_std)
+    # SPEC 2: N(0, 0.05^2) weights with a linear decoder, N(0, 0.1^2) otherwise; zero biases.
+    std = config.init_std if config.init_std is not None else (0.05 if linear_decoder else 0.1)
+    for module in (*encoder.modules(), *decoder.modules()):
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
     return VAE(encoder, latent, decoder, config)
 
 
