@@ -17,7 +17,7 @@ import numpy as np
 
 from .arrays import load_user_arrays
 from .cache import cache_dir, cached_arrays
-from .cifar import TARBALL, TEST_BATCH, TRAIN_BATCHES, load_cifar16, read_cifar_batches
+from .cifar import cifar_sources, load_cifar16
 from .idx import DataFileError, read_idx
 from .mnist import load_mnist, mnist_source
 from .natural import NATURAL16_IMAGES, load_natural16
@@ -76,18 +76,6 @@ def _reason(check: Callable[[str | None], object]) -> Callable[[str | None], str
     return availability
 
 
-def _cifar_sources(data_dir: str | None) -> dict[str, Path]:
-    """The files CIFAR-10 is read from (for the cache fingerprint), or DataFileError."""
-    if data_dir is None:
-        read_cifar_batches(None)
-    folder = Path(data_dir)  # type: ignore[arg-type]
-    if (folder / "cifar-10-batches-py").is_dir():
-        return {name: folder / "cifar-10-batches-py" / name for name in (*TRAIN_BATCHES, TEST_BATCH)}
-    if not (folder / TARBALL).is_file():
-        read_cifar_batches(data_dir)  # raises with the full explanation
-    return {"tarball": folder / TARBALL}
-
-
 DATASETS: dict[str, DatasetInfo] = {
     "natural16": DatasetInfo(
         name="natural16",
@@ -124,7 +112,7 @@ DATASETS: dict[str, DatasetInfo] = {
         labels=True,
         source="CIFAR-10 python tarball (cifar-10-python.tar.gz) or its batches in --data-dir",
         licence="CIFAR-10 (Krizhevsky 2009): cite the technical report",
-        availability=_reason(_cifar_sources),
+        availability=_reason(cifar_sources),
     ),
 }
 
@@ -273,11 +261,12 @@ def _build_cifar(data_dir: str | None, seed: int, options: dict) -> dict:
     )
 
 
-# Datasets built from source files: (their files, for the cache fingerprint; the builder).
-_FILE_DATASETS: dict[str, tuple[Callable, Callable]] = {
-    "mnist": (mnist_source, lambda data_dir, seed, options: load_mnist(data_dir)),
-    "vanhateren16": (_vanhateren_sources, _build_vanhateren),
-    "cifar16": (_cifar_sources, _build_cifar),
+# Datasets built from source files: (their files, for the cache fingerprint; the builder; whether
+# the seed changes the result, so that MNIST is cached once whatever --data-seed says).
+_FILE_DATASETS: dict[str, tuple[Callable, Callable, bool]] = {
+    "mnist": (mnist_source, lambda data_dir, seed, options: load_mnist(data_dir), False),
+    "vanhateren16": (_vanhateren_sources, _build_vanhateren, True),
+    "cifar16": (cifar_sources, _build_cifar, True),
 }
 
 
@@ -347,8 +336,9 @@ def load_dataset(
             size=options["patch_size"],
         )
     elif name in _FILE_DATASETS:
-        sources, build = _FILE_DATASETS[name]
-        fingerprint = {"dataset": name, "version": 1, "seed": seed, "options": options}
+        sources, build, seeded = _FILE_DATASETS[name]
+        fingerprint = {"dataset": name, "version": 1, "seed": seed if seeded else None}
+        fingerprint["options"] = options
         fingerprint["files"] = _file_fingerprints(sources(data_dir))
         full = cached_arrays(name, fingerprint, lambda: build(data_dir, seed, options), cache_dir)
         splits = _subset(full, n_train, n_valid, name)

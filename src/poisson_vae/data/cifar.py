@@ -18,7 +18,7 @@ import numpy as np
 from .idx import DataFileError
 from .whitening import prepare_image, random_patches, standardise_patches
 
-__all__ = ["load_cifar16", "read_cifar_batches"]
+__all__ = ["cifar_sources", "load_cifar16", "read_cifar_batches"]
 
 TARBALL = "cifar-10-python.tar.gz"
 FOLDER = "cifar-10-batches-py"
@@ -44,23 +44,34 @@ def _unpickle(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def read_cifar_batches(data_dir: str | Path | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The CIFAR-10 batches as (images (N, 3, 32, 32) uint8, labels (N,)), by batch name."""
+def cifar_sources(data_dir: str | Path | None) -> dict[str, Path]:
+    """The files CIFAR-10 is read from: the six extracted batches by name, or ``{"tarball": path}``.
+
+    Raises:
+        DataFileError: neither the extracted folder nor the tarball is there, or a batch is missing.
+    """
     if data_dir is None:
         raise DataFileError(f"cifar16 needs CIFAR-10: {HOW_TO_GET}")
     folder = Path(data_dir)
-    names = (*TRAIN_BATCHES, TEST_BATCH)
     if (folder / FOLDER).is_dir():
-        batches = {}
-        for name in names:
-            path = folder / FOLDER / name
+        batches = {name: folder / FOLDER / name for name in (*TRAIN_BATCHES, TEST_BATCH)}
+        for path in batches.values():
             if not path.is_file():
                 raise DataFileError(f"cifar16: {path} is missing; {HOW_TO_GET}")
-            batches[name] = _unpickle(path.read_bytes(), str(path))
         return batches
     tarball = folder / TARBALL
     if not tarball.is_file():
         raise DataFileError(f"cifar16: neither {tarball} nor {folder / FOLDER}/ exists; {HOW_TO_GET}")
+    return {"tarball": tarball}
+
+
+def read_cifar_batches(data_dir: str | Path | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The CIFAR-10 batches as (images (N, 3, 32, 32) uint8, labels (N,)), by batch name."""
+    sources = cifar_sources(data_dir)
+    if "tarball" not in sources:
+        return {name: _unpickle(path.read_bytes(), str(path)) for name, path in sources.items()}
+    tarball = sources["tarball"]
+    names = (*TRAIN_BATCHES, TEST_BATCH)
     try:
         with tarfile.open(tarball, "r:gz") as archive:
             members = {Path(m.name).name: m for m in archive.getmembers() if m.isfile()}
