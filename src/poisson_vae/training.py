@@ -372,7 +372,8 @@ def check_run_directory(out: Path, resume: bool) -> Path | None:
     if not (resume and checkpoint.is_file()):
         return None
     try:
-        torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+        # Memory-mapped: checks the file's structure without reading its tensors twice.
+        torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)["state_dict"]
     except Exception as error:
         raise CheckpointError(
             f"{checkpoint} is unreadable ({type(error).__name__}); delete it to restart the run "
