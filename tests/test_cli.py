@@ -74,7 +74,7 @@ def test_config_file_with_flag_overrides(tmp_path: Path, capsys: pytest.CaptureF
         (["--temperature-end", "-0.1"], "--temperature-end must be a number >= 0"),
         (["--latent", "gamma"], "--latent 'gamma' is unknown"),
         (["--arch", "lin"], "--arch 'lin' is malformed"),
-        (["--arch", "conv|lin"], "unknown network 'conv'"),
+        (["--arch", "cnn|lin"], "unknown network 'cnn'"),
         (["--n-latents", "0"], "--n-latents must be a positive integer"),
         (["--epochs", "0"], "--epochs must be positive"),
         (["--lr", "nan"], "--lr must be positive"),
@@ -152,25 +152,32 @@ def test_invalid_preprocessing_flags(capsys: pytest.CaptureFixture, tmp_path: Pa
 
 @pytest.mark.parametrize(
     ("latent", "size", "count"),
-    [("poisson", 16, "262,656"), ("gaussian", 16, "393,216"), ("poisson", 28, "803,328")],
+    [
+        ("poisson", 16, "262,656"),
+        ("gaussian", 16, "393,216"),
+        ("poisson", 28, "803,328"),
+        ("poisson-conv", 16, "1,405,596"),
+    ],
 )
 def test_model_summary_prints_the_parameter_count(
     capsys: pytest.CaptureFixture, latent: str, size: int, count: str
 ) -> None:
+    latent, _, network = latent.partition("-")
+    arch = "conv+b|lin" if network else "lin|lin"
     code, stdout, _ = run_cli(
         capsys,
         "model-summary",
         "--latent",
         latent,
         "--arch",
-        "lin|lin",
+        arch,
         "--n-latents",
         "512",
         "--input-size",
         str(size),
     )
     assert code == 0 and f"trainable parameters: {count}" in stdout
-    assert "encoder.linear.weight" in stdout
+    assert "encoder.linear " in stdout and "decoder.linear " in stdout  # one row per layer
 
 
 def test_sample_decodes_prior_draws_into_a_png(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
@@ -182,3 +189,31 @@ def test_sample_decodes_prior_draws_into_a_png(capsys: pytest.CaptureFixture, tm
     assert code == 0 and (tmp_path / "samples.png").read_bytes()[:4] == b"\x89PNG"
     code, _, err = run_cli(capsys, "sample", str(tmp_path / "missing"))
     assert code == 2 and "config.json is missing" in err
+
+
+def _parsed_config(tmp_path: Path, *argv: str):
+    from poisson_vae.cli import _build_parser, _run_config
+
+    return _run_config(_build_parser().parse_args(["train", "--out", str(tmp_path / "run"), *argv]))
+
+
+def test_paper_recipe_per_dataset_with_file_and_flag_overrides(tmp_path: Path) -> None:
+    mnist = _parsed_config(tmp_path, "--recipe", "paper", "--data", "mnist").train
+    assert (mnist.lr, mnist.batch_size, mnist.epochs, mnist.weight_decay) == (2e-3, 200, 1200, 3e-4)
+    assert (mnist.grad_clip, mnist.lr_restarts) == (1000.0, 2)
+    natural = _parsed_config(tmp_path, "--recipe", "paper").train  # natural16 by default
+    assert (natural.lr, natural.batch_size, natural.epochs, natural.lr_restarts) == (5e-3, 1000, 3000, 0)
+    assert _parsed_config(tmp_path, "--recipe", "paper", "--data", "cifar16").train.epochs == 1500
+    assert _parsed_config(tmp_path, "--recipe", "paper", "--data", "npy:x.npy").train.epochs == 3000
+    flagged = _parsed_config(tmp_path, "--recipe", "paper", "--data", "mnist", "--lr", "1e-3").train
+    assert flagged.lr == 1e-3 and flagged.batch_size == 200
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"data": {"data": "mnist"}, "train": {"epochs": 7}}))
+    from_file = _parsed_config(tmp_path, "--recipe", "paper", "--config", str(config)).train
+    assert from_file.epochs == 7 and from_file.lr == 2e-3
+
+
+def test_unknown_recipe_is_one_line(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    code, _, err = run_cli(capsys, "train", "--out", str(tmp_path / "run"), "--recipe", "fast")
+    assert code == 2 and err.strip() == "pvae: error: --recipe 'fast' is unknown; choose one of paper"
+    assert not (tmp_path / "run").exists()

@@ -1,4 +1,4 @@
-"""Network parsing and the linear encoder and decoder."""
+"""Network parsing and the lin, mlp and conv encoders and decoders."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def test_parse_round_trip(text: str) -> None:
     assert str(arch) == text.replace(" ", "")
 
 
-@pytest.mark.parametrize("text", ["", "lin", "lin|lin|lin", "conv|lin", "lin|lin+c"])
+@pytest.mark.parametrize("text", ["", "lin", "lin|lin|lin", "cnn|lin", "lin|lin+c"])
 def test_malformed_architectures_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="--arch"):
         parse_architecture(text)
@@ -48,3 +48,37 @@ def test_residual_dense_block_parameter_count() -> None:
 
     block = ResidualDenseBlock(256, 16)
     assert sum(p.numel() for p in block.parameters()) == 256 * 4096 + 4096 + 4096 * 256 + 256 + 512
+
+
+@pytest.mark.parametrize("size", [16, 28])
+def test_conv_networks_shapes(size: int) -> None:
+    from poisson_vae.nets import ConvDecoder, ConvEncoder
+
+    encoder, decoder = ConvEncoder((1, size, size), 20, bias=True), ConvDecoder(10, (1, size, size))
+    assert encoder(torch.randn(3, 1, size, size)).shape == (3, 20)
+    assert decoder(torch.randn(3, 10)).shape == (3, 1, size, size)
+    assert encoder.linear.bias is not None and decoder.linear.bias is None
+
+
+def test_conv_networks_refuse_other_sizes() -> None:
+    from poisson_vae import ModelConfig, build_vae
+
+    with pytest.raises(ValueError, match="16x16 and 28x28"):
+        build_vae(ModelConfig(arch="conv|lin", input_shape=(1, 32, 32)))
+
+
+def test_weight_normalised_convolution_starts_at_its_raw_weight_and_scales_by_its_gain() -> None:
+    import torch.nn.functional as F
+
+    from poisson_vae.nets import WeightNormConv2d
+
+    conv = WeightNormConv2d(3, 5, 3, padding=1)
+    x = torch.randn(2, 3, 8, 8)
+    raw = F.conv2d(x, conv.weight, conv.bias, padding=1)
+    assert torch.allclose(conv(x), raw, atol=1e-5)
+    with torch.no_grad():
+        conv.weight.mul_(7.0)  # the direction alone matters ...
+        conv.log_gain.add_(torch.log(torch.tensor(2.0)))  # ... and the gain sets the norm
+    assert torch.allclose(
+        conv(x) - conv.bias.view(1, -1, 1, 1), 2 * (raw - conv.bias.view(1, -1, 1, 1)), atol=1e-4
+    )

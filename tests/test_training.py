@@ -82,6 +82,18 @@ def test_recipe_schedules_inside_the_module(monkeypatch: pytest.MonkeyPatch) -> 
     assert module.schedule(40) == (0.05, 1.0)
 
 
+def test_beta_is_held_for_the_first_percent_with_a_non_linear_decoder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(VAEModule, "_total_steps", property(lambda self: 1000))
+    config = small_config(epochs=10)
+    config.model = ModelConfig(arch="lin|mlp", n_latents=8)
+    module = VAEModule(config)
+    assert module.schedule(9)[1] == pytest.approx(1e-4)  # held for 10 steps ...
+    assert module.schedule(255)[1] == pytest.approx(1e-4 + (1 - 1e-4) / 2)  # ... then ramped to 500
+    assert module.schedule(255)[0] == pytest.approx(1 - 0.95 * 255 / 500)  # temperature is not held
+
+
 def test_tensorboard_without_the_package_is_a_clear_error(
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -155,10 +155,21 @@ VALID_METHODS = {
         ("laplace", "lin|lin", 393_216),
         ("categorical", "lin|lin", 262_144),
         ("poisson", "mlp|lin", 2_364_672),
+        ("poisson", "conv+b|lin", 1_405_596),
+        ("poisson", "conv|lin", 1_405_084),
+        ("gaussian", "conv+b|lin", 1_471_132),
+        ("poisson", "conv+b|lin@28", 5_432_636),
+        ("poisson", "conv+b|conv+b@K10", 2_450_434),
+        ("gaussian", "conv+b|conv+b@K10", 2_451_714),
+        ("poisson", "conv+b|conv+b@28@K10", 6_150_682),
     ],
 )
 def test_parameter_counts_of_the_paper(family: str, arch: str, count: int) -> None:
-    model = build_vae(ModelConfig(latent=family, arch=arch, n_latents=512))
+    arch, *variants = arch.split("@")  # '@28': 28x28 input; '@K10': 10 latents
+    size = 28 if "28" in variants else 16
+    n_latents = 10 if "K10" in variants else 512
+    config = ModelConfig(latent=family, arch=arch, n_latents=n_latents, input_shape=(1, size, size))
+    model = build_vae(config)
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == count
 
 
@@ -190,15 +201,36 @@ def test_mlp_networks_train(family: str, arch: str) -> None:
     _train_a_few_steps(build_vae(ModelConfig(latent=family, arch=arch, n_latents=32)), family, "mc")
 
 
-def _train_a_few_steps(model, family: str, method: str) -> None:
+@pytest.mark.parametrize(
+    ("family", "arch", "method"),
+    [
+        ("poisson", "conv+b|lin", "mc"),
+        ("poisson", "conv|lin", "exact"),
+        ("gaussian", "conv+b|lin", "mc"),
+        ("poisson", "conv+b|conv+b", "mc"),
+        ("categorical", "conv+b|conv+b", "straight-through"),
+    ],
+)
+def test_conv_networks_train(family: str, arch: str, method: str) -> None:
+    torch.manual_seed(0)
+    model = build_vae(ModelConfig(latent=family, arch=arch, n_latents=32, method=method))
+    # A small batch of structured images (a few smooth patterns), so that a few steps can learn them.
+    grid = torch.linspace(-1, 1, 16)
+    patterns = torch.stack([torch.sin(3 * f * grid[:, None] + f * grid[None, :]) for f in (1, 2, 3, 4)])
+    x = torch.einsum("bp,pij->bij", torch.rand(64, 4) * 3, patterns).unsqueeze(1)
+    _train_a_few_steps(model, family, method, x)
+
+
+def _train_a_few_steps(model, family: str, method: str, x: torch.Tensor | None = None) -> None:
     if family == "poisson":
         with torch.no_grad():
             model.latent.prior_log_rate.fill_(-1.0)
-    x = torch.randn(256, 1, 16, 16) * torch.linspace(0.2, 2, 256).view(1, 1, 16, 16)
+    if x is None:
+        x = torch.randn(256, 1, 16, 16) * torch.linspace(0.2, 2, 256).view(1, 1, 16, 16)
     optimizer = torch.optim.Adamax(model.parameters(), lr=5e-3)  # the paper's optimiser
     losses = []
     for _ in range(60):
-        loss = model(x, temperature=0.5).loss(beta=0.1)
+        loss = model(x, temperature=0.5, method=method).loss(beta=0.1)
         optimizer.zero_grad()
         loss.backward()
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

@@ -2,14 +2,16 @@
 
 ``pvae train`` exposes every field of :class:`~poisson_vae.training.DataConfig`,
 :class:`~poisson_vae.vae.ModelConfig` and :class:`~poisson_vae.training.TrainConfig` as a flag
-(``n_latents`` -> ``--n-latents``); ``--config FILE`` reads a JSON file of the same shape as a run's
-``config.json``, and flags override it. Errors are reported in one line, with what to do.
+(``n_latents`` -> ``--n-latents``); ``--recipe paper`` starts from the paper's settings for the
+dataset, ``--config FILE`` (a JSON file of the same shape as a run's ``config.json``) overrides
+the recipe, and flags override both. Errors are reported in one line, with what to do.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -84,6 +86,11 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, help="run directory")
     train.add_argument("--config", type=Path, help="JSON configuration (as a run's config.json)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument(
+        "--recipe",
+        help="start from a named recipe's training options for the dataset: 'paper' (SPEC 2); "
+        "--config and flags override it",
+    )
     _add_config_flags(train, {"data": DataConfig, "model": ModelConfig, "train": TrainConfig})
 
     summary = commands.add_parser(
@@ -127,12 +134,29 @@ def _model_summary(args: argparse.Namespace) -> int:
         latent=args.latent, arch=args.arch, n_latents=args.n_latents, input_shape=(1, size, size)
     )
     model = build_vae(config)
-    print(f"{config.latent} {config.arch}, K = {config.n_latents}, input 1 x {size} x {size}")
-    print(f"{'parameter':<40} {'shape':<20} {'count':>12}")
-    for name, parameter in model.named_parameters():
-        print(f"{name:<40} {tuple(parameter.shape)!s:<20} {parameter.numel():>12,}")
+    # One row per module that owns parameters, with its output shape in one forward pass.
+    rows: dict[str, list] = {}
+
+    def record_shape(name: str):
+        def hook(module: torch.nn.Module, inputs: tuple, output: object) -> None:
+            rows[name][1] = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else "-"
+
+        return hook
+
+    hooks = []
+    for name, module in model.named_modules():
+        own = sum(p.numel() for p in module.parameters(recurse=False) if p.requires_grad)
+        if own:
+            rows[name] = [type(module).__name__, "-", own]
+            hooks.append(module.register_forward_hook(record_shape(name)))
     with torch.no_grad():
         output = model(torch.zeros(2, 1, size, size), temperature=0.0, method="mc")
+    for hook in hooks:
+        hook.remove()
+    print(f"{config.latent} {config.arch}, K = {config.n_latents}, input 1 x {size} x {size}")
+    print(f"{'layer':<34} {'type':<18} {'output':<16} {'parameters':>12}")
+    for name, (kind, shape, count) in rows.items():
+        print(f"{name or '(model)':<34} {kind:<18} {shape!s:<16} {count:>12,}")
     print(f"output {tuple(output.reconstruction.shape[1:])}, code {tuple(output.code.mean.shape[1:])}")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"trainable parameters: {trainable:,}")
@@ -204,13 +228,13 @@ def _section_of(name: str) -> str:
 
 
 def _run_config(args: argparse.Namespace):
-    from .training import RunConfig
+    from .training import DataConfig, RunConfig
     from .vae import CONFIG_FILE
 
     flags = {
         key: value
         for key, value in vars(args).items()
-        if key not in ("command", "out", "config", "resume")
+        if key not in ("command", "out", "config", "resume", "recipe")
     }
     stored_path = args.out / CONFIG_FILE
     if args.resume and stored_path.is_file():
@@ -229,6 +253,14 @@ def _run_config(args: argparse.Namespace):
         document = RunConfig.load(args.config).to_dict()
     else:
         document = {}
+    if args.recipe is not None:
+        from .recipes import recipe
+
+        data = flags.get("data", document.get("data", {}).get("data", DataConfig.data))
+        from_file = json.loads(args.config.read_text()).get("train", {}) if args.config else {}
+        for key, value in recipe(args.recipe, data).items():
+            if key not in from_file:
+                flags.setdefault(key, value)
     for key, value in flags.items():
         document.setdefault(_section_of(key), {})[key] = value
     return RunConfig.from_dict(document)

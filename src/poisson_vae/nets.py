@@ -1,7 +1,9 @@
 """Encoders and decoders, named by the ``enc|dec`` architecture strings of SPEC 1.3.
 
-This version provides the linear (``lin``) and fully connected (``mlp``) networks, each with
-``+b`` for a bias on its linear map; ``conv`` plugs into the same registry.
+Three kinds, each with ``+b`` for a bias on its linear map: ``lin`` (one linear map), ``mlp`` (a
+residual dense block) and ``conv`` (weight-normalised convolutions with squeeze-excite, after the
+paper's NVAE-style cells; defined for 16x16 and 28x28 inputs). Layer for layer they reproduce the
+paper's trainable parameter counts, which ``tests/test_nets.py`` checks.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from torch import nn
 
 __all__ = [
     "Architecture",
+    "ConvDecoder",
+    "ConvEncoder",
     "LinearDecoder",
     "LinearEncoder",
     "MLPDecoder",
@@ -24,8 +28,8 @@ __all__ = [
     "parse_architecture",
 ]
 
-ENCODERS = ("lin", "mlp")
-DECODERS = ("lin", "mlp")
+ENCODERS = ("lin", "mlp", "conv")
+DECODERS = ("lin", "mlp", "conv")
 
 
 @dataclass(frozen=True)
@@ -167,12 +171,189 @@ class MLPDecoder(nn.Module):
         return self.output(F.silu(hidden)).view(-1, *self.output_shape)
 
 
+class WeightNormConv2d(nn.Conv2d):
+    """A convolution with weight w = exp(g) W / ||W|| (norm over all but the output axis) and a bias.
+
+    The per-output-channel log-gain ``g`` starts at log ||W||, so the initial weight is W.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, **kwargs) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, bias=True, **kwargs)
+        self.log_gain = nn.Parameter(self.weight.detach().flatten(1).norm(dim=1).log())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, H, W) -> (B, C_out, H', W')."""
+        norm = self.weight.flatten(1).norm(dim=1).clamp_min(1e-12)
+        weight = self.weight * (self.log_gain.exp() / norm).view(-1, 1, 1, 1)
+        return self._conv_forward(x, weight, self.bias)
+
+
+def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> WeightNormConv2d:
+    return WeightNormConv2d(in_channels, out_channels, 3, stride=stride, padding=1)
+
+
+class SqueezeExcite(nn.Module):
+    """Scale each channel by sigmoid(Linear(ReLU(Linear(global average)))), hidden max(c // 16, 4)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        hidden = max(channels // 16, 4)
+        self.squeeze = nn.Linear(channels, hidden)
+        self.excite = nn.Linear(hidden, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
+        scale = torch.sigmoid(self.excite(torch.relu(self.squeeze(x.mean((2, 3))))))
+        return x * scale[:, :, None, None]
+
+
+class EncoderCell(nn.Module):
+    """x + SE(conv3x3(SiLU(conv3x3(SiLU(x))))); a *down* cell halves the size and doubles channels.
+
+    The down cell's skip path is the factorised reduction (four 1x1 stride-2 convolutions on the
+    input shifted by nothing, a column, a row and both) for even sizes, else one 1x1 stride-2 conv.
+    """
+
+    def __init__(self, channels: int, down: bool = False, factorised_skip: bool = True) -> None:
+        super().__init__()
+        out_channels = 2 * channels if down else channels
+        self.conv1 = _conv3x3(channels, out_channels, stride=2 if down else 1)
+        self.conv2 = _conv3x3(out_channels, out_channels)
+        self.se = SqueezeExcite(out_channels)
+        self.skip: nn.ModuleList | None = None
+        if down:
+            quarter = out_channels // 4
+            widths = [quarter] * 3 + [out_channels - 3 * quarter] if factorised_skip else [out_channels]
+            self.skip = nn.ModuleList(WeightNormConv2d(channels, width, 1, stride=2) for width in widths)
+
+    def _skip(self, x: torch.Tensor) -> torch.Tensor:
+        if self.skip is None:
+            return x
+        x = F.silu(x)
+        if len(self.skip) == 1:
+            return self.skip[0](x)
+        shifted = [
+            x,
+            F.pad(x[..., :, 1:], (0, 1)),
+            F.pad(x[..., 1:, :], (0, 0, 0, 1)),
+            F.pad(x[..., 1:, 1:], (0, 1, 0, 1)),
+        ]
+        return torch.cat([conv(part) for conv, part in zip(self.skip, shifted)], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W), or (B, 2C, ceil(H/2), ceil(W/2)) for a down cell."""
+        return self._skip(x) + self.se(self.conv2(F.silu(self.conv1(F.silu(x)))))
+
+
+def _upsample2(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, 2H, 2W), nearest neighbour."""
+    return F.interpolate(x, scale_factor=2.0, mode="nearest")
+
+
+class DecoderCell(nn.Module):
+    """Normal: x + SE(conv3x3(SiLU(x))); up: conv1x1(up2(x)) + SE(conv3x3(up2(SiLU(x)))), c -> c/2."""
+
+    def __init__(self, channels: int, up: bool = False) -> None:
+        super().__init__()
+        out_channels = channels // 2 if up else channels
+        self.up = up
+        self.conv = _conv3x3(channels, out_channels)
+        self.se = SqueezeExcite(out_channels)
+        self.skip = WeightNormConv2d(channels, out_channels, 1) if up else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W), or (B, C/2, 2H, 2W) for an up cell."""
+        if self.skip is None:
+            return x + self.se(self.conv(F.silu(x)))
+        return self.skip(_upsample2(x)) + self.se(self.conv(_upsample2(F.silu(x))))
+
+
+#: Stages of the conv networks per input side (SPEC 1.3): encoder down stages, decoder up stages.
+CONV_STAGES = {16: (2, 3), 28: (3, 4)}
+CONV_CHANNELS = 32
+DECODER_CHANNELS = 256
+
+
+def _conv_stages(shape: tuple[int, ...]) -> tuple[int, int]:
+    if len(shape) != 3 or shape[1] != shape[2] or shape[1] not in CONV_STAGES:
+        raise ValueError(
+            f"conv networks are defined for 16x16 and 28x28 inputs, got {tuple(shape[1:])}; "
+            "use --arch 'lin|lin' or 'mlp|lin' for other sizes"
+        )
+    return CONV_STAGES[shape[1]]
+
+
+class ConvEncoder(nn.Module):
+    """Stem, normal cell, down stages, pooling, a residual dense block and the final linear map.
+
+    Args:
+        input_shape: (C, H, W) of one sample, H = W in {16, 28}.
+        n_outputs: encoder outputs (latents x parameters per latent).
+        bias: add a bias to the final linear map.
+    """
+
+    def __init__(self, input_shape: tuple[int, ...], n_outputs: int, bias: bool = False) -> None:
+        super().__init__()
+        n_stages, _ = _conv_stages(input_shape)
+        side = input_shape[1]
+        # 16x16 keeps its size (padding 1); 28x28 loses a border (26 = 2 x 13, and 13 -> 7 -> 4).
+        self.stem = WeightNormConv2d(input_shape[0], CONV_CHANNELS, 3, padding=1 if side == 16 else 0)
+        cells: list[nn.Module] = [EncoderCell(CONV_CHANNELS)]
+        channels = CONV_CHANNELS
+        for _ in range(n_stages):
+            cells += [EncoderCell(channels, down=True, factorised_skip=side == 16)]
+            channels *= 2
+            cells += [EncoderCell(channels)]
+        self.cells = nn.Sequential(*cells)
+        self.pool = WeightNormConv2d(channels, channels, 4)
+        self.block = ResidualDenseBlock(channels, expansion=8)
+        self.linear = nn.Linear(channels, n_outputs, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, n_outputs)."""
+        h = self.cells(self.stem(x))  # (B, c, 4, 4)
+        pooled = h.mean((2, 3)) + self.pool(F.silu(h)).flatten(1)
+        return self.linear(self.block(pooled))
+
+
+class ConvDecoder(nn.Module):
+    """Linear K -> 256 x 2 x 2, a normal cell, up stages to the input size, a 1x1 conv to the output.
+
+    Args:
+        n_latents: K.
+        output_shape: (C, H, W) of one sample, H = W in {16, 28}.
+        bias: add a bias to the first linear map.
+    """
+
+    def __init__(self, n_latents: int, output_shape: tuple[int, ...], bias: bool = False) -> None:
+        super().__init__()
+        _, n_stages = _conv_stages(output_shape)
+        self.output_shape = tuple(output_shape)
+        self.linear = nn.Linear(n_latents, DECODER_CHANNELS * 4, bias=bias)
+        self.stages = nn.ModuleList([DecoderCell(DECODER_CHANNELS)])
+        channels = DECODER_CHANNELS
+        for _ in range(n_stages):
+            self.stages.append(nn.Sequential(DecoderCell(channels, up=True), DecoderCell(channels // 2)))
+            channels //= 2
+        self.output = WeightNormConv2d(channels, output_shape[0], 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, K) -> (B, C, H, W)."""
+        h = self.linear(z).view(-1, DECODER_CHANNELS, 2, 2)
+        side = self.output_shape[1]
+        for index, stage in enumerate(self.stages):
+            h = stage(h)
+            if index == 3 and side == 28:  # after the third up stage: 16x16 -> 14x14, then up to 28
+                h = F.interpolate(h, size=(side // 2, side // 2), mode="bilinear", align_corners=False)
+        return self.output(h)
+
+
 def build_networks(
     arch: Architecture, input_shape: tuple[int, ...], n_outputs: int, n_latents: int
 ) -> tuple[nn.Module, nn.Module]:
     """The encoder and decoder an architecture names."""
-    encoders = {"lin": LinearEncoder, "mlp": MLPEncoder}
-    decoders = {"lin": LinearDecoder, "mlp": MLPDecoder}
+    encoders = {"lin": LinearEncoder, "mlp": MLPEncoder, "conv": ConvEncoder}
+    decoders = {"lin": LinearDecoder, "mlp": MLPDecoder, "conv": ConvDecoder}
     encoder = encoders[arch.encoder](input_shape, n_outputs, bias=arch.encoder_bias)
     decoder = decoders[arch.decoder](n_latents, input_shape, bias=arch.decoder_bias)
     return encoder, decoder

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 from .data import Preprocessing, load_dataset
 from .figures import save_dictionary_figure
 from .metrics import evaluate_model
-from .nets import LinearDecoder
+from .nets import LinearDecoder, parse_architecture
 from .options import option
 from .schedules import learning_rate_factor, linear_ramp
 from .vae import CONFIG_FILE, VAE, CheckpointError, ModelConfig, build_vae, save_model
@@ -125,8 +125,14 @@ class TrainConfig:
     weight_decay: float = option(0.0, "Adamax weight decay")
     grad_clip: float = option(500.0, "gradient-norm clip")
     warmup_clip_factor: float = option(3.0, "clip multiplier during warm-up")
+    lr_restarts: int = option(0, "warm restarts of the cosine after warm-up (the paper's MNIST: 2)")
     beta: float = option(1.0, "final KL weight")
     beta_start: float = option(1e-4, "initial KL weight of the linear ramp")
+    beta_hold_fraction: float | None = option(
+        None,
+        "fraction of the steps beta stays at --beta-start (default: 0.01 with a "
+        "non-linear decoder, else 0)",
+    )
     temperature_start: float = option(1.0, "initial sampler temperature")
     temperature_end: float | None = option(
         None, "final sampler temperature (default: poisson 0.05, categorical 0.1)"
@@ -164,6 +170,14 @@ class TrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be a number >= 0, got {value}")
         if not 0 <= self.anneal_fraction <= 1:
             raise ValueError(f"--anneal-fraction must lie in [0, 1], got {self.anneal_fraction}")
+        hold = self.beta_hold_fraction
+        if hold is not None and not 0 <= hold <= self.anneal_fraction:
+            raise ValueError(
+                f"--beta-hold-fraction must lie in [0, --anneal-fraction = {self.anneal_fraction}], "
+                f"got {hold}"
+            )
+        if not (isinstance(self.lr_restarts, int) and self.lr_restarts >= 0):
+            raise ValueError(f"--lr-restarts must be an integer >= 0, got {self.lr_restarts}")
         if self.warmup_clip_factor < 1:
             raise ValueError(f"--warmup-clip-factor must be >= 1, got {self.warmup_clip_factor}")
         self.devices = str(self.devices)
@@ -266,7 +280,11 @@ class VAEModule(L.LightningModule):
         end = train.temperature_end
         end = self.model.latent.final_temperature if end is None else end
         temperature = linear_ramp(step, ramp, train.temperature_start, end)
-        beta = linear_ramp(step, ramp, train.beta_start, train.beta)
+        hold = train.beta_hold_fraction
+        if hold is None:  # SPEC 2: non-linear decoders hold beta at its start for 1 % of the steps
+            hold = 0.0 if parse_architecture(self.config.model.arch).decoder == "lin" else 0.01
+        hold_steps = int(hold * self._total_steps)
+        beta = linear_ramp(step, ramp, train.beta_start, train.beta, hold_steps)
         return temperature, beta
 
     def configure_optimizers(self):
@@ -279,8 +297,9 @@ class VAEModule(L.LightningModule):
             weight_decay=train.weight_decay,
         )
         total, warmup, floor = self._total_steps, self._warmup_steps, train.lr_min / train.lr
+        restarts = train.lr_restarts
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: learning_rate_factor(step, warmup, total, floor)
+            optimizer, lambda step: learning_rate_factor(step, warmup, total, floor, restarts)
         )
         return {
             "optimizer": optimizer,
