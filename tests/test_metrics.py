@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from poisson_vae.metrics import active_latents, lifetime_sparsity, population_sparsity
+from poisson_vae.metrics import (
+    active_latents,
+    lifetime_sparsity,
+    population_sparsity,
+    reconstruction_shares,
+)
 
 
 def test_identity_code_is_perfectly_sparse() -> None:
@@ -38,11 +43,87 @@ def test_half_active_latent() -> None:
 
 
 def test_active_latents_split_at_a_wide_gap() -> None:
-    kl = torch.cat([torch.full((40,), 0.5), torch.full((472,), 1e-5)])
-    kl = kl + torch.rand(512) * 1e-6
-    active = active_latents(kl)
-    assert int(active.sum()) == 40 and bool(active[:40].all())
+    torch.manual_seed(0)
+    kl = torch.cat([torch.full((40,), 0.5), torch.full((472,), 1e-5)]) * (1 + 0.1 * torch.rand(512))
+    share = torch.cat([torch.full((40,), 1.0), torch.full((472,), 1e-6)]) * (1 + 0.1 * torch.rand(512))
+    active, threshold = active_latents(kl, share)
+    assert int(active.sum()) == 40 and bool(active[:40].all()) and threshold is not None
 
 
-def test_no_gap_means_all_active() -> None:
-    assert bool(active_latents(torch.linspace(0.04, 0.17, 512)).all())
+def test_smoothly_spread_code_is_all_active() -> None:
+    # An overcomplete P-VAE-like code: KL and shares spread over two decades, no gap.
+    torch.manual_seed(1)
+    kl, share = 10 ** (-2 * torch.rand(512)), 10 ** (-2 * torch.rand(512))
+    active, threshold = active_latents(kl, share)
+    assert bool(active.all()) and threshold is None
+
+
+def test_zero_kl_or_zero_share_alone_makes_a_latent_inactive() -> None:
+    kl = torch.tensor([1.0, 0.8, 1.2, 0.0, 0.9])
+    share = torch.tensor([1.0, 1.1, 0.9, 1.0, 0.0])
+    active, _ = active_latents(kl, share)
+    assert active.tolist() == [True, True, True, False, False]
+
+
+def _planted_gaussian_vae(n_signal: int = 50, n_latents: int = 512, n_samples: int = 3000):
+    """A linear G-VAE whose data and decoder live in ``n_signal`` directions.
+
+    Signal latents read their source with a tight posterior (sigma 0.1, KL of nats); the other
+    latents move a little with the data (KL 0.04-0.17 nats, like a real G-VAE's) and have small
+    atoms. KL alone does not separate them; with the reconstruction shares the rule must.
+    """
+    from poisson_vae import ModelConfig, build_vae
+
+    generator = torch.Generator().manual_seed(2)
+    pixels = 256
+    basis = torch.linalg.qr(torch.randn(pixels, n_signal, generator=generator))[0]  # (D, S)
+    scales = 3 / torch.arange(1, n_signal + 1).sqrt()
+    sources = torch.randn(n_samples, n_signal, generator=generator) * scales
+    x = sources @ basis.T + 0.05 * torch.randn(n_samples, pixels, generator=generator)
+    model = build_vae(ModelConfig(latent="gaussian", arch="lin+b|lin", n_latents=n_latents))
+    with torch.no_grad():
+        weight = model.encoder.linear.weight  # (2K, D): means, then log sigmas
+        bias = model.encoder.linear.bias
+        weight.zero_()
+        bias.zero_()
+        weight[:n_signal] = basis.T  # mean_k = source_k
+        # other latents: means ~ N(0, s^2) with s^2 in [0.08, 0.34], so KL = s^2 / 2 in [0.04, 0.17]
+        directions = torch.randn(n_latents - n_signal, pixels, generator=generator)
+        spread = (torch.rand(n_latents - n_signal, generator=generator) * 0.26 + 0.08).sqrt()
+        data_scale = x.std(0).mean()
+        weight[n_signal:n_latents] = directions / directions.norm(dim=1, keepdim=True)
+        weight[n_signal:n_latents] *= (spread / data_scale)[:, None]
+        bias[n_latents : n_latents + n_signal] = -2.3  # sigma 0.1 for signal latents
+        decoder = model.decoder.linear.weight  # (D, K)
+        decoder.normal_(0, 0.003, generator=generator)
+        decoder[:, :n_signal] = basis
+    return model, x.view(-1, 1, 16, 16)
+
+
+def test_planted_gaussian_code_with_diffuse_kl_reports_its_50_signal_latents() -> None:
+    model, x = _planted_gaussian_vae()
+    with torch.no_grad():
+        kl = model.encode(x).kl.mean(0)
+    noise_kl = kl[50:]
+    assert float(noise_kl.min()) > 0.005 and float(noise_kl.max()) < 0.5  # diffuse, small, not zero
+    assert int((kl > 0.01).sum()) > 400  # a fixed KL cut-off calls nearly all of them active
+    active, _ = active_latents(kl, reconstruction_shares(model, x))
+    assert abs(int(active.sum()) - 50) <= 5
+    assert int(active[:50].sum()) >= 45
+
+
+def test_reconstruction_shares_closed_form_equals_ablation() -> None:
+    from poisson_vae import ModelConfig, build_vae
+
+    torch.manual_seed(3)
+    model = build_vae(ModelConfig(latent="laplace", n_latents=12, init_std=0.3))
+    x = torch.randn(400, 1, 16, 16)
+    shares = reconstruction_shares(model, x)
+    with torch.no_grad():
+        point = model.latent.point(model.encode(x))
+        base = (x - model.decoder(point)).flatten(1).pow(2).sum(1).mean()
+        for k in range(12):
+            held = point.clone()
+            held[:, k] = point[:, k].mean()
+            rise = (x - model.decoder(held)).flatten(1).pow(2).sum(1).mean() - base
+            assert float(shares[k]) == pytest.approx(max(float(rise), 0.0), rel=1e-3, abs=1e-4)

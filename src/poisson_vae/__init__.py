@@ -8,13 +8,18 @@ from .distributions import (
     poisson_quantile,
     relaxed_poisson_rsample,
 )
+from .gabor import fit_gabors, gabor_summary
 from .latents import LatentCode, PoissonLatent
+from .sparse_coding import FISTA, ISTA, LCA
 from .vae import VAE, CheckpointError, ModelConfig, build_vae, load_model, save_model
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FISTA",
     "INDICATORS",
+    "ISTA",
+    "LCA",
     "VAE",
     "CheckpointError",
     "LatentCode",
@@ -23,6 +28,8 @@ __all__ = [
     "RelaxedPoisson",
     "__version__",
     "build_vae",
+    "fit_gabors",
+    "gabor_summary",
     "load_model",
     "poisson_kl",
     "poisson_kl_residual",

@@ -107,6 +107,32 @@ def _build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0, help="seed of the prior draws")
     sample.add_argument("--out", type=Path, help="PNG to write (default: RUN/samples.png)")
 
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="metrics, figures, Gabor fits and geometry of a trained run into RUN/eval",
+        description="Evaluate a finished run: writes RUN/eval/metrics.json, report.md and figures.",
+    )
+    evaluate.add_argument("run", type=Path, help="run directory of a finished `pvae train`")
+    evaluate.add_argument("--seed", type=int, help="seed of hard samples and KNN draws (default: run's)")
+    evaluate.add_argument(
+        "--geometry", action=argparse.BooleanOptionalAction, default=True, help="KNN and shattering"
+    )
+    evaluate.add_argument(
+        "--gabor", action=argparse.BooleanOptionalAction, default=True, help="Gabor fits of the atoms"
+    )
+
+    compare = commands.add_parser(
+        "compare",
+        help="paper-style tables over seeds and conditions of evaluated runs",
+        description="Aggregate evaluated runs by condition: mean and 99 %% CI over seeds, paired "
+        "t-tests (Benjamini-Hochberg), a rate-distortion plot; writes OUT/COMPARE.md.",
+    )
+    compare.add_argument("runs", type=Path, nargs="+", help="evaluated run directories")
+    compare.add_argument("--out", type=Path, default=Path("compare"), help="output folder")
+    compare.add_argument(
+        "--unpaired", action="store_true", help="write the tables even when seed sets differ"
+    )
+
     data = commands.add_parser("data", help="list and prepare datasets")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     listing = data_commands.add_parser(
@@ -176,6 +202,28 @@ def _sample(args: argparse.Namespace) -> int:
     with torch.no_grad():
         images = model.decode(model.latent.prior_sample(args.n, generator=generator))
     path = save_sample_grid(images, args.out or args.run / "samples.png")
+    print(f"wrote {path}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import EVAL_DIR, evaluate_run
+
+    metrics = evaluate_run(args.run, geometry=args.geometry, gabor=args.gabor, seed=args.seed)
+    shown = ("nelbo", "mse_map", "lifetime_sparsity", "n_active")
+    print("validation: " + ", ".join(f"{key} {metrics[key]:.4g}" for key in shown))
+    if metrics.get("gabor", {}).get("fraction_gabor") is not None:
+        print(f"Gabor-like active atoms: {metrics['gabor']['fraction_gabor']:.2f}")
+    if "knn" in metrics:
+        print("KNN: " + ", ".join(f"N={n} {row['mean']:.3f}" for n, row in metrics["knn"].items()))
+    print(f"wrote {args.run / EVAL_DIR}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+
+    path = compare(args.runs, args.out, strict=not args.unpaired)
     print(f"wrote {path}")
     return 0
 
@@ -309,6 +357,10 @@ def main(argv: list[str] | None = None) -> int:
             return _model_summary(args)
         if args.command == "sample":
             return _sample(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
+        if args.command == "compare":
+            return _compare(args)
     except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"pvae: error: {message}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Figures: the dictionary of a linear decoder as a grid of atoms."""
+"""Figures: dictionaries, samples, reconstructions, KL per latent, code histograms and Gabor fits."""
 
 from __future__ import annotations
 
@@ -12,7 +12,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["atom_mosaic", "save_dictionary_figure", "save_sample_grid"]
+__all__ = [
+    "atom_mosaic",
+    "save_dictionary_figure",
+    "save_gabor_figure",
+    "save_histogram",
+    "save_kl_figure",
+    "save_reconstructions",
+    "save_sample_grid",
+]
 
 
 def atom_mosaic(atoms: np.ndarray, n_columns: int | None = None, gap: int = 1) -> np.ndarray:
@@ -81,3 +89,83 @@ def save_dictionary_figure(
         atoms = atoms[order]
     mosaic = atom_mosaic(atoms.reshape(-1, *atom_shape).numpy())
     return _save_mosaic(mosaic, path, title)
+
+
+def _save(figure: plt.Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def save_kl_figure(
+    kl_per_latent: torch.Tensor, active: torch.Tensor, path: str | Path, title: str | None = None
+) -> Path:
+    """Per-latent mean KL, sorted, on a log scale; active latents dark, inactive light.
+
+    Args:
+        kl_per_latent: (K,) mean KL of each latent.
+        active: (K,) boolean mask of active latents.
+    """
+    order = torch.argsort(kl_per_latent, descending=True)
+    kl = kl_per_latent[order].double().clamp_min(1e-8).numpy()
+    mask = active[order].numpy()
+    figure, axis = plt.subplots(figsize=(6, 3.2))
+    ranks = np.arange(1, len(kl) + 1)
+    axis.scatter(ranks[mask], kl[mask], s=6, color="#1f4e79", label=f"active ({mask.sum()})")
+    axis.scatter(ranks[~mask], kl[~mask], s=6, color="#b0b0b0", label=f"inactive ({(~mask).sum()})")
+    axis.set_yscale("log")
+    axis.set_xlabel("latent, by decreasing KL")
+    axis.set_ylabel("mean KL (nats)")
+    axis.legend(frameon=False)
+    axis.set_title(title or "KL per latent")
+    return _save(figure, path)
+
+
+def save_histogram(
+    values: torch.Tensor, path: str | Path, xlabel: str, title: str | None = None
+) -> Path:
+    """Histogram of code values (integer bins for counts), log-scaled counts. values: any shape."""
+    data = values.detach().cpu().double().flatten().numpy()
+    figure, axis = plt.subplots(figsize=(5, 3.2))
+    integer = np.all(data == np.round(data)) and data.min() >= 0
+    bins = np.arange(-0.5, min(data.max(), 30) + 1.5) if integer else 60
+    axis.hist(np.clip(data, None, 30) if integer else data, bins=bins, color="#1f4e79", log=True)
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel("occurrences")
+    axis.set_title(title or "code values")
+    return _save(figure, path)
+
+
+def save_reconstructions(
+    inputs: torch.Tensor, reconstructions: torch.Tensor, path: str | Path, title: str | None = None
+) -> Path:
+    """Inputs (N, 1, H, W) and their reconstructions side by side, pairs in columns."""
+    pairs = torch.stack([inputs.detach().cpu(), reconstructions.detach().cpu()], 1)  # (N, 2, 1, H, W)
+    n = len(pairs)
+    columns = min(n, 16)
+    # Rows alternate input / reconstruction; each pair is scaled by the input's own range.
+    tiles = []
+    for start in range(0, n, columns):
+        block = pairs[start : start + columns]
+        scale = block[:, 0].flatten(1).abs().amax(1).clamp_min(1e-12)[:, None, None]
+        tiles += [block[:, 0, 0] / scale, block[:, 1, 0] / scale]
+    mosaic = atom_mosaic(torch.cat(tiles).double().clamp(-1, 1).numpy(), n_columns=columns)
+    return _save_mosaic(mosaic, path, title or "inputs (odd rows) and reconstructions (even rows)")
+
+
+def save_gabor_figure(
+    atoms: torch.Tensor, fitted: torch.Tensor, r2: torch.Tensor, path: str | Path, n: int = 48
+) -> Path:
+    """Atoms (K, H, W) next to their Gabor fits (K, H, W): pairs in columns, best fits first."""
+    order = torch.argsort(r2, descending=True)[:n]
+    columns = min(len(order), 16)
+    tiles = []
+    for start in range(0, len(order), columns):
+        chosen = order[start : start + columns]
+        scale = atoms[chosen].flatten(1).abs().amax(1).clamp_min(1e-12)[:, None, None]
+        tiles += [atoms[chosen] / scale, fitted[chosen] / scale]
+    mosaic = atom_mosaic(torch.cat(tiles).double().clamp(-1, 1).cpu().numpy(), n_columns=columns)
+    return _save_mosaic(mosaic, path, "atoms (odd rows) and their Gabor fits (even rows)")

@@ -13,13 +13,20 @@ __all__ = [
     "evaluate_model",
     "lifetime_sparsity",
     "population_sparsity",
+    "reconstruction_shares",
 ]
 
-#: The provisional active-latent rule, reported beside its result.
+#: The active-latent rule, reported beside its result (SPEC 4; the same for every family).
 ACTIVE_RULE = (
-    "largest gap in the sorted log10 mean KL per latent, if wider than one decade; "
-    "latents above the gap are active (no such gap: all are)"
+    "score = log10(KL_k / mean KL) + log10(share_k / mean share), share_k = rise of the "
+    "reconstruction error when latent k is held at its mean; latents above the widest gap in the "
+    "sorted scores are active if that gap exceeds one decade, else all are (each ratio floored "
+    "at 1e-3)"
 )
+#: The smallest gap (in decades of the score) that separates active from inactive latents.
+ACTIVE_GAP = 1.0
+#: Relative KL and share below which a latent counts as not contributing at all.
+ACTIVE_FLOOR = 1e-3
 
 
 def _treves_rolls(z: torch.Tensor, dim: int) -> torch.Tensor:
@@ -41,23 +48,82 @@ def population_sparsity(z: torch.Tensor) -> float:
     return float(_treves_rolls(z, 1).mean())
 
 
-def active_latents(kl_per_latent: torch.Tensor) -> torch.Tensor:
-    """Boolean (K,) mask of active latents under :data:`ACTIVE_RULE`.
+def active_latents(
+    kl_per_latent: torch.Tensor, share_per_latent: torch.Tensor
+) -> tuple[torch.Tensor, float | None]:
+    """Boolean (K,) mask of active latents under :data:`ACTIVE_RULE`, and its score threshold.
+
+    A latent is inactive when the data barely move its posterior (small KL) *and* the decoder barely
+    uses it (small share of the reconstruction). Neither alone suffices: a G-VAE spreads small KL
+    over latents its decoder ignores, and a latent can feed the decoder a constant. The two are
+    combined in one scale-free score (log KL + log share, each relative to its mean), and the cut is
+    placed at the widest gap of the sorted scores, so no absolute threshold is tuned per family.
 
     Args:
         kl_per_latent: (K,) mean KL of each latent over the data.
+        share_per_latent: (K,) each latent's contribution to the reconstruction
+            (:func:`reconstruction_shares`).
+
+    Returns:
+        (mask, threshold): ``threshold`` is the lowest active score, None when all are active.
     """
-    log_kl = kl_per_latent.double().clamp_min(1e-30).log10()
-    order = torch.argsort(log_kl, descending=True)
-    sorted_log = log_kl[order]
-    active = torch.ones_like(log_kl, dtype=torch.bool)
-    if sorted_log.numel() < 2:
-        return active
-    gaps = sorted_log[:-1] - sorted_log[1:]
+    kl = kl_per_latent.double().clamp_min(0)
+    share = share_per_latent.double().clamp_min(0)
+    relative_kl = kl / kl.mean().clamp_min(1e-300)
+    relative_share = share / share.mean().clamp_min(1e-300)
+    # Below a thousandth of the average, a KL or a share is indistinguishable from zero (the shares
+    # are estimated on finite data); flooring there keeps the widest gap from opening among zeros.
+    floor = ACTIVE_FLOOR
+    score = relative_kl.clamp_min(floor).log10() + relative_share.clamp_min(floor).log10()
+    active = torch.ones_like(score, dtype=torch.bool)
+    if score.numel() < 2:
+        return active, None
+    ordered, order = torch.sort(score, descending=True)
+    gaps = ordered[:-1] - ordered[1:]
     widest = int(torch.argmax(gaps))
-    if float(gaps[widest]) > 1.0:
-        active[order[widest + 1 :]] = False
-    return active
+    if float(gaps[widest]) <= ACTIVE_GAP:
+        return active, None
+    active[order[widest + 1 :]] = False
+    return active, float(ordered[widest])
+
+
+@torch.no_grad()
+def reconstruction_shares(
+    model: torch.nn.Module, data: torch.Tensor, max_samples: int = 2000
+) -> torch.Tensor:
+    """(K,) rise of the mean squared error of the point reconstruction when a latent is held at its mean.
+
+    For a linear decoder this is computed in closed form for all latents at once; otherwise each
+    latent is ablated in turn on up to ``max_samples`` samples. Negative rises (a latent whose
+    variation hurts) count as zero.
+
+    Args:
+        model: a :class:`poisson_vae.vae.VAE`.
+        data: (N, C, H, W) samples.
+        max_samples: samples used (the first ones).
+    """
+    from .nets import LinearDecoder
+
+    device = next(model.parameters()).device
+    x = torch.as_tensor(data[:max_samples]).to(device)
+    point = model.latent.point(model.encode(x))  # (N, K)
+    centred = point - point.mean(0)
+    residual = (x - model.decoder(point)).flatten(1)  # (N, D)
+    decoder = model.decoder
+    if isinstance(decoder, LinearDecoder):
+        # E||r + (z_k - m_k) phi_k||^2 - E||r||^2 = Var(z_k) ||phi_k||^2 + 2 E[(z_k - m_k) phi_k . r]
+        atoms = decoder.dictionary  # (D, K)
+        rise = centred.pow(2).mean(0) * atoms.pow(2).sum(0)
+        rise = rise + 2 * (centred * (residual @ atoms)).mean(0)
+        return rise.clamp_min(0).cpu()
+    base = residual.pow(2).sum(1).mean()
+    rises = []
+    for k in range(point.shape[1]):
+        held = point.clone()
+        held[:, k] = point[:, k].mean()
+        error = (x - decoder(held)).flatten(1).pow(2).sum(1).mean()
+        rises.append(float(error - base))
+    return torch.tensor(rises).clamp_min(0)
 
 
 @torch.no_grad()
@@ -78,7 +144,8 @@ def evaluate_model(
         seed: seed of the hard samples.
 
     Returns:
-        A JSON-serialisable dict of metrics, with ``kl_per_latent`` (K,) as a list.
+        A JSON-serialisable dict of metrics, with ``kl_per_latent`` and ``share_per_latent`` (K,)
+        as lists.
     """
     model.eval()
     device = next(model.parameters()).device
@@ -100,7 +167,8 @@ def evaluate_model(
     sse_all, kl_all, energy_all = torch.cat(sse), torch.cat(kl), torch.cat(energy)
     z = torch.cat(codes)
     kl_per_latent = (kl_per_latent / len(data)).cpu()
-    active = active_latents(kl_per_latent)
+    shares = reconstruction_shares(model, data)
+    active, threshold = active_latents(kl_per_latent, shares)
     metrics = {
         "n_samples": len(data),
         "nelbo": float((sse_all + kl_all).mean()),
@@ -115,7 +183,9 @@ def evaluate_model(
         "n_active": int(active.sum()),
         "active_fraction": float(active.double().mean()),
         "active_rule": ACTIVE_RULE,
+        "active_threshold": threshold,
         "kl_per_latent": kl_per_latent.tolist(),
+        "share_per_latent": shares.tolist(),
     }
     if any(isinstance(v, float) and not math.isfinite(v) for v in metrics.values()):
         raise FloatingPointError(f"evaluation produced non-finite metrics: {metrics}")

@@ -1,0 +1,219 @@
+"""``pvae evaluate``: the paper's metrics, figures, Gabor analysis and geometry of a trained run.
+
+Evaluation reads only the run's ``config.json`` and weights and the dataset registry; it needs
+neither a GPU nor the training engine's state. It writes ``RUN/eval/metrics.json`` (written last,
+so its presence means the evaluation finished), ``RUN/eval/report.md`` and PNG figures beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .figures import (
+    save_dictionary_figure,
+    save_gabor_figure,
+    save_histogram,
+    save_kl_figure,
+    save_reconstructions,
+    save_sample_grid,
+)
+from .metrics import active_latents, evaluate_model
+from .nets import LinearDecoder
+from .vae import CONFIG_FILE, VAE, CheckpointError, load_model
+
+__all__ = ["EVAL_DIR", "evaluate_run", "representation_features"]
+
+EVAL_DIR = "eval"
+KNN_SIZES = (200, 1000, 5000)
+
+
+@torch.no_grad()
+def representation_features(model: VAE, data: np.ndarray, batch_size: int = 2000) -> np.ndarray:
+    """(N, K) the deterministic read-out features of SPEC 4 (P-VAE: log dr; G/L-VAE: mean; C: logits)."""
+    model.eval()
+    device = next(model.parameters()).device
+    features = []
+    for start in range(0, len(data), batch_size):
+        x = torch.as_tensor(data[start : start + batch_size]).to(device)
+        features.append(model.encode(x).features.double().cpu())
+    return torch.cat(features).numpy()
+
+
+def _load_config(run: Path):
+    from .training import RunConfig
+
+    path = run / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{run} has no {CONFIG_FILE}: is it a `pvae train` run directory?")
+    return RunConfig.load(path)
+
+
+def _gabor(model: VAE, active: torch.Tensor, shape: tuple[int, int], out: Path) -> dict:
+    from .gabor import fit_gabors, gabor_summary
+
+    atoms = model.decoder.dictionary.detach().cpu().T[active].reshape(-1, *shape).double()
+    if len(atoms) == 0:
+        return {"n": 0, "fraction_gabor": None}
+    fit = fit_gabors(atoms)
+    save_gabor_figure(atoms, fit.fitted, fit.r2, out / "gabor_fits.png")
+    return gabor_summary(fit)
+
+
+def _geometry(model: VAE, splits: dict, seed: int) -> dict:
+    from .geometry import knn_sample_efficiency, shattering_dimensionality
+
+    train, valid = (
+        representation_features(model, splits["train"]),
+        representation_features(model, splits["valid"]),
+    )
+    pool = len(valid) // 2
+    sizes = sorted({size for size in KNN_SIZES if size < pool} | {pool})
+    knn = knn_sample_efficiency(valid, splits["valid_labels"], sizes=sizes, seed=seed)
+    classes = np.unique(splits["train_labels"])
+    result = {
+        "knn": {
+            str(size): {k: v for k, v in row.items() if k != "accuracies"} for size, row in knn.items()
+        }
+    }
+    if len(classes) % 2 == 0:
+        shattering = shattering_dimensionality(
+            train, splits["train_labels"], valid, splits["valid_labels"], classes=classes
+        )
+        result["shattering"] = {k: v for k, v in shattering.items() if k != "splits"}
+    return result
+
+
+def evaluate_run(
+    run: str | Path, geometry: bool = True, gabor: bool = True, seed: int | None = None
+) -> dict:
+    """Evaluate a finished run and write ``RUN/eval``.
+
+    Args:
+        run: run directory of ``pvae train``.
+        geometry: KNN sample efficiency and shattering dimensionality when the data has labels.
+        gabor: fit Gabors to the active atoms of a linear decoder.
+        seed: seed of the hard samples and KNN draws (default: the run's seed).
+
+    Returns:
+        The metrics written to ``RUN/eval/metrics.json``.
+    """
+    run = Path(run)
+    config = _load_config(run)
+    model = load_model(run)
+    seed = config.train.seed if seed is None else seed
+    out = run / EVAL_DIR
+    out.mkdir(exist_ok=True)
+    (out / "metrics.json").unlink(missing_ok=True)
+    started = time.perf_counter()
+    splits = config.data.load()
+    valid = splits["valid"]
+    metrics = evaluate_model(model, valid, seed=seed)
+    kl = torch.tensor(metrics["kl_per_latent"])
+    active, _ = active_latents(kl, torch.tensor(metrics["share_per_latent"]))
+    label = f"{config.model.latent} {config.model.arch} ({config.model.method})"
+    save_kl_figure(kl, active, out / "kl_per_latent.png", title=f"{label}: KL per latent")
+    with torch.no_grad():
+        x = torch.as_tensor(valid[:2000])
+        code = model.encode(x)
+        z = model.latent.rsample(code, 0.0, generator=torch.Generator().manual_seed(seed))
+        save_histogram(z, out / "code_histogram.png", "latent value (hard sample)", f"{label}: code")
+        save_reconstructions(x[:32], model.decode_point(code)[:32], out / "reconstructions.png")
+        prior = model.latent.prior_sample(64, generator=torch.Generator().manual_seed(seed))
+        save_sample_grid(model.decode(prior), out / "samples.png")
+    shape = tuple(config.model.input_shape[1:])
+    if isinstance(model.decoder, LinearDecoder):
+        order = torch.argsort(kl, descending=True)
+        save_dictionary_figure(
+            model.decoder.dictionary, shape, out / "dictionary.png", order, f"{label}: atoms by KL"
+        )
+        if gabor:
+            metrics["gabor"] = _gabor(model, active, shape, out)
+    if geometry and "train_labels" in splits and "valid_labels" in splits:
+        metrics |= _geometry(model, splits, seed)
+    identity = {"run": str(run), "data": config.data.data, "latent": config.model.latent}
+    identity |= {"arch": config.model.arch, "method": config.model.method}
+    identity |= {"seed": config.train.seed, "beta": config.train.beta, "epochs": config.train.epochs}
+    metrics = identity | metrics | {"seconds": time.perf_counter() - started}
+    (out / "report.md").write_text(render_report(metrics))
+    temporary = out / "metrics.json.tmp"
+    temporary.write_text(json.dumps(metrics, indent=2) + "\n")
+    temporary.replace(out / "metrics.json")
+    return metrics
+
+
+def _format(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def render_report(metrics: dict) -> str:
+    """The Markdown report of one evaluated run (``RUN/eval/report.md``)."""
+    lines = [
+        f"# Evaluation of `{metrics['run']}`",
+        "",
+        f"{metrics['latent']} `{metrics['arch']}`, method {metrics['method']}, data {metrics['data']}, "
+        f"seed {metrics['seed']}, beta {metrics['beta']}, {metrics['epochs']} epochs; "
+        f"{metrics['n_samples']} validation samples.",
+        "",
+        "| NELBO | SSE | KL | mse_map | R^2 | zeros | lifetime sparsity | population sparsity "
+        "| active |",
+        "|---|---|---|---|---|---|---|---|---|",
+        "| "
+        + " | ".join(
+            _format(metrics[key])
+            for key in (
+                "nelbo",
+                "sse",
+                "kl",
+                "mse_map",
+                "r2",
+                "portion_zeros",
+                "lifetime_sparsity",
+                "population_sparsity",
+            )
+        )
+        + f" | {metrics['n_active']} ({metrics['active_fraction']:.2f}) |",
+        "",
+        f"Active latents: {metrics['active_rule']}.",
+        "",
+        "![KL per latent](kl_per_latent.png) ![code histogram](code_histogram.png)",
+        "",
+        "![reconstructions](reconstructions.png)",
+        "",
+        "![samples from the prior](samples.png)",
+    ]
+    if "gabor" in metrics and metrics["gabor"].get("n"):
+        gabor = metrics["gabor"]
+        lines += [
+            "",
+            "## Dictionary and Gabor fits",
+            "",
+            f"{gabor['n_gabor']} of {gabor['n']} active atoms ({gabor['fraction_gabor']:.2f}) fit a 2-D "
+            f"Gabor with R^2 >= {gabor['threshold']} (median R^2 {gabor['r2_median']:.2f}).",
+            "",
+            "![dictionary](dictionary.png)",
+            "",
+            "![Gabor fits](gabor_fits.png)",
+        ]
+    if "knn" in metrics:
+        sizes = list(metrics["knn"])
+        lines += [
+            "",
+            "## Representation geometry",
+            "",
+            "| " + " | ".join(f"KNN N = {size}" for size in sizes) + " | shattering |",
+            "|" + "---|" * (len(sizes) + 1),
+            "| "
+            + " | ".join(
+                f"{metrics['knn'][s]['mean']:.3f} ± {metrics['knn'][s]['std']:.3f}" for s in sizes
+            )
+            + f" | {metrics.get('shattering', {}).get('mean', float('nan')):.3f} |",
+        ]
+    lines += ["", f"Evaluated in {metrics['seconds']:.1f} s.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,95 @@
+"""pvae evaluate end to end on tiny runs: metrics, report, figures, Gabor fits and geometry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from poisson_vae.cli import main
+from poisson_vae.evaluation import evaluate_run
+from poisson_vae.training import DataConfig, RunConfig, TrainConfig, train
+from poisson_vae.vae import CheckpointError, ModelConfig
+
+
+def _tiny_run(out: Path, data: DataConfig, **model) -> Path:
+    config = RunConfig(
+        data=data,
+        model=ModelConfig(**model),
+        train=TrainConfig(epochs=2, batch_size=100, warmup_epochs=1, val_every=1, progress=False),
+    )
+    train(config, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def natural_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("natural") / "run"
+    return _tiny_run(out, DataConfig(n_train=1000, n_valid=300), n_latents=24)
+
+
+def test_evaluate_writes_metrics_report_and_figures(natural_run: Path) -> None:
+    metrics = evaluate_run(natural_run)
+    out = natural_run / "eval"
+    stored = json.loads((out / "metrics.json").read_text())
+    assert stored["nelbo"] == pytest.approx(metrics["nelbo"])
+    assert stored["nelbo"] == pytest.approx(stored["sse"] + stored["kl"])
+    assert 0 <= stored["r2"] <= 1 and 0 <= stored["lifetime_sparsity"] <= 1
+    assert stored["n_active"] == round(stored["active_fraction"] * 24)
+    assert len(stored["share_per_latent"]) == 24 and stored["active_rule"]
+    gabor = stored["gabor"]
+    assert gabor["n"] == stored["n_active"] and 0 <= gabor["fraction_gabor"] <= 1
+    assert "knn" not in stored  # natural16 has no labels
+    for name in ("kl_per_latent", "code_histogram", "reconstructions", "samples", "dictionary"):
+        assert (out / f"{name}.png").stat().st_size > 1000, name
+    assert (out / "gabor_fits.png").is_file()
+    report = (out / "report.md").read_text()
+    assert "| NELBO | SSE | KL | mse_map |" in report and "fit a 2-D Gabor" in report
+
+
+def test_evaluate_cli_and_its_errors(
+    natural_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["evaluate", str(natural_run), "--no-gabor", "--seed", "3"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert "gabor" not in json.loads((natural_run / "eval" / "metrics.json").read_text())
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "has no config.json" in capsys.readouterr().err
+    with pytest.raises(CheckpointError):
+        evaluate_run(tmp_path)
+
+
+def test_evaluate_measures_geometry_on_labelled_data(tmp_path: Path) -> None:
+    from idx_files import write_mnist_layout
+
+    write_mnist_layout(tmp_path / "digits", n_train=400, n_valid=200)
+    data = DataConfig(data="mnist", data_dir=str(tmp_path / "digits"))
+    run = _tiny_run(tmp_path / "run", data, n_latents=8, latent="gaussian")
+    metrics = evaluate_run(run, gabor=False)
+    # 200 validation samples: a pool of 100, so only the whole pool is drawn
+    assert list(metrics["knn"]) == ["100"] and metrics["knn"]["100"]["n_draws"] == 1
+    assert 0 <= metrics["knn"]["100"]["mean"] <= 1
+    assert metrics["shattering"]["n_splits"] == 126 and 0 <= metrics["shattering"]["mean"] <= 1
+    assert "Representation geometry" in (run / "eval" / "report.md").read_text()
+
+
+def test_two_seeds_evaluated_then_compared(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    runs = []
+    for seed in (0, 1):
+        run = tmp_path / f"seed{seed}"
+        config = RunConfig(
+            data=DataConfig(n_train=600, n_valid=200),
+            model=ModelConfig(n_latents=12),
+            train=TrainConfig(epochs=1, batch_size=100, warmup_epochs=1, progress=False, seed=seed),
+        )
+        train(config, run)
+        assert main(["evaluate", str(run), "--no-gabor"]) == 0
+        runs.append(str(run))
+    assert main(["compare", *runs, "--out", str(tmp_path / "cmp")]) == 0
+    table = (tmp_path / "cmp" / "COMPARE.md").read_text()
+    assert (
+        "poisson lin\\|lin mc beta=1" in table and (tmp_path / "cmp" / "rate_distortion.png").is_file()
+    )
+    assert main(["compare", runs[0], str(tmp_path / "missing")]) == 2
+    assert "config.json" in capsys.readouterr().err
