@@ -133,6 +133,19 @@ def _build_parser() -> argparse.ArgumentParser:
         "--unpaired", action="store_true", help="write the tables even when seed sets differ"
     )
 
+    gap = commands.add_parser(
+        "amortization-gap",
+        help="sparse inference with a trained VAE's dictionary against its encoder",
+        description="Run LCA / ISTA / FISTA with a VAE's linear decoder as the dictionary at several "
+        "lambdas; writes RUN/amortization_gap/ (table, JSON, rate-distortion figure).",
+    )
+    gap.add_argument("run", type=Path, help="run directory of a VAE with a linear decoder")
+    gap.add_argument("--algorithm", default="lca", help="lca, ista or fista (default: lca)")
+    gap.add_argument("--lam", default="0.1,0.3,1,3", help="comma-separated lambdas")
+    gap.add_argument("--n-samples", type=int, default=2000, help="validation samples used")
+    gap.add_argument("--n-iterations", type=int, default=900, help="maximum inference iterations")
+    gap.add_argument("--out", type=Path, help="output folder (default: RUN/amortization_gap)")
+
     data = commands.add_parser("data", help="list and prepare datasets")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     listing = data_commands.add_parser(
@@ -225,6 +238,26 @@ def _compare(args: argparse.Namespace) -> int:
 
     path = compare(args.runs, args.out, strict=not args.unpaired)
     print(f"wrote {path}")
+    return 0
+
+
+def _amortization_gap(args: argparse.Namespace) -> int:
+    from .amortization import amortization_gap
+
+    try:
+        lams = tuple(float(value) for value in args.lam.split(","))
+    except ValueError:
+        raise ValueError(f"--lam {args.lam!r} must be comma-separated numbers, e.g. 0.1,0.3,1") from None
+    rows = amortization_gap(
+        args.run, args.algorithm, lams, args.n_samples, args.n_iterations, out=args.out
+    )
+    for row in rows:
+        lam = "" if row["lam"] is None else f" lambda {row['lam']:g}"
+        print(
+            f"{row['source']}{lam}: mse_map {row['mse_map']:.2f}, "
+            f"lifetime sparsity {row['lifetime_sparsity']:.3f}"
+        )
+    print(f"wrote {args.out or args.run / 'amortization_gap'}")
     return 0
 
 
@@ -361,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
             return _evaluate(args)
         if args.command == "compare":
             return _compare(args)
+        if args.command == "amortization-gap":
+            return _amortization_gap(args)
     except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"pvae: error: {message}", file=sys.stderr)

@@ -18,6 +18,7 @@ __all__ = [
     "save_gabor_figure",
     "save_histogram",
     "save_kl_figure",
+    "save_rate_distortion_points",
     "save_reconstructions",
     "save_sample_grid",
 ]
@@ -169,3 +170,18 @@ def save_gabor_figure(
         tiles += [atoms[chosen] / scale, fitted[chosen] / scale]
     mosaic = atom_mosaic(torch.cat(tiles).double().clamp(-1, 1).cpu().numpy(), n_columns=columns)
     return _save_mosaic(mosaic, path, "atoms (odd rows) and their Gabor fits (even rows)")
+
+
+def save_rate_distortion_points(
+    series: dict[str, list[tuple[float, float]]], path: str | Path, title: str | None = None
+) -> Path:
+    """mse_map (y) against lifetime sparsity (x): one marker and line per named series of points."""
+    figure, axis = plt.subplots(figsize=(5.5, 4))
+    for (name, points), marker in zip(series.items(), "osD^v<>ph*"):
+        xs, ys = zip(*sorted(points))
+        axis.plot(xs, ys, marker=marker, label=name, linestyle="-" if len(points) > 1 else "none")
+    axis.set_xlabel("lifetime sparsity")
+    axis.set_ylabel("mse_map (SSE per sample)")
+    axis.legend(frameon=False, fontsize=8)
+    axis.set_title(title or "rate-distortion")
+    return _save(figure, path)
