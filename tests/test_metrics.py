@@ -7,9 +7,11 @@ import torch
 
 from poisson_vae.metrics import (
     active_latents,
+    evaluate_model,
     lifetime_sparsity,
     population_sparsity,
     reconstruction_shares,
+    used_directions,
 )
 
 
@@ -110,6 +112,34 @@ def test_planted_gaussian_code_with_diffuse_kl_reports_its_50_signal_latents() -
     active, _ = active_latents(kl, reconstruction_shares(model, x))
     assert abs(int(active.sum()) - 50) <= 5
     assert int(active[:50].sum()) >= 45
+
+
+def test_signal_spread_over_every_latent_is_counted_in_directions() -> None:
+    # A rotation-invariant G-VAE can mix its 50 signal directions into all 512 latents: every
+    # latent then has a little KL and a little share, and only the directions reveal the 50.
+    model, x = _planted_gaussian_vae()
+    generator = torch.Generator().manual_seed(5)
+    rotation = torch.linalg.qr(torch.randn(512, 512, generator=generator, dtype=torch.float64))[
+        0
+    ].float()
+    with torch.no_grad():
+        means = model.encoder.linear.weight[:512].clone()
+        model.encoder.linear.weight[:512] = rotation @ means
+        model.encoder.linear.bias[512:] = -0.2  # every latent equally tight
+        model.decoder.linear.weight.copy_(model.decoder.linear.weight @ rotation.T)
+    metrics = evaluate_model(model, x)
+    kl = torch.tensor(metrics["kl_per_latent"])
+    assert float(kl.max() / kl.min()) < 20  # diffuse: no latent stands out
+    active, _ = active_latents(kl, torch.tensor(metrics["share_per_latent"]))
+    assert int(active.sum()) > 400  # per latent, nearly all look used ...
+    assert abs(metrics["n_directions"] - 50) <= 5  # ... but the reconstructions use 50 directions
+    assert abs(metrics["n_active"] - 50) <= 5
+
+
+def test_used_directions_of_known_spectra() -> None:
+    assert used_directions(torch.cat([torch.ones(7), torch.full((20,), 1e-4)])) == 7
+    assert used_directions(torch.logspace(0, -2, 100)) is None  # smooth decay: no gap
+    assert used_directions(torch.cat([torch.ones(30), torch.zeros(10)])) == 30  # rank 30
 
 
 def test_reconstruction_shares_closed_form_equals_ablation() -> None:

@@ -146,6 +146,20 @@ def _build_parser() -> argparse.ArgumentParser:
     gap.add_argument("--n-iterations", type=int, default=900, help="maximum inference iterations")
     gap.add_argument("--out", type=Path, help="output folder (default: RUN/amortization_gap)")
 
+    sparse = commands.add_parser("sparse-coding", help="sparse-coding baselines (LCA, ISTA, FISTA)")
+    sparse_commands = sparse.add_subparsers(dest="sparse_command", required=True, metavar="ACTION")
+    sparse_train = sparse_commands.add_parser(
+        "train",
+        help="learn a dictionary by alternating sparse inference and dictionary updates",
+        description="Learn a dictionary; writes config.json, checkpoints/, logs/, "
+        "dictionary.safetensors, dictionary.png and metrics.json into --out.",
+    )
+    sparse_train.add_argument("--out", type=Path, required=True, help="run directory")
+    sparse_train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    from .sparse_coding.training import SparseCodingConfig
+
+    _add_config_flags(sparse_train, {"data": DataConfig, "sparse coding": SparseCodingConfig})
+
     data = commands.add_parser("data", help="list and prepare datasets")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     listing = data_commands.add_parser(
@@ -223,7 +237,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluation import EVAL_DIR, evaluate_run
 
     metrics = evaluate_run(args.run, geometry=args.geometry, gabor=args.gabor, seed=args.seed)
-    shown = ("nelbo", "mse_map", "lifetime_sparsity", "n_active")
+    shown = [key for key in ("nelbo", "mse_map", "lifetime_sparsity", "n_active") if key in metrics]
     print("validation: " + ", ".join(f"{key} {metrics[key]:.4g}" for key in shown))
     if metrics.get("gabor", {}).get("fraction_gabor") is not None:
         print(f"Gabor-like active atoms: {metrics['gabor']['fraction_gabor']:.2f}")
@@ -258,6 +272,25 @@ def _amortization_gap(args: argparse.Namespace) -> int:
             f"lifetime sparsity {row['lifetime_sparsity']:.3f}"
         )
     print(f"wrote {args.out or args.run / 'amortization_gap'}")
+    return 0
+
+
+def _sparse_coding(args: argparse.Namespace) -> int:
+    from .sparse_coding.training import SparseCodingConfig, SparseCodingRun, train_sparse_coding
+    from .training import DataConfig
+
+    flags = {
+        k: v for k, v in vars(args).items() if k not in ("command", "sparse_command", "out", "resume")
+    }
+    data_names = {f.name for f in dataclasses.fields(DataConfig)}
+    config = SparseCodingRun(
+        DataConfig(**{k: v for k, v in flags.items() if k in data_names}),
+        SparseCodingConfig(**{k: v for k, v in flags.items() if k not in data_names}),
+    )
+    metrics = train_sparse_coding(config, args.out, resume=args.resume)
+    shown = ("mse_map", "portion_zeros", "lifetime_sparsity", "n_active")
+    print("validation: " + ", ".join(f"{key} {metrics[key]:.4g}" for key in shown))
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -396,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
             return _compare(args)
         if args.command == "amortization-gap":
             return _amortization_gap(args)
+        if args.command == "sparse-coding":
+            return _sparse_coding(args)
     except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"pvae: error: {message}", file=sys.stderr)

@@ -22,7 +22,7 @@ from .figures import (
     save_reconstructions,
     save_sample_grid,
 )
-from .metrics import active_latents, evaluate_model
+from .metrics import ACTIVE_RULE, active_latents, evaluate_model
 from .nets import LinearDecoder
 from .vae import CONFIG_FILE, VAE, CheckpointError, load_model
 
@@ -103,6 +103,8 @@ def evaluate_run(
         The metrics written to ``RUN/eval/metrics.json``.
     """
     run = Path(run)
+    if (run / CONFIG_FILE).is_file() and "sparse_coding" in json.loads((run / CONFIG_FILE).read_text()):
+        return _evaluate_sparse_run(run, gabor)
     config = _load_config(run)
     model = load_model(run)
     seed = config.train.seed if seed is None else seed
@@ -114,7 +116,10 @@ def evaluate_run(
     valid = splits["valid"]
     metrics = evaluate_model(model, valid, seed=seed)
     kl = torch.tensor(metrics["kl_per_latent"])
-    active, _ = active_latents(kl, torch.tensor(metrics["share_per_latent"]))
+    shares, spectrum = (
+        torch.tensor(metrics[key]) for key in ("share_per_latent", "reconstruction_spectrum")
+    )
+    active, _ = active_latents(kl, shares, spectrum)
     label = f"{config.model.latent} {config.model.arch} ({config.model.method})"
     save_kl_figure(kl, active, out / "kl_per_latent.png", title=f"{label}: KL per latent")
     with torch.no_grad():
@@ -139,6 +144,10 @@ def evaluate_run(
     identity |= {"arch": config.model.arch, "method": config.model.method}
     identity |= {"seed": config.train.seed, "beta": config.train.beta, "epochs": config.train.epochs}
     metrics = identity | metrics | {"seconds": time.perf_counter() - started}
+    return _write(out, metrics)
+
+
+def _write(out: Path, metrics: dict) -> dict:
     (out / "report.md").write_text(render_report(metrics))
     temporary = out / "metrics.json.tmp"
     temporary.write_text(json.dumps(metrics, indent=2) + "\n")
@@ -146,10 +155,55 @@ def evaluate_run(
     return metrics
 
 
+def _evaluate_sparse_run(run: Path, gabor: bool) -> dict:
+    """The same metrics and figures for a ``pvae sparse-coding train`` run (no KL: the L1 cost)."""
+    from .gabor import fit_gabors, gabor_summary
+    from .sparse_coding.training import code_metrics, load_run
+
+    started = time.perf_counter()
+    config, dictionary = load_run(run)
+    out = run / EVAL_DIR
+    out.mkdir(exist_ok=True)
+    (out / "metrics.json").unlink(missing_ok=True)
+    valid = config.data.load()["valid"]
+    metrics = code_metrics(
+        torch.from_numpy(valid).flatten(1).float(), dictionary, config.sparse_coding.method()
+    )
+    cost = torch.tensor(metrics["cost_per_atom"])
+    active, _ = active_latents(cost, torch.tensor(metrics["share_per_latent"]))
+    recipe = config.sparse_coding
+    label = f"{recipe.algorithm} lambda {recipe.lam:g}"
+    shape = tuple(valid.shape[-2:])
+    order = torch.argsort(cost, descending=True)
+    save_dictionary_figure(dictionary, shape, out / "dictionary.png", order, f"{label}: atoms by use")
+    if gabor:
+        atoms = dictionary.T[active].reshape(-1, *shape).double()
+        if len(atoms):
+            fit = fit_gabors(atoms)
+            save_gabor_figure(atoms, fit.fitted, fit.r2, out / "gabor_fits.png")
+            metrics["gabor"] = gabor_summary(fit)
+    identity = {"run": str(run), "data": config.data.data, "latent": recipe.algorithm, "arch": "-"}
+    identity |= {"method": f"lambda {recipe.lam:g}", "seed": recipe.seed, "beta": None}
+    identity |= {"epochs": recipe.epochs}
+    return _write(out, identity | metrics | {"seconds": time.perf_counter() - started})
+
+
 def _format(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+_COLUMNS = (
+    ("nelbo", "NELBO"),
+    ("sse", "SSE"),
+    ("kl", "KL"),
+    ("mse_map", "mse_map"),
+    ("r2", "R^2"),
+    ("portion_zeros", "zeros"),
+    ("lifetime_sparsity", "lifetime sparsity"),
+    ("population_sparsity", "population sparsity"),
+)
 
 
 def render_report(metrics: dict) -> str:
@@ -161,33 +215,23 @@ def render_report(metrics: dict) -> str:
         f"seed {metrics['seed']}, beta {metrics['beta']}, {metrics['epochs']} epochs; "
         f"{metrics['n_samples']} validation samples.",
         "",
-        "| NELBO | SSE | KL | mse_map | R^2 | zeros | lifetime sparsity | population sparsity "
-        "| active |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| " + " | ".join(name for key, name in _COLUMNS if key in metrics) + " | active |",
+        "|" + "---|" * (1 + sum(key in metrics for key, _ in _COLUMNS)),
         "| "
-        + " | ".join(
-            _format(metrics[key])
-            for key in (
-                "nelbo",
-                "sse",
-                "kl",
-                "mse_map",
-                "r2",
-                "portion_zeros",
-                "lifetime_sparsity",
-                "population_sparsity",
-            )
-        )
+        + " | ".join(_format(metrics[key]) for key, _ in _COLUMNS if key in metrics)
         + f" | {metrics['n_active']} ({metrics['active_fraction']:.2f}) |",
         "",
-        f"Active latents: {metrics['active_rule']}.",
+        f"Active latents: {metrics.get('active_rule', ACTIVE_RULE)}.",
         "",
-        "![KL per latent](kl_per_latent.png) ![code histogram](code_histogram.png)",
-        "",
-        "![reconstructions](reconstructions.png)",
-        "",
-        "![samples from the prior](samples.png)",
     ]
+    if "kl_per_latent" in metrics:
+        lines += [
+            "![KL per latent](kl_per_latent.png) ![code histogram](code_histogram.png)",
+            "",
+            "![reconstructions](reconstructions.png)",
+            "",
+            "![samples from the prior](samples.png)",
+        ]
     if "gabor" in metrics and metrics["gabor"].get("n"):
         gabor = metrics["gabor"]
         lines += [

@@ -14,6 +14,7 @@ __all__ = [
     "lifetime_sparsity",
     "population_sparsity",
     "reconstruction_shares",
+    "used_directions",
 ]
 
 #: The active-latent rule, reported beside its result (SPEC 4; the same for every family).
@@ -21,7 +22,8 @@ ACTIVE_RULE = (
     "score = log10(KL_k / mean KL) + log10(share_k / mean share), share_k = rise of the "
     "reconstruction error when latent k is held at its mean; latents above the widest gap in the "
     "sorted scores are active if that gap exceeds one decade, else all are (each ratio floored "
-    "at 1e-3)"
+    "at 1e-3); and no more than the number of directions the reconstructions use: the eigenvalues "
+    "of their covariance above the widest gap (over one decade) in the log spectrum"
 )
 #: The smallest gap (in decades of the score) that separates active from inactive latents.
 ACTIVE_GAP = 1.0
@@ -48,21 +50,53 @@ def population_sparsity(z: torch.Tensor) -> float:
     return float(_treves_rolls(z, 1).mean())
 
 
+def _widest_gap(values: torch.Tensor) -> int | None:
+    """How many of ``values`` (sorted in decreasing order, log10) lie above the widest gap, if it
+    exceeds :data:`ACTIVE_GAP`; else None."""
+    if values.numel() < 2:
+        return None
+    gaps = values[:-1] - values[1:]
+    widest = int(torch.argmax(gaps))
+    return widest + 1 if float(gaps[widest]) > ACTIVE_GAP else None
+
+
+def used_directions(spectrum: torch.Tensor) -> int | None:
+    """Directions the reconstructions use: eigenvalues above the widest gap of the log spectrum.
+
+    Args:
+        spectrum: (D,) eigenvalues of the covariance of the point reconstructions over the data.
+
+    Returns:
+        The count, or None when the spectrum has no gap wider than one decade.
+    """
+    values = spectrum.double().clamp_min(0).sort(descending=True).values
+    if values.numel() == 0 or float(values[0]) <= 0:
+        return None
+    # Eigenvalues below 1e-10 of the largest are numerically zero.
+    return _widest_gap((values / values[0]).clamp_min(1e-10).log10())
+
+
 def active_latents(
-    kl_per_latent: torch.Tensor, share_per_latent: torch.Tensor
+    kl_per_latent: torch.Tensor,
+    share_per_latent: torch.Tensor,
+    spectrum: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, float | None]:
     """Boolean (K,) mask of active latents under :data:`ACTIVE_RULE`, and its score threshold.
 
     A latent is inactive when the data barely move its posterior (small KL) *and* the decoder barely
-    uses it (small share of the reconstruction). Neither alone suffices: a G-VAE spreads small KL
-    over latents its decoder ignores, and a latent can feed the decoder a constant. The two are
-    combined in one scale-free score (log KL + log share, each relative to its mean), and the cut is
-    placed at the widest gap of the sorted scores, so no absolute threshold is tuned per family.
+    uses it (small share of the reconstruction). Neither alone suffices: a latent can feed the decoder
+    a constant, and an unused latent can keep a little KL. The two are combined in one scale-free
+    score (log KL + log share, each relative to its mean), cut at the widest gap of the sorted scores,
+    so no absolute threshold is tuned per family. A G-VAE, being rotation-invariant, can spread a
+    few signal directions thinly over every latent; there no latent stands out, and the count is
+    bounded by the directions its reconstructions use (:func:`used_directions`), keeping the latents
+    with the highest scores.
 
     Args:
         kl_per_latent: (K,) mean KL of each latent over the data.
         share_per_latent: (K,) each latent's contribution to the reconstruction
             (:func:`reconstruction_shares`).
+        spectrum: (D,) eigenvalues of the covariance of the point reconstructions, if known.
 
     Returns:
         (mask, threshold): ``threshold`` is the lowest active score, None when all are active.
@@ -75,16 +109,15 @@ def active_latents(
     # are estimated on finite data); flooring there keeps the widest gap from opening among zeros.
     floor = ACTIVE_FLOOR
     score = relative_kl.clamp_min(floor).log10() + relative_share.clamp_min(floor).log10()
-    active = torch.ones_like(score, dtype=torch.bool)
-    if score.numel() < 2:
-        return active, None
     ordered, order = torch.sort(score, descending=True)
-    gaps = ordered[:-1] - ordered[1:]
-    widest = int(torch.argmax(gaps))
-    if float(gaps[widest]) <= ACTIVE_GAP:
-        return active, None
-    active[order[widest + 1 :]] = False
-    return active, float(ordered[widest])
+    n_active = _widest_gap(ordered) or len(score)
+    directions = used_directions(spectrum) if spectrum is not None else None
+    if directions is not None:
+        n_active = min(n_active, directions)
+    active = torch.zeros_like(score, dtype=torch.bool)
+    active[order[:n_active]] = True
+    threshold = None if n_active == len(score) else float(ordered[n_active - 1])
+    return active, threshold
 
 
 @torch.no_grad()
@@ -153,10 +186,13 @@ def evaluate_model(
     generator = torch.Generator(device=device).manual_seed(seed)
     sse, mse_map, kl, energy, codes = [], [], [], [], []
     kl_per_latent = 0.0
+    total, outer = 0.0, 0.0  # sums of the point reconstructions and their outer products
     for start in range(0, len(data), batch_size):
         x = data[start : start + batch_size].to(device)
         terms = model(x, temperature=0.0, method="mc", generator=generator)
         map_reconstruction = model.decode_point(terms.code)
+        flat = map_reconstruction.flatten(1).double()
+        total, outer = total + flat.sum(0), outer + flat.T @ flat
         sse.append(terms.sse)
         mse_map.append((x - map_reconstruction).pow(2).flatten(1).sum(1))
         kl.append(terms.kl)
@@ -168,7 +204,9 @@ def evaluate_model(
     z = torch.cat(codes)
     kl_per_latent = (kl_per_latent / len(data)).cpu()
     shares = reconstruction_shares(model, data)
-    active, threshold = active_latents(kl_per_latent, shares)
+    mean = total / len(data)
+    spectrum = torch.linalg.eigvalsh(outer / len(data) - torch.outer(mean, mean)).flip(0).cpu()
+    active, threshold = active_latents(kl_per_latent, shares, spectrum)
     metrics = {
         "n_samples": len(data),
         "nelbo": float((sse_all + kl_all).mean()),
@@ -186,6 +224,8 @@ def evaluate_model(
         "active_threshold": threshold,
         "kl_per_latent": kl_per_latent.tolist(),
         "share_per_latent": shares.tolist(),
+        "n_directions": used_directions(spectrum),
+        "reconstruction_spectrum": spectrum.tolist(),
     }
     if any(isinstance(v, float) and not math.isfinite(v) for v in metrics.values()):
         raise FloatingPointError(f"evaluation produced non-finite metrics: {metrics}")

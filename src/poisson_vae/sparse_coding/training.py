@@ -1,0 +1,201 @@
+"""Dictionary learning runs on registry datasets: ``pvae sparse-coding train``.
+
+A run directory mirrors a VAE's: ``config.json`` (sections ``data`` and ``sparse_coding``),
+``checkpoints/last.safetensors`` (dictionary, generator state and epoch, rewritten after every
+epoch, so ``--resume`` continues an interrupted run), ``logs/metrics.csv``, and at the end
+``dictionary.safetensors``, ``dictionary.png`` and ``metrics.json`` (written last).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from ..figures import save_dictionary_figure
+from ..metrics import active_latents, lifetime_sparsity, population_sparsity
+from ..options import option
+from .base import InferenceMethod
+from .dictionary import dictionary_step, initial_dictionary
+
+__all__ = ["SparseCodingConfig", "SparseCodingRun", "code_metrics", "load_run", "train_sparse_coding"]
+
+CHECKPOINT = Path("checkpoints") / "last.safetensors"
+DICTIONARY_FILE = "dictionary.safetensors"
+
+
+@dataclass
+class SparseCodingConfig:
+    """The inference method and the dictionary-learning recipe."""
+
+    algorithm: str = option("lca", "inference: lca, ista or fista")
+    n_atoms: int = option(512, "number of atoms K")
+    lam: float = option(0.5, "sparsity weight (L1 weight; LCA's threshold)")
+    n_iterations: int = option(300, "maximum inference iterations per batch")
+    tol: float = option(1e-3, "relative change of the codes that stops inference early")
+    non_negative: bool = option(False, "non-negative codes")
+    epochs: int = option(20, "passes over the training data")
+    batch_size: int = option(1000, "samples per dictionary update")
+    lr: float = option(0.1, "step size of the dictionary update")
+    seed: int = option(0, "seed of the initial atoms and the batch order")
+    progress: bool = option(True, "show a progress bar")
+
+    def __post_init__(self) -> None:
+        from . import ALGORITHMS
+
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(
+                f"--algorithm {self.algorithm!r} is unknown; choose one of {sorted(ALGORITHMS)}"
+            )
+        for name in ("n_atoms", "n_iterations", "epochs", "batch_size", "lam", "lr"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+    def method(self) -> InferenceMethod:
+        from . import ALGORITHMS
+
+        options = {"lam": self.lam, "n_iterations": self.n_iterations, "tol": self.tol}
+        return ALGORITHMS[self.algorithm](non_negative=self.non_negative, **options)
+
+
+@dataclass
+class SparseCodingRun:
+    """Everything that defines a sparse-coding run; saved as ``config.json``."""
+
+    data: object = None  # a training.DataConfig
+    sparse_coding: SparseCodingConfig = field(default_factory=SparseCodingConfig)
+
+    def to_dict(self) -> dict:
+        return {"data": asdict(self.data), "sparse_coding": asdict(self.sparse_coding)}
+
+
+def load_run(directory: str | Path) -> tuple[SparseCodingRun, torch.Tensor]:
+    """The configuration and final (D, K) dictionary of a finished sparse-coding run."""
+    from ..training import DataConfig
+
+    directory = Path(directory)
+    document = json.loads((directory / "config.json").read_text())
+    config = SparseCodingRun(
+        DataConfig(**document["data"]), SparseCodingConfig(**document["sparse_coding"])
+    )
+    path = directory / DICTIONARY_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the run has not finished (resume it with --resume)")
+    return config, load_file(path)["dictionary"]
+
+
+@torch.no_grad()
+def code_metrics(x: torch.Tensor, dictionary: torch.Tensor, method: InferenceMethod) -> dict:
+    """Validation metrics of sparse codes: mse_map (SSE of Phi a), sparsity, active atoms.
+
+    Args:
+        x: (N, D) samples.
+        dictionary: (D, K) unit-norm atoms.
+        method: the inference method.
+    """
+    codes, errors = [], []
+    for start in range(0, len(x), 1000):
+        batch = x[start : start + 1000]
+        result = method.infer(batch, dictionary)
+        codes.append(result.codes)
+        errors.append((batch - result.codes @ dictionary.T).pow(2).sum(1))
+    a, sse = torch.cat(codes), torch.cat(errors)
+    # The L1 cost per atom plays the part of a VAE's per-latent KL in the active-atom rule.
+    cost = a.abs().mean(0)
+    share = a.pow(2).mean(0) * dictionary.pow(2).sum(0)
+    active, threshold = active_latents(cost, share)
+    energy = (x - x.mean(1, keepdim=True)).pow(2).sum(1)
+    return {
+        "n_samples": len(x),
+        "mse_map": float(sse.mean()),
+        "sse": float(sse.mean()),
+        "r2": float(1 - sse.sum() / energy.sum()),
+        "l1": float(a.abs().sum(1).mean()),
+        "portion_zeros": float((a == 0).double().mean()),
+        "lifetime_sparsity": lifetime_sparsity(a),
+        "population_sparsity": population_sparsity(a),
+        "n_active": int(active.sum()),
+        "active_fraction": float(active.double().mean()),
+        "active_threshold": threshold,
+        "cost_per_atom": cost.tolist(),
+        "share_per_latent": share.tolist(),
+    }
+
+
+def _flat(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array)).flatten(1).float()
+
+
+def train_sparse_coding(config: SparseCodingRun, out: str | Path, resume: bool = False) -> dict:
+    """Learn a dictionary on ``config.data`` and write the run directory ``out``.
+
+    Raises:
+        FileExistsError: ``out`` holds a run and ``resume`` is False.
+    """
+    out = Path(out)
+    recipe = config.sparse_coding
+    if (out / "config.json").exists() and not resume:
+        raise FileExistsError(
+            f"{out} already holds a run: pass --resume to continue it, or choose another --out"
+        )
+    splits = config.data.load()
+    train, valid = _flat(splits["train"]), _flat(splits["valid"])
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "config.json").exists():
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    generator = torch.Generator().manual_seed(recipe.seed)
+    dictionary = initial_dictionary(train, recipe.n_atoms, "data", generator)
+    first_epoch = 0
+    if resume and (out / CHECKPOINT).is_file():
+        state = load_file(out / CHECKPOINT)
+        dictionary, first_epoch = state["dictionary"], int(state["epoch"])
+        generator.set_state(state["generator"])
+    method = recipe.method()
+    log = out / "logs" / "metrics.csv"
+    log.parent.mkdir(exist_ok=True)
+    steps = math.ceil(len(train) / recipe.batch_size)
+    for epoch in range(first_epoch, recipe.epochs):
+        order = torch.randperm(len(train), generator=generator)
+        objective = 0.0
+        batches = tqdm(
+            range(steps), desc=f"epoch {epoch + 1}/{recipe.epochs}", disable=not recipe.progress
+        )
+        for step in batches:
+            batch = train[order[step * recipe.batch_size : (step + 1) * recipe.batch_size]]
+            result = method.infer(batch, dictionary)
+            dictionary = dictionary_step(dictionary, batch, result.codes, recipe.lr)
+            objective += float(result.objective.mean()) / steps
+        with open(log, "a", newline="") as handle:
+            csv.writer(handle).writerow([epoch + 1, objective])
+        (out / CHECKPOINT).parent.mkdir(exist_ok=True)
+        state = {
+            "dictionary": dictionary,
+            "epoch": torch.tensor(epoch + 1),
+            "generator": generator.get_state(),
+        }
+        save_file(state, out / CHECKPOINT)
+    (out / "metrics.json").unlink(missing_ok=True)
+    save_file({"dictionary": dictionary.contiguous()}, out / DICTIONARY_FILE)
+    metrics = code_metrics(valid, dictionary, method)
+    shape = tuple(splits["valid"].shape[-2:])
+    order = torch.argsort(torch.tensor(metrics["cost_per_atom"]), descending=True)
+    title = f"{recipe.algorithm} lambda {recipe.lam:g}: atoms by decreasing use"
+    save_dictionary_figure(dictionary, shape, out / "dictionary.png", order=order, title=title)
+    summary = {
+        "data": config.data.data,
+        "algorithm": recipe.algorithm,
+        "lam": recipe.lam,
+        "seed": recipe.seed,
+    }
+    temporary = out / "metrics.json.tmp"
+    temporary.write_text(json.dumps(summary | metrics, indent=2) + "\n")
+    temporary.replace(out / "metrics.json")
+    return metrics
