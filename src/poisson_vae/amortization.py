@@ -58,7 +58,7 @@ def amortization_gap(
         run: a finished ``pvae train`` run with a linear decoder.
         algorithm: ``lca``, ``ista`` or ``fista``.
         lams: sparsity weights (the L1 weight, or LCA's threshold) to sweep.
-        n_samples: validation samples (the first ones).
+        n_samples: validation samples (evenly spaced over the validation set).
         n_iterations: maximum iterations of inference (with early stopping at tol 1e-4).
         non_negative: non-negative codes (default: when the VAE's codes are non-negative).
         out: output folder (default ``RUN/amortization_gap``).
@@ -80,7 +80,10 @@ def amortization_gap(
             f"{run} has decoder {model.config.arch!r}: the gap needs a linear decoder ('...|lin')"
         )
     config = RunConfig.load(run / CONFIG_FILE)
-    x = torch.as_tensor(config.data.load()["valid"][:n_samples])
+    valid = config.data.load()["valid"]
+    # Evenly spaced samples: validation sets are stored image by image, so the first ones are not
+    # representative.
+    x = torch.as_tensor(valid[:: max(1, len(valid) // n_samples)][:n_samples])
     if non_negative is None:
         non_negative = config.model.latent in NON_NEGATIVE
     rows = [_vae_row(model, x, seed)]

@@ -133,12 +133,13 @@ def reconstruction_shares(
     Args:
         model: a :class:`poisson_vae.vae.VAE`.
         data: (N, C, H, W) samples.
-        max_samples: samples used (the first ones).
+        max_samples: samples used (evenly spaced over ``data``).
     """
     from .nets import LinearDecoder
 
     device = next(model.parameters()).device
-    x = torch.as_tensor(data[:max_samples]).to(device)
+    # Evenly spaced samples: datasets are often stored image by image or class by class.
+    x = torch.as_tensor(data[:: max(1, len(data) // max_samples)][:max_samples]).to(device)
     point = model.latent.point(model.encode(x))  # (N, K)
     centred = point - point.mean(0)
     residual = (x - model.decoder(point)).flatten(1)  # (N, D)
