@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -15,14 +13,8 @@ from poisson_vae.sparse_coding import (
     learn_dictionary,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny products: a second thread only adds waits for a busy core (milliseconds per product)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny products: a second thread only adds waits for a busy core (milliseconds per product).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def planted_problem(

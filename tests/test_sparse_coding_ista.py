@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -11,14 +9,8 @@ from sklearn.linear_model import Lasso
 
 from poisson_vae.sparse_coding import ALGORITHMS, ISTA, LCA, SparseCodeResult, lasso_objective
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny products: a second thread only adds waits for a busy core (milliseconds per product)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny products: a second thread only adds waits for a busy core (milliseconds per product).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def problem(

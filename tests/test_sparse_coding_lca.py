@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
 from poisson_vae.sparse_coding import FISTA, LCA
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny products: a second thread only adds waits for a busy core (milliseconds per product)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny products: a second thread only adds waits for a busy core (milliseconds per product).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def problem(

@@ -28,6 +28,7 @@ __all__ = [
     "SparseCodeResult",
     "check_inputs",
     "check_matrix",
+    "gradient_terms",
     "largest_eigenvalue",
     "lasso_objective",
     "soft_threshold",
@@ -87,6 +88,15 @@ def largest_eigenvalue(dictionary: torch.Tensor) -> float:
     power iteration, because an underestimate would make ISTA's and FISTA's step diverge.
     """
     return float(torch.linalg.matrix_norm(dictionary, ord=2)) ** 2
+
+
+def gradient_terms(
+    x: torch.Tensor, dictionary: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """What ISTA and FISTA iterate with: the Gram matrix Phi^T Phi (K, K), the drive Phi^T x (B, K)
+    of each sample, and the step 1 / L."""
+    step = 1.0 / max(largest_eigenvalue(dictionary), torch.finfo(x.dtype).tiny)
+    return dictionary.T @ dictionary, x @ dictionary, step
 
 
 def check_matrix(name: str, tensor: torch.Tensor) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .base import InferenceMethod, largest_eigenvalue, soft_threshold
+from .base import InferenceMethod, gradient_terms, soft_threshold
 
 __all__ = ["FISTA"]
 
@@ -31,9 +31,7 @@ class FISTA(InferenceMethod):
     """
 
     def _iterate(self, x: torch.Tensor, dictionary: torch.Tensor) -> Iterator[torch.Tensor]:
-        gram = dictionary.T @ dictionary  # (K, K)
-        drive = x @ dictionary  # (B, K): Phi^T x per sample
-        step = 1.0 / max(largest_eigenvalue(dictionary), torch.finfo(x.dtype).tiny)
+        gram, drive, step = gradient_terms(x, dictionary)
         codes = extrapolated = torch.zeros_like(drive)
         momentum = 1.0
         while True:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .base import InferenceMethod, largest_eigenvalue, soft_threshold
+from .base import InferenceMethod, gradient_terms, soft_threshold
 
 __all__ = ["ISTA"]
 
@@ -28,9 +28,7 @@ class ISTA(InferenceMethod):
     """
 
     def _iterate(self, x: torch.Tensor, dictionary: torch.Tensor) -> Iterator[torch.Tensor]:
-        gram = dictionary.T @ dictionary  # (K, K)
-        drive = x @ dictionary  # (B, K): Phi^T x per sample
-        step = 1.0 / max(largest_eigenvalue(dictionary), torch.finfo(x.dtype).tiny)
+        gram, drive, step = gradient_terms(x, dictionary)
         codes = torch.zeros_like(drive)
         while True:
             gradient_step = torch.addmm(codes + step * drive, codes, gram, alpha=-step)
