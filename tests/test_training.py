@@ -20,6 +20,7 @@ from poisson_vae.training import (
     RunExistsError,
     TrainConfig,
     VAEModule,
+    fit_array,
     train,
 )
 from poisson_vae.vae import ModelConfig
@@ -170,3 +171,19 @@ def test_two_process_ddp_keeps_replicas_identical(tmp_path) -> None:
         initial["model.decoder.linear.weight"], replicas[0]["model.decoder.linear.weight"]
     )
     assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_fit_array_trains_in_memory_seeded_and_leaves_the_callers_rng_alone() -> None:
+    data = torch.randn(300, 1, 4, 4, generator=torch.Generator().manual_seed(0)).numpy()
+    recipe = TrainConfig(epochs=4, batch_size=50, warmup_epochs=1, progress=False, seed=3)
+    torch.manual_seed(11)
+    expected = torch.rand(2)
+    torch.manual_seed(11)
+    model, curve = fit_array(ModelConfig(n_latents=8), recipe, data)
+    torch.testing.assert_close(torch.rand(2), expected)
+    assert model.config.input_shape == (1, 4, 4) and not model.training
+    assert len(curve) == 4 and curve[-1] < curve[0]
+    again, curve_again = fit_array(ModelConfig(n_latents=8), recipe, data)
+    assert curve_again == curve
+    for left, right in zip(model.parameters(), again.parameters(), strict=True):
+        torch.testing.assert_close(left, right, rtol=0, atol=0)

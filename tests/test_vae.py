@@ -264,3 +264,11 @@ def test_every_family_checkpoint_round_trips(family: str, tmp_path) -> None:
     x = torch.randn(3, 1, 16, 16)
     assert torch.equal(model.encode(x).mean, loaded.encode(x).mean)
     assert type(loaded.latent) is type(model.latent)
+
+
+def test_model_config_leaves_global_rng_alone() -> None:
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    ModelConfig(latent="poisson", arch="lin|lin", n_latents=4, input_shape=(1, 2, 2))
+    torch.testing.assert_close(torch.rand(3), expected)

@@ -25,7 +25,9 @@ __all__ = [
     "LatentCode",
     "ModelConfig",
     "PoissonLatent",
+    "PoissonVAETransformer",
     "RelaxedPoisson",
+    "SparseCodingTransformer",
     "__version__",
     "build_vae",
     "fit_gabors",
@@ -37,3 +39,12 @@ __all__ = [
     "relaxed_poisson_rsample",
     "save_model",
 ]
+
+
+def __getattr__(name: str):
+    """The scikit-learn estimators, imported on first use (they load scikit-learn and Lightning)."""
+    if name in ("PoissonVAETransformer", "SparseCodingTransformer"):
+        from . import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

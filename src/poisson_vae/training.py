@@ -45,6 +45,7 @@ __all__ = [
     "RunExistsError",
     "TrainConfig",
     "VAEModule",
+    "fit_array",
     "train",
 ]
 
@@ -526,3 +527,78 @@ def train(
     if trainer.interrupted or not trainer.is_global_zero:
         return None
     return finish_run(module.model.cpu(), config, splits["valid"], out)
+
+
+class _EpochLoss(Callback):
+    """Mean training loss of each epoch (weighted by batch size)."""
+
+    def __init__(self) -> None:
+        self.curve: list[float] = []
+        self._total, self._count = 0.0, 0
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_index) -> None:
+        self._total += float(outputs["loss"].detach()) * len(batch)
+        self._count += len(batch)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.curve.append(self._total / max(self._count, 1))
+        self._total, self._count = 0.0, 0
+
+
+def fit_array(
+    model_config: ModelConfig, train_config: TrainConfig, data: np.ndarray
+) -> tuple[VAE, list[float]]:
+    """Train a VAE in memory on ``data`` with the run recipe, writing nothing and without validation.
+
+    The same Lightning module, optimiser, schedules and clipping as :func:`train`; for the
+    scikit-learn estimators and notebooks. Seeding follows ``train_config.seed`` and leaves the
+    caller's random generators as they were.
+
+    Args:
+        model_config: the model; its ``input_shape`` is replaced by ``data.shape[1:]``.
+        train_config: the recipe (``progress`` shows a bar; single device only).
+        data: (N, C, H, W) or (N, D) float32 samples.
+
+    Returns:
+        The trained model (on the CPU, in eval mode) and the mean training loss of each epoch.
+    """
+    data = np.ascontiguousarray(data, dtype=np.float32)
+    input_shape = data.shape[1:] if data.ndim == 4 else (1, 1, data.shape[1])
+    config = RunConfig(
+        model=dataclasses.replace(model_config, input_shape=input_shape),
+        train=train_config,
+    )
+    accelerator = train_config.accelerator
+    if accelerator == "auto":
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    epoch_loss = _EpochLoss()
+    batch_size = min(train_config.batch_size, len(data))
+    samples = data.reshape(len(data), *input_shape)
+    lightning_log = logging.getLogger("lightning.pytorch")
+    level = lightning_log.level
+    if not train_config.progress:  # no "GPU available" banners either
+        lightning_log.setLevel(logging.WARNING)
+    try:
+        trainer = L.Trainer(
+            max_epochs=train_config.epochs,
+            accelerator=accelerator,
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            callbacks=[epoch_loss, *([_ProgressBar()] if train_config.progress else [])],
+            enable_progress_bar=train_config.progress,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+        )
+        rng_devices = [] if accelerator == "cpu" else [torch.cuda.current_device()]
+        with warnings.catch_warnings(), torch.random.fork_rng(devices=rng_devices):
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
+            warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_")
+            torch.manual_seed(train_config.seed)
+            module = VAEModule(config)
+            trainer.fit(module, train_dataloaders=_loader(samples, batch_size, shuffle=True))
+    finally:
+        lightning_log.setLevel(level)
+    return module.model.cpu().eval(), epoch_loss.curve

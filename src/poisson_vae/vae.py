@@ -75,7 +75,8 @@ class ModelConfig:
             raise ValueError(f"--n-latents must be a positive integer, got {self.n_latents}")
         if self.method not in METHODS:
             raise ValueError(f"--method {self.method!r} is unknown; choose one of {', '.join(METHODS)}")
-        family = build_latent(self.latent, 1)
+        with torch.random.fork_rng(devices=[]):  # validating a config must not consume RNG draws
+            family = build_latent(self.latent, 1)
         if self.method == "exact" and not family.supports_exact:
             raise ValueError(
                 f"--method exact needs closed-form posterior moments, which --latent {self.latent} "
