@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -145,6 +146,40 @@ def _build_parser() -> argparse.ArgumentParser:
     gap.add_argument("--n-samples", type=int, default=2000, help="validation samples used")
     gap.add_argument("--n-iterations", type=int, default=900, help="maximum inference iterations")
     gap.add_argument("--out", type=Path, help="output folder (default: RUN/amortization_gap)")
+
+    reproduce = commands.add_parser(
+        "reproduce",
+        help="run a suite of the paper's experiments and write REPORT.md",
+        description="Run (or resume) the jobs of a suite through a process pool or submitit and "
+        "write OUT/REPORT.md: the paper's tables with the published numbers beside ours, and a "
+        "computed verdict on each claim. Finished jobs are skipped; failed ones are listed.",
+    )
+    reproduce.add_argument(
+        "suite",
+        help="natural16-zoo, natural16-rate-distortion, mnist-geometry, vanhateren16 or cifar16",
+    )
+    reproduce.add_argument("--scale", default="small", help="small (a laptop) or paper (default: small)")
+    reproduce.add_argument("--out", type=Path, help="output folder (default: reproduce/SUITE-SCALE)")
+    reproduce.add_argument(
+        "--executor", default="local", help="local (process pool), slurm or submitit-local"
+    )
+    reproduce.add_argument(
+        "--workers", type=int, default=2, help="parallel jobs of the local executor (default: 2)"
+    )
+    reproduce.add_argument("--partition", help="SLURM partition")
+    reproduce.add_argument(
+        "--gpus-per-job", type=int, default=0, help="GPUs per job; several run data-parallel (slurm)"
+    )
+    reproduce.add_argument("--cpus-per-job", type=int, default=2, help="CPUs per job (submitit)")
+    reproduce.add_argument(
+        "--timeout-min", type=int, default=24 * 60, help="time limit per job (submitit)"
+    )
+    reproduce.add_argument("--retry-failed", action="store_true", help="run failed jobs again")
+    reproduce.add_argument(
+        "--report-only", action="store_true", help="only rewrite REPORT.md from finished jobs"
+    )
+    reproduce.add_argument("--data-dir", help="folder of the source files the suite's data needs")
+    reproduce.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     sparse = commands.add_parser("sparse-coding", help="sparse-coding baselines (LCA, ISTA, FISTA)")
     sparse_commands = sparse.add_subparsers(dest="sparse_command", required=True, metavar="ACTION")
@@ -408,6 +443,35 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce(args: argparse.Namespace, argv: list[str] | None) -> int:
+    from .reproduce import reproduce
+
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    options = {
+        "workers": args.workers,
+        "partition": args.partition,
+        "gpus_per_job": args.gpus_per_job,
+        "cpus_per_job": args.cpus_per_job,
+        "timeout_min": args.timeout_min,
+    }
+    words = sys.argv[1:] if argv is None else argv
+    report = reproduce(
+        args.suite,
+        args.scale,
+        args.out,
+        args.executor,
+        options,
+        retry_failed=args.retry_failed,
+        report_only=args.report_only,
+        data_dir=args.data_dir,
+        progress=not args.no_progress,
+        command="pvae " + " ".join(shlex.quote(word) for word in words),
+    )
+    print(f"wrote {report}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pvae`` command."""
     parser = _build_parser()
@@ -431,6 +495,8 @@ def main(argv: list[str] | None = None) -> int:
             return _amortization_gap(args)
         if args.command == "sparse-coding":
             return _sparse_coding(args)
+        if args.command == "reproduce":
+            return _reproduce(args, argv)
     except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"pvae: error: {message}", file=sys.stderr)

@@ -30,6 +30,8 @@ __all__ = [
     "aggregate",
     "check_seeds",
     "compare",
+    "condition_and_seed",
+    "flat_metrics",
     "load_runs",
     "paired_tests",
     "render_markdown",
@@ -97,7 +99,7 @@ def _read_json(path: Path) -> dict:
     return document
 
 
-def _condition_and_seed(config: dict, path: Path) -> tuple[Condition, int]:
+def condition_and_seed(config: dict, path: Path) -> tuple[Condition, int]:
     """Condition and seed of a run from its ``config.json`` (a VAE run or a sparse-coding run)."""
     try:
         data = str(config.get("data", {}).get("data", "?"))
@@ -127,7 +129,7 @@ def _number(value: object) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _flat_metrics(document: dict) -> dict[str, float]:
+def flat_metrics(document: dict) -> dict[str, float]:
     """Flat ``{metric: value}`` of ``eval/metrics.json``: numbers, gabor, shattering, knn_<N>."""
     flat = {name: _number(document.get(name)) for name in _PLAIN_METRICS}
     gabor = document.get("gabor")
@@ -147,8 +149,8 @@ def _load_run(directory: Path) -> RunRecord:
         raise ValueError(f"{directory} has no config.json; is it a run directory?")
     if not metrics_path.is_file():
         raise ValueError(f"{directory} has no eval/metrics.json: run `pvae evaluate {directory}` first")
-    condition, seed = _condition_and_seed(_read_json(config_path), config_path)
-    return RunRecord(directory, condition, seed, _flat_metrics(_read_json(metrics_path)))
+    condition, seed = condition_and_seed(_read_json(config_path), config_path)
+    return RunRecord(directory, condition, seed, flat_metrics(_read_json(metrics_path)))
 
 
 def _by_condition(runs: Iterable[RunRecord]) -> dict[Condition, dict[int, RunRecord]]:

@@ -204,20 +204,20 @@ class GaussianLatent(LatentFamily):
         kl = 0.5 * (mean.pow(2) + variance - 1) - log_scale
         return LatentCode(params=mean, mean=mean, variance=variance, kl=kl, features=mean)
 
-    def _apply(self, z: torch.Tensor) -> torch.Tensor:
+    def _transformed(self, z: torch.Tensor) -> torch.Tensor:
         return z if self.transform is None else self.transform(z)
 
     def point(self, code: LatentCode) -> torch.Tensor:
-        return self._apply(code.mean)
+        return self._transformed(code.mean)
 
     def rsample(self, code, temperature, straight_through=False, generator=None) -> torch.Tensor:
         """(B, K) reparameterised sample mu + sigma eps (then the transform)."""
         noise = torch.randn(code.mean.shape, generator=generator, device=code.mean.device)
-        return self._apply(code.mean + code.variance.sqrt() * noise)
+        return self._transformed(code.mean + code.variance.sqrt() * noise)
 
     def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(n, K) draws from N(0, 1) (then the transform)."""
-        return self._apply(torch.randn(n, self.n_latents, generator=generator))
+        return self._transformed(torch.randn(n, self.n_latents, generator=generator))
 
 
 def _laplace_noise(u: torch.Tensor) -> torch.Tensor:

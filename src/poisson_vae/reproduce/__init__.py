@@ -1,0 +1,76 @@
+"""Reproduce the paper: ``pvae reproduce SUITE --scale small|paper``.
+
+:mod:`~poisson_vae.reproduce.suites` lists each suite's jobs, :mod:`~poisson_vae.reproduce.runner`
+runs them through a process pool or submitit (resumably: one small JSON of metrics per finished
+job), and :mod:`~poisson_vae.reproduce.report` writes ``REPORT.md`` with the published numbers
+beside ours and a computed verdict on each of the paper's claims.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .report import write_report
+from .runner import EXECUTORS, run_suite
+from .suites import SCALES, SUITES, Job, Suite, build_suite
+
+__all__ = ["EXECUTORS", "SCALES", "SUITES", "Job", "Suite", "build_suite", "reproduce"]
+
+SWEEP_FILE = "sweep.json"
+
+
+def _record_invocation(out: Path, seconds: float, jobs_run: int) -> float:
+    """Append this invocation to ``out/sweep.json``; the total wall time of all invocations."""
+    path = out / SWEEP_FILE
+    document = json.loads(path.read_text()) if path.is_file() else {"invocations": []}
+    if jobs_run:
+        document["invocations"].append(
+            {
+                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "seconds": round(seconds, 1),
+                "jobs_run": jobs_run,
+            }
+        )
+        path.write_text(json.dumps(document, indent=2) + "\n")
+    return sum(entry["seconds"] for entry in document["invocations"])
+
+
+def reproduce(
+    suite: str,
+    scale: str = "small",
+    out: str | Path | None = None,
+    executor: str = "local",
+    options: dict | None = None,
+    retry_failed: bool = False,
+    report_only: bool = False,
+    data_dir: str | None = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> Path:
+    """Run (or resume) a suite and write its report; returns the path of ``REPORT.md``.
+
+    Args:
+        suite: a name of :data:`SUITES`.
+        scale: ``small`` or ``paper``.
+        out: output folder (default ``reproduce/SUITE-SCALE``).
+        executor: ``local``, ``slurm`` or ``submitit-local``.
+        options: executor options (see :func:`~poisson_vae.reproduce.runner.run_suite`).
+        retry_failed: run failed jobs again.
+        report_only: only (re)write the report from the finished jobs' result files.
+        data_dir: folder of source files the data needs (van Hateren, CIFAR).
+        progress: show progress bars.
+        command: the command line to print in the report.
+    """
+    plan = build_suite(suite, scale, data_dir)
+    out = Path(out) if out is not None else Path("reproduce") / f"{suite}-{scale}"
+    before = len(list((out / "results").glob("*.json"))) if out.is_dir() else 0
+    started = time.perf_counter()
+    if not report_only:
+        run_suite(plan, out, executor, options, retry_failed, progress)
+    after = len(list((out / "results").glob("*.json")))
+    wall = _record_invocation(out, time.perf_counter() - started, after - before) if out.is_dir() else 0
+    command = command or f"pvae reproduce {suite} --scale {scale} --out {out}"
+    return write_report(plan, out, command, wall or None)

@@ -1,0 +1,280 @@
+"""Run a suite's jobs through an existing executor, resumably.
+
+Layout of the output folder::
+
+    runs/<job>/          the job's run directory (checkpoints, eval/, figures)
+    results/<job>.json   its metrics, written last and atomically: the job is finished
+    failed/<job>.json    the error of a failed job (retried with ``retry_failed``)
+
+A job whose result file exists is skipped; a job killed in flight resumes from its run's last
+checkpoint. Jobs go to a :class:`concurrent.futures.ProcessPoolExecutor` (``local``) or to
+submitit (``slurm``, or ``submitit-local`` to use submitit on this machine); the runner only
+submits, waits and records.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .suites import Job, Suite
+
+__all__ = ["EXECUTORS", "failed_jobs", "job_phases", "read_results", "run_job", "run_suite"]
+
+EXECUTORS = ("local", "slurm", "submitit-local")
+RESULTS, RUNS, FAILED = "results", "runs", "failed"
+
+
+def _write_json(path: Path, document: dict) -> None:
+    """Write atomically: a reader never sees half a file, a killed writer leaves no result."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(document, indent=2) + "\n")
+    temporary.replace(path)
+
+
+def _limit_threads(threads: int | None) -> None:
+    """Bound torch's and numba's thread pools in a worker, so that workers do not oversubscribe."""
+    if threads is None:
+        return
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    # numba reads this once, at import, which happens at the first sampler call of the worker;
+    # without it each worker's sampler starts one thread per core and the workers slow each other
+    # down several-fold.
+    os.environ["NUMBA_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_vae(job: Job, run: Path) -> dict:
+    from ..compare import flat_metrics
+    from ..evaluation import evaluate_run
+    from ..training import METRICS_FILE, RunConfig, train
+
+    if not (run / METRICS_FILE).is_file():  # not trained to the end yet (or never started)
+        if train(RunConfig.from_dict(job.config), run, resume=True) is None:
+            raise RuntimeError("training was interrupted")
+    return flat_metrics(evaluate_run(run, **job.evaluate))
+
+
+def _run_sparse(job: Job, run: Path) -> dict:
+    from ..compare import flat_metrics
+    from ..evaluation import evaluate_run
+    from ..sparse_coding.training import SparseCodingConfig, SparseCodingRun, train_sparse_coding
+    from ..training import DataConfig
+
+    if not (run / "metrics.json").is_file():
+        config = SparseCodingRun(
+            DataConfig(**job.config["data"]), SparseCodingConfig(**job.config["sparse_coding"])
+        )
+        train_sparse_coding(config, run, resume=True)
+    return flat_metrics(evaluate_run(run, **job.evaluate))
+
+
+def _run_gap(job: Job, run: Path) -> dict:
+    from ..amortization import amortization_gap
+
+    options = dict(job.config)
+    options["lams"] = tuple(options["lams"])
+    source = run.parent / job.after
+    rows = amortization_gap(source, out=run, **options)
+    return {"encoder": rows[0], "points": rows[1:]}
+
+
+_KINDS: dict[str, Callable[[Job, Path], dict]] = {
+    "vae": _run_vae,
+    "sparse": _run_sparse,
+    "gap": _run_gap,
+}
+
+
+def run_job(job: Job, out: str | Path, threads: int | None = None) -> dict:
+    """Run one job to its end and write ``out/results/<job>.json``; returns that document.
+
+    Args:
+        job: the job.
+        out: the suite's output folder.
+        threads: CPU threads for this job (None leaves torch's default).
+    """
+    _limit_threads(threads)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no banner per job
+    out = Path(out)
+    started = time.perf_counter()
+    metrics = _KINDS[job.kind](job, out / RUNS / job.name)
+    document = {
+        "job": job.name,
+        "kind": job.kind,
+        "seed": job.seed,
+        "after": job.after,
+        "config": job.config,
+        "metrics": metrics,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    _write_json(out / RESULTS / f"{job.name}.json", document)
+    (out / FAILED / f"{job.name}.json").unlink(missing_ok=True)
+    return document
+
+
+def read_results(out: str | Path) -> dict[str, dict]:
+    """``{job name: result document}`` of the finished jobs under ``out/results``."""
+    folder = Path(out) / RESULTS
+    results = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            results[path.stem] = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            continue  # a damaged result is re-run
+    return results
+
+
+def job_phases(jobs: Iterable[Job]) -> list[list[Job]]:
+    """Jobs in phases: those without ``after`` first, then the jobs that read their runs."""
+    jobs = list(jobs)
+    first = [job for job in jobs if job.after is None]
+    second = [job for job in jobs if job.after is not None]
+    return [phase for phase in (first, second) if phase]
+
+
+def _local_executor(options: dict) -> tuple[Any, int | None]:
+    workers = int(options.get("workers", 1))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    return executor, threads
+
+
+def _submitit_executor(kind: str, out: Path, options: dict) -> tuple[Any, int | None]:
+    try:
+        import submitit
+    except ImportError:  # pragma: no cover - submitit is a dependency
+        raise ValueError("--executor slurm needs submitit: pip install submitit") from None
+    cluster = "slurm" if kind == "slurm" else "local"
+    executor = submitit.AutoExecutor(folder=out / "submitit" / "%j", cluster=cluster)
+    gpus = int(options.get("gpus_per_job") or 0)
+    cpus = int(options.get("cpus_per_job") or 2)
+    parameters: dict[str, Any] = {"timeout_min": int(options.get("timeout_min") or 24 * 60)}
+    if cluster == "slurm":
+        parameters |= {"cpus_per_task": cpus, "slurm_additional_parameters": {}}
+        if options.get("partition"):
+            parameters["slurm_partition"] = options["partition"]
+        if gpus:  # one task per GPU: Lightning reads SLURM's variables and runs DDP across them
+            parameters |= {"gpus_per_node": gpus, "tasks_per_node": gpus}
+        parameters["slurm_additional_parameters"] |= dict(options.get("slurm_args") or {})
+    executor.update_parameters(**parameters)
+    return executor, None if cluster == "slurm" else cpus
+
+
+def _with_devices(job: Job, gpus: int) -> Job:
+    """The job with the training engine's multi-GPU settings when given several GPUs."""
+    if job.kind != "vae" or gpus < 2:
+        return job
+    config = json.loads(json.dumps(job.config))
+    config["train"] |= {"accelerator": "gpu", "devices": str(gpus), "strategy": "ddp"}
+    return Job(**{**asdict(job), "config": config})
+
+
+def run_suite(
+    suite: Suite,
+    out: str | Path,
+    executor: str = "local",
+    options: dict | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> dict[str, dict]:
+    """Run the unfinished jobs of ``suite`` into ``out`` and return every finished result.
+
+    Finished jobs (a result file) are skipped; failed ones (a file in ``out/failed``) too, unless
+    ``retry_failed``. A job's failure is recorded and does not stop the others.
+
+    Args:
+        suite: from :func:`poisson_vae.reproduce.suites.build_suite`.
+        out: output folder.
+        executor: ``local`` (a process pool), ``slurm`` or ``submitit-local`` (submitit).
+        options: ``workers`` (local: parallel jobs, CPU threads shared among them); for submitit
+            ``partition``, ``gpus_per_job`` (several: multi-GPU data parallelism per job),
+            ``cpus_per_job``, ``timeout_min`` and ``slurm_args`` (extra ``#SBATCH`` options).
+        retry_failed: run failed jobs again.
+        progress: show a progress bar.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    out = Path(out)
+    options = dict(options or {})
+    (out / RESULTS).mkdir(parents=True, exist_ok=True)
+    gpus = int(options.get("gpus_per_job") or 0)
+    for phase in job_phases(suite.jobs):
+        done = read_results(out)
+        failed = {path.stem for path in (out / FAILED).glob("*.json")}
+        todo = [
+            _with_devices(job, gpus)
+            for job in phase
+            if job.name not in done
+            and (retry_failed or job.name not in failed)
+            and (job.after is None or job.after in done)
+        ]
+        if not todo:
+            continue
+        if executor == "local":
+            pool, threads = _local_executor(options)
+        else:
+            pool, threads = _submitit_executor(executor, out, options)
+        bar = tqdm(total=len(todo), desc=f"{suite.name} ({suite.scale})", disable=not progress)
+        try:
+            futures = {pool.submit(run_job, job, str(out), threads): job for job in todo}
+            for future in _completed(futures, executor):
+                job = futures[future]
+                try:
+                    future.result()
+                except BrokenProcessPool:  # a worker died (e.g. out of memory): not the job's fault
+                    bar.write(f"not run: {job.name}: a worker process died; run the command again")
+                except Exception as error:  # recorded; the other jobs go on
+                    _write_json(
+                        out / FAILED / f"{job.name}.json",
+                        {"job": job.name, "error": _describe(error)},
+                    )
+                    bar.write(f"failed: {job.name}: {_describe(error).splitlines()[-1]}")
+                bar.update()
+        finally:
+            bar.close()
+            if executor == "local":
+                pool.shutdown(cancel_futures=True)
+    return read_results(out)
+
+
+def _completed(futures: dict, executor: str) -> Iterable:
+    if executor == "local":
+        return as_completed(futures)
+    from submitit.helpers import as_completed as submitit_completed
+
+    return submitit_completed(list(futures))
+
+
+def _describe(error: BaseException) -> str:
+    """The error with its traceback, last line last (submitit errors carry the job's traceback)."""
+    text = "".join(traceback.format_exception(error)).strip()
+    return text[-4000:]
+
+
+def failed_jobs(out: str | Path) -> dict[str, str]:
+    """``{job: error}`` of the failed jobs recorded under ``out/failed``."""
+    folder = Path(out) / FAILED
+    return (
+        {
+            path.stem: json.loads(path.read_text()).get("error", "?")
+            for path in sorted(folder.glob("*.json"))
+        }
+        if folder.is_dir()
+        else {}
+    )

@@ -1,0 +1,166 @@
+"""Tests of REPORT.md: published numbers beside ours, and verdicts computed from the results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from poisson_vae.reproduce import report
+from poisson_vae.reproduce.report import claims, render_report, write_report
+from poisson_vae.reproduce.runner import RESULTS, _write_json
+from poisson_vae.reproduce.suites import build_suite
+
+
+def vae_result(
+    family: str,
+    seed: int,
+    metrics: dict,
+    method: str = "mc",
+    beta: float = 1.0,
+    k: int = 512,
+    data: str = "natural16",
+) -> tuple[str, dict]:
+    name = f"{family}-{method}-k{k}-beta{beta:g}-s{seed}"
+    config = {
+        "data": {"data": data},
+        "model": {
+            "latent": family,
+            "arch": "lin|lin" if data != "mnist" else "lin+b|lin+b",
+            "method": method,
+            "n_latents": k,
+        },
+        "train": {"beta": beta, "seed": seed},
+    }
+    return name, {
+        "job": name,
+        "kind": "vae",
+        "seed": seed,
+        "after": None,
+        "config": config,
+        "metrics": metrics,
+        "seconds": 10.0,
+    }
+
+
+def zoo_results(p_active: float, g_active: float) -> dict:
+    rng = np.random.default_rng(0)
+    results = {}
+    for seed in range(3):
+        for family, active, sparsity, gabor in (
+            ("poisson", p_active, 0.9, 0.4),
+            ("gaussian", g_active, 0.4, 0.0),
+            ("laplace", g_active, 0.45, 0.0),
+        ):
+            noise = rng.normal(scale=0.005)
+            metrics = {
+                "nelbo": 130.0 + seed, "sse": 100.0, "kl": 30.0, "mse_map": 40.0,
+                "active_fraction": active + noise, "n_active": 512 * active,
+                "lifetime_sparsity": sparsity + noise, "portion_zeros": 0.8,
+                "gabor_fraction": gabor + noise,
+            }  # fmt: skip
+            name, result = vae_result(family, seed, metrics)
+            results[name] = result
+    return results
+
+
+def test_zoo_report_puts_published_numbers_beside_ours(tmp_path: Path) -> None:
+    suite = build_suite("natural16-zoo", "small")
+    text = render_report(
+        suite, zoo_results(1.0, 0.1), {}, tmp_path, "pvae reproduce natural16-zoo", 600.0
+    )
+    # NELBO over seeds 130, 131, 132: mean 131.0, published 167.2, deviation -36.2.
+    assert "| P-VAE | mc | 131.0 ± 5.7 (167.2; -36.2) |" in text
+    assert "(0.220; " in text  # the G-VAE's published active fraction
+    assert "wall time of the sweep: 10.0 min" in text
+    assert text.count("**reproduced**") == 5
+
+
+def test_claims_fail_when_the_data_say_so() -> None:
+    suite = build_suite("natural16-zoo", "small")
+    found = {c["claim"]: c for c in claims(suite, zoo_results(0.1, 1.0))}
+    claim = found["P-VAE active fraction above the G-VAE's"]
+    assert claim["verdict"] == "not reproduced"
+    assert "P 0.10" in claim["numbers"] and "G 1.00" in claim["numbers"]
+    assert found["P-VAE lifetime sparsity above the G-VAE's"]["verdict"] == "reproduced"
+
+
+def test_at_least_claims_have_three_verdicts() -> None:
+    suite = build_suite("mnist-geometry", "small")
+
+    def results(p200: list[float], g1000: list[float]) -> dict:
+        out = {}
+        for seed, (p, g) in enumerate(zip(p200, g1000)):
+            for family, value in (("poisson", p), ("gaussian", g)):
+                metrics = {"knn_200": value, "knn_1000": value, "knn_5000": value, "shattering": value}
+                name, result = vae_result(family, seed, metrics, k=10, data="mnist")
+                out[name] = result
+        return out
+
+    def verdict(p200, g1000) -> str:
+        return claims(suite, results(p200, g1000))[0]["verdict"]
+
+    assert verdict([0.82, 0.81, 0.83], [0.80, 0.80, 0.81]) == "reproduced"
+    assert verdict([0.79, 0.82, 0.80], [0.80, 0.81, 0.81]) == "not significantly below"
+    assert verdict([0.60, 0.61, 0.605], [0.80, 0.81, 0.802]) == "not reproduced"
+
+
+def rate_distortion_results(mse_by_beta: dict[float, float], gap_lca: float) -> dict:
+    results = {}
+    for seed in range(3):
+        for beta, mse in mse_by_beta.items():
+            metrics = {"mse_map": mse + seed, "lifetime_sparsity": 0.3 + beta / 10 + seed / 100}
+            name, result = vae_result("poisson", seed, metrics, beta=beta)
+            results[name] = result
+            points = [
+                {"lam": 0.3, "mse_map": gap_lca + seed * 0.5, "lifetime_sparsity": 0.99},
+                {"lam": 1.0, "mse_map": 500.0, "lifetime_sparsity": 0.999},
+            ]
+            encoder = {"source": "VAE encoder", "mse_map": mse + seed, "lifetime_sparsity": 0.9}
+            results[f"gap-{name}"] = {
+                "job": f"gap-{name}", "kind": "gap", "seed": seed, "after": name,
+                "config": {"lams": [0.3, 1.0]}, "metrics": {"encoder": encoder, "points": points},
+            }  # fmt: skip
+    return results
+
+
+def test_rate_distortion_claims() -> None:
+    suite = build_suite("natural16-rate-distortion", "small")
+    rising = {0.01: 3.0, 0.4: 50.0, 1.0: 100.0, 1.5: 130.0, 4.0: 230.0}
+    found = claims(suite, rate_distortion_results(rising, gap_lca=60.0))
+    assert [c["verdict"] for c in found] == ["reproduced", "reproduced", "reproduced"]
+    assert "encoder 101.0 vs LCA 60.5" in found[2]["numbers"]
+    bumpy = {**rising, 1.5: 90.0}
+    found = claims(suite, rate_distortion_results(bumpy, gap_lca=150.0))
+    assert found[0]["verdict"] == "not reproduced" and found[2]["verdict"] == "not reproduced"
+
+
+def test_rate_distortion_report_has_the_combined_figure(tmp_path: Path) -> None:
+    suite = build_suite("natural16-rate-distortion", "small")
+    rising = {0.01: 3.0, 0.4: 50.0, 1.0: 100.0, 1.5: 130.0, 4.0: 230.0}
+    text = render_report(suite, rate_distortion_results(rising, 60.0), {}, tmp_path, "x")
+    assert "![rate-distortion](figures/rate_distortion.png)" in text
+    assert (tmp_path / "figures" / "rate_distortion.png").stat().st_size > 10_000
+    assert "| 1 | 101.0 ± " in text and "(102.4; " in text
+
+
+def test_report_regenerates_from_result_files_alone(tmp_path: Path) -> None:
+    suite = build_suite("natural16-zoo", "small")
+    synthetic = list(zoo_results(1.0, 0.1).values())
+    jobs = [job for job in suite.jobs if job.config["model"]["method"] == "mc"][: len(synthetic)]
+    for job, result in zip(jobs, synthetic):
+        config = {**job.config, "model": result["config"]["model"]}
+        _write_json(
+            tmp_path / RESULTS / f"{job.name}.json", result | {"job": job.name, "config": config}
+        )
+    _write_json(tmp_path / RESULTS / "not-of-this-suite.json", synthetic[0])
+    path = write_report(suite, tmp_path, "pvae reproduce natural16-zoo --report-only")
+    assert "jobs: 9 finished of 24, 0 failed" in path.read_text()
+
+
+@pytest.mark.parametrize("values", [[1.0, 1.0, 1.0], [2.0, 3.0, 4.0]])
+def test_one_sided_p(values: list[float]) -> None:
+    a, b = np.array(values), np.zeros(3)
+    assert report._one_sided_p(a, b) < 0.05
+    assert report._one_sided_p(b, a) > 0.95

@@ -1,0 +1,139 @@
+"""Tests of the suite runner: a tiny grid end to end through the process pool and submitit's local
+executor, resuming after a killed sweep, and recording failed jobs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from poisson_vae.reproduce.report import write_report
+from poisson_vae.reproduce.runner import failed_jobs, job_phases, read_results, run_job, run_suite
+from poisson_vae.reproduce.suites import Job, Suite
+
+DATA = {"data": "natural16", "n_train": 600, "n_valid": 200}
+
+
+def tiny_job(family: str, seed: int, epochs: int = 1, **model) -> Job:
+    config = {
+        "data": DATA,
+        "model": {"latent": family, "arch": "lin|lin", "n_latents": 8, "method": "mc"} | model,
+        "train": {
+            "epochs": epochs,
+            "batch_size": 200,
+            "warmup_epochs": 0,
+            "seed": seed,
+            "progress": False,
+        },
+    }
+    return Job(f"{family}-s{seed}", "vae", config, seed, evaluate={"geometry": False, "gabor": False})
+
+
+def tiny_suite(*jobs: Job) -> Suite:
+    jobs = jobs or (tiny_job("poisson", 0), tiny_job("gaussian", 0))
+    return Suite(
+        "natural16-zoo", "small", "natural16", tuple(jobs), {"archs": ("lin|lin",)}, "a tiny grid"
+    )
+
+
+@pytest.mark.parametrize("executor", ["local", "submitit-local"])
+def test_tiny_grid_end_to_end(executor: str, tmp_path: Path) -> None:
+    suite = tiny_suite()
+    results = run_suite(suite, tmp_path, executor, {"workers": 2, "cpus_per_job": 1}, progress=False)
+    assert set(results) == {"poisson-s0", "gaussian-s0"}
+    for result in results.values():
+        assert {"nelbo", "mse_map", "lifetime_sparsity", "active_fraction"} <= set(result["metrics"])
+        assert result["seconds"] > 0
+        assert (tmp_path / "runs" / result["job"] / "eval" / "metrics.json").is_file()
+    assert not failed_jobs(tmp_path)
+    report = write_report(suite, tmp_path, "pvae reproduce tiny").read_text()
+    assert "| P-VAE | mc |" in report and "(167.2; " in report  # published NELBO beside ours
+
+
+def test_finished_jobs_are_skipped(tmp_path: Path) -> None:
+    suite = tiny_suite(tiny_job("poisson", 0))
+    first = run_suite(suite, tmp_path, progress=False)
+    stamp = (tmp_path / "results" / "poisson-s0.json").stat().st_mtime_ns
+    assert run_suite(suite, tmp_path, progress=False) == first
+    assert (tmp_path / "results" / "poisson-s0.json").stat().st_mtime_ns == stamp
+
+
+def test_failed_job_is_recorded_and_retried_on_request(tmp_path: Path) -> None:
+    bad = tiny_job("poisson", 1, method="nope")
+    suite = tiny_suite(tiny_job("poisson", 0), bad)
+    results = run_suite(suite, tmp_path, progress=False)
+    assert set(results) == {"poisson-s0"}
+    assert "--method 'nope' is unknown" in failed_jobs(tmp_path)["poisson-s1"]
+    record = tmp_path / "failed" / "poisson-s1.json"
+    stamp = record.stat().st_mtime_ns
+    run_suite(suite, tmp_path, progress=False)  # not retried
+    assert record.stat().st_mtime_ns == stamp
+    time.sleep(0.01)
+    run_suite(suite, tmp_path, retry_failed=True, progress=False)
+    assert record.stat().st_mtime_ns != stamp
+    assert "Failed jobs" in write_report(suite, tmp_path, "x").read_text()
+
+
+_KILLABLE = """
+import sys
+from tests.test_reproduce_runner import tiny_job, tiny_suite
+from poisson_vae.reproduce.runner import run_suite
+if __name__ == "__main__":
+    suite = tiny_suite(tiny_job("poisson", 0), tiny_job("gaussian", 0, epochs={epochs}))
+    run_suite(suite, sys.argv[1], "local", {{"workers": 1}}, progress=False)
+"""
+
+
+def test_killed_sweep_loses_only_the_job_in_flight(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-c", _KILLABLE.format(epochs=400), str(tmp_path)]
+    process = subprocess.Popen(command, cwd=root, start_new_session=True)
+    checkpoint = tmp_path / "runs" / "gaussian-s0" / "checkpoints" / "last.ckpt"
+    try:
+        deadline = time.monotonic() + 240
+        while not checkpoint.is_file():  # the first job finished, the second is training
+            assert process.poll() is None and time.monotonic() < deadline, "the sweep did not get going"
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert set(read_results(tmp_path)) == {"poisson-s0"}
+    stamp = (tmp_path / "results" / "poisson-s0.json").stat().st_mtime_ns
+    # Resume with a short schedule: the killed job continues from its checkpoint.
+    command = [sys.executable, "-c", _KILLABLE.format(epochs=2), str(tmp_path)]
+    subprocess.run(command, cwd=root, check=True, timeout=300)
+    assert set(read_results(tmp_path)) == {"poisson-s0", "gaussian-s0"}
+    assert (tmp_path / "results" / "poisson-s0.json").stat().st_mtime_ns == stamp
+
+
+def test_gap_jobs_run_after_the_vae_they_read(tmp_path: Path) -> None:
+    vae = tiny_job("poisson", 0)
+    gap = Job(
+        "gap",
+        "gap",
+        {"algorithm": "lca", "lams": [0.3, 1.0], "n_samples": 50, "seed": 0},
+        0,
+        after=vae.name,
+    )
+    assert job_phases([gap, vae]) == [[vae], [gap]]
+    result = run_suite(tiny_suite(vae, gap), tmp_path, progress=False)["gap"]
+    assert result["after"] == vae.name
+    assert [point["lam"] for point in result["metrics"]["points"]] == [0.3, 1.0]
+    assert result["metrics"]["encoder"]["source"] == "VAE encoder"
+
+
+def test_run_job_writes_its_result_last(tmp_path: Path) -> None:
+    document = run_job(tiny_job("poisson", 0), tmp_path, threads=1)
+    assert json.loads((tmp_path / "results" / "poisson-s0.json").read_text()) == document
+    assert not list((tmp_path / "results").glob("*.tmp"))
+
+
+def test_unknown_executor(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--executor must be one of local, slurm, submitit-local"):
+        run_suite(tiny_suite(), tmp_path, "dask")

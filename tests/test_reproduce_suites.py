@@ -1,0 +1,80 @@
+"""Tests of the suites of `pvae reproduce`: their grids at both scales and refusing absent data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from poisson_vae.reproduce import suites
+from poisson_vae.reproduce.suites import SUITES, build_suite
+
+
+@pytest.mark.parametrize("scale", ["small", "paper"])
+@pytest.mark.parametrize("name", ["natural16-zoo", "natural16-rate-distortion", "mnist-geometry"])
+def test_suites_build_with_unique_names_and_known_dependencies(name: str, scale: str) -> None:
+    suite = build_suite(name, scale)
+    names = [job.name for job in suite.jobs]
+    assert len(names) == len(set(names))
+    vaes = {job.name for job in suite.jobs if job.kind == "vae"}
+    assert all(job.after in vaes for job in suite.jobs if job.kind == "gap")
+    seeds = {job.seed for job in suite.jobs}
+    assert seeds == ({0, 1, 2} if scale == "small" else {0, 1, 2, 3, 4})
+
+
+def test_natural16_zoo_grid() -> None:
+    small, paper = build_suite("natural16-zoo", "small"), build_suite("natural16-zoo", "paper")
+    rows = {(j.config["model"]["latent"], j.config["model"]["method"]) for j in small.jobs}
+    assert rows == set(suites.ZOO_ROWS)
+    assert len(small.jobs) == len(suites.ZOO_ROWS) * 3
+    assert {j.config["model"]["arch"] for j in small.jobs} == {"lin|lin"}
+    assert {j.config["model"]["arch"] for j in paper.jobs} == {"lin|lin", "conv+b|lin"}
+    assert {j.config["train"]["epochs"] for j in paper.jobs} == {3000}  # the paper's recipe
+    assert all(j.config["model"]["n_latents"] == 512 for j in paper.jobs)
+    assert all(j.evaluate == {"geometry": False, "gabor": True} for j in small.jobs)
+
+
+def test_rate_distortion_grid() -> None:
+    suite = build_suite("natural16-rate-distortion", "small")
+    betas = {j.config["train"]["beta"] for j in suite.jobs if j.kind == "vae"}
+    assert betas == set(suites.BETAS)
+    coders = {
+        (j.config["sparse_coding"]["algorithm"], j.config["sparse_coding"]["lam"])
+        for j in suite.jobs
+        if j.kind == "sparse"
+    }
+    assert coders == {(a, lam) for a in ("lca", "ista") for lam in suites.CODER_LAMS}
+    assert sum(j.kind == "gap" for j in suite.jobs) == len(suites.BETAS) * 3
+
+
+def test_mnist_grid_names_its_cheaper_small_network() -> None:
+    small, paper = build_suite("mnist-geometry", "small"), build_suite("mnist-geometry", "paper")
+    assert small.settings["arch"] == "lin+b|lin+b" and paper.settings["arch"] == "conv+b|conv+b"
+    ks = {j.config["model"]["n_latents"] for j in small.jobs}
+    assert ks == {10, 50, 100}
+    assert {j.config["model"]["latent"] for j in small.jobs} == set(suites.FAMILIES)
+    assert all(j.evaluate["geometry"] for j in small.jobs)
+
+
+@pytest.mark.parametrize("name", ["vanhateren16", "cifar16"])
+def test_absent_data_is_refused_in_one_line(name: str, tmp_path: Path) -> None:
+    with pytest.raises(
+        ValueError, match=f"suite {name} needs the {name} data, which is absent"
+    ) as error:
+        build_suite(name, "small", data_dir=str(tmp_path))
+    assert "\n" not in str(error.value)
+
+
+def test_data_dir_reaches_every_job(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(suites, "dataset_availability", lambda name, data_dir=None: None)
+    suite = build_suite("vanhateren16", "small", data_dir=str(tmp_path))
+    assert {job.config["data"]["data_dir"] for job in suite.jobs} == {str(tmp_path)}
+    assert {job.config["data"]["data"] for job in suite.jobs} == {"vanhateren16"}
+
+
+def test_unknown_suite_and_scale() -> None:
+    with pytest.raises(ValueError, match="unknown suite 'nope'; choose one of natural16-zoo"):
+        build_suite("nope", "small")
+    with pytest.raises(ValueError, match="--scale must be one of small, paper"):
+        build_suite("natural16-zoo", "huge")
+    assert set(SUITES) >= {"natural16-zoo", "natural16-rate-distortion", "mnist-geometry"}
