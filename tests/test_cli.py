@@ -217,3 +217,30 @@ def test_unknown_recipe_is_one_line(capsys: pytest.CaptureFixture, tmp_path: Pat
     code, _, err = run_cli(capsys, "train", "--out", str(tmp_path / "run"), "--recipe", "fast")
     assert code == 2 and err.strip() == "pvae: error: --recipe 'fast' is unknown; choose one of paper"
     assert not (tmp_path / "run").exists()
+
+
+def test_reproduce_refusals_are_one_line(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    assert (
+        main(["reproduce", "vanhateren16", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")])
+        == 2
+    )
+    assert "suite vanhateren16 needs the vanhateren16 data, which is absent" in capsys.readouterr().err
+    assert main(["reproduce", "natural16-zoo", "--workers", "0"]) == 2
+    assert "--workers must be at least 1" in capsys.readouterr().err
+    assert main(["reproduce", "natural16-zoo", "--executor", "dask", "--out", str(tmp_path / "o")]) == 2
+    assert "--executor must be one of local, slurm, submitit-local" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_reproduce_report_only_rewrites_the_report(
+    capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    out = tmp_path / "zoo"
+    assert main(["reproduce", "natural16-zoo", "--report-only", "--out", str(out)]) == 2
+    assert "holds no results/ folder: run the suite first" in capsys.readouterr().err
+    (out / "results").mkdir(parents=True)
+    assert main(["reproduce", "natural16-zoo", "--report-only", "--out", str(out)]) == 0
+    report = (out / "REPORT.md").read_text()
+    assert "jobs: 0 finished of 24" in report
+    assert "pvae reproduce natural16-zoo --report-only --out" in report
+    assert f"wrote {out / 'REPORT.md'}" in capsys.readouterr().out

@@ -71,7 +71,10 @@ def test_evaluate_measures_geometry_on_labelled_data(tmp_path: Path) -> None:
     assert list(metrics["knn"]) == ["100"] and metrics["knn"]["100"]["n_draws"] == 1
     assert 0 <= metrics["knn"]["100"]["mean"] <= 1
     assert metrics["shattering"]["n_splits"] == 126 and 0 <= metrics["shattering"]["mean"] <= 1
+    assert metrics["shattering"]["train_samples"] == 400
     assert "Representation geometry" in (run / "eval" / "report.md").read_text()
+    quick = evaluate_run(run, gabor=False, shattering_samples=150)["shattering"]
+    assert quick["train_samples"] == 150 and quick["n_splits"] == 126
 
 
 def test_two_seeds_evaluated_then_compared(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

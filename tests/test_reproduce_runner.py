@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 from poisson_vae.reproduce.report import write_report
-from poisson_vae.reproduce.runner import failed_jobs, job_phases, read_results, run_job, run_suite
+from poisson_vae.reproduce.runner import (
+    _with_devices,
+    failed_jobs,
+    job_phases,
+    read_results,
+    run_job,
+    run_suite,
+    submitit_parameters,
+)
 from poisson_vae.reproduce.suites import Job, Suite
 
 DATA = {"data": "natural16", "n_train": 600, "n_valid": 200}
@@ -137,3 +145,26 @@ def test_run_job_writes_its_result_last(tmp_path: Path) -> None:
 def test_unknown_executor(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--executor must be one of local, slurm, submitit-local"):
         run_suite(tiny_suite(), tmp_path, "dask")
+
+
+def test_slurm_parameters_ask_one_task_per_gpu() -> None:
+    options = {"partition": "gpu", "gpus_per_job": 4, "cpus_per_job": 8, "timeout_min": 90}
+    parameters = submitit_parameters("slurm", options | {"slurm_args": {"account": "lab"}})
+    assert parameters == {
+        "timeout_min": 90,
+        "cpus_per_task": 8,
+        "slurm_partition": "gpu",
+        "gpus_per_node": 4,
+        "tasks_per_node": 4,
+        "slurm_additional_parameters": {"account": "lab"},
+    }
+    assert submitit_parameters("local", options) == {"timeout_min": 90}
+    job = _with_devices(tiny_job("poisson", 0), 4)
+    assert {"devices": "4", "strategy": "ddp", "accelerator": "gpu"}.items() <= job.config[
+        "train"
+    ].items()
+
+
+def test_slurm_without_a_cluster_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--executor slurm needs a SLURM cluster"):
+        run_suite(tiny_suite(), tmp_path, "slurm", progress=False)

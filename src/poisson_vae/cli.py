@@ -121,6 +121,11 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--gabor", action=argparse.BooleanOptionalAction, default=True, help="Gabor fits of the atoms"
     )
+    evaluate.add_argument(
+        "--shattering-samples",
+        type=int,
+        help="fit the shattering classifiers on this many training samples (default: all)",
+    )
 
     compare = commands.add_parser(
         "compare",
@@ -271,7 +276,15 @@ def _sample(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluation import EVAL_DIR, evaluate_run
 
-    metrics = evaluate_run(args.run, geometry=args.geometry, gabor=args.gabor, seed=args.seed)
+    if args.shattering_samples is not None and args.shattering_samples < 10:
+        raise ValueError(f"--shattering-samples must be at least 10, got {args.shattering_samples}")
+    metrics = evaluate_run(
+        args.run,
+        geometry=args.geometry,
+        gabor=args.gabor,
+        seed=args.seed,
+        shattering_samples=args.shattering_samples,
+    )
     shown = [key for key in ("nelbo", "mse_map", "lifetime_sparsity", "n_active") if key in metrics]
     print("validation: " + ", ".join(f"{key} {metrics[key]:.4g}" for key in shown))
     if metrics.get("gabor", {}).get("fraction_gabor") is not None:

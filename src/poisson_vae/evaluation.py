@@ -64,17 +64,22 @@ def _gabor(model: VAE, active: torch.Tensor, shape: tuple[int, int], out: Path) 
     return gabor_summary(fit)
 
 
-def _geometry(model: VAE, splits: dict, seed: int) -> dict:
+def _geometry(model: VAE, splits: dict, seed: int, shattering_samples: int | None = None) -> dict:
     from .geometry import knn_sample_efficiency, shattering_dimensionality
 
+    train_images, train_labels = splits["train"], splits["train_labels"]
+    if shattering_samples is not None and shattering_samples < len(train_images):
+        # Evenly spaced: the classifiers' cost grows with the samples (126 fits).
+        keep = np.linspace(0, len(train_images) - 1, shattering_samples).round().astype(int)
+        train_images, train_labels = train_images[keep], train_labels[keep]
     train, valid = (
-        representation_features(model, splits["train"]),
+        representation_features(model, train_images),
         representation_features(model, splits["valid"]),
     )
     pool = len(valid) // 2
     sizes = sorted({size for size in KNN_SIZES if size < pool} | {pool})
     knn = knn_sample_efficiency(valid, splits["valid_labels"], sizes=sizes, seed=seed)
-    classes = np.unique(splits["train_labels"])
+    classes = np.unique(train_labels)
     result = {
         "knn": {
             str(size): {k: v for k, v in row.items() if k != "accuracies"} for size, row in knn.items()
@@ -82,14 +87,19 @@ def _geometry(model: VAE, splits: dict, seed: int) -> dict:
     }
     if len(classes) % 2 == 0:
         shattering = shattering_dimensionality(
-            train, splits["train_labels"], valid, splits["valid_labels"], classes=classes
+            train, train_labels, valid, splits["valid_labels"], classes=classes
         )
         result["shattering"] = {k: v for k, v in shattering.items() if k != "splits"}
+        result["shattering"]["train_samples"] = len(train)
     return result
 
 
 def evaluate_run(
-    run: str | Path, geometry: bool = True, gabor: bool = True, seed: int | None = None
+    run: str | Path,
+    geometry: bool = True,
+    gabor: bool = True,
+    seed: int | None = None,
+    shattering_samples: int | None = None,
 ) -> dict:
     """Evaluate a finished run and write ``RUN/eval``.
 
@@ -98,6 +108,8 @@ def evaluate_run(
         geometry: KNN sample efficiency and shattering dimensionality when the data has labels.
         gabor: fit Gabors to the active atoms of a linear decoder.
         seed: seed of the hard samples and KNN draws (default: the run's seed).
+        shattering_samples: train the shattering classifiers on this many evenly spaced training
+            samples (default: all, as the paper; fewer for quick sweeps).
 
     Returns:
         The metrics written to ``RUN/eval/metrics.json``.
@@ -139,7 +151,7 @@ def evaluate_run(
         if gabor:
             metrics["gabor"] = _gabor(model, active, shape, out)
     if geometry and "train_labels" in splits and "valid_labels" in splits:
-        metrics |= _geometry(model, splits, seed)
+        metrics |= _geometry(model, splits, seed, shattering_samples)
     identity = {"run": str(run), "data": config.data.data, "latent": config.model.latent}
     identity |= {"arch": config.model.arch, "method": config.model.method}
     identity |= {"seed": config.train.seed, "beta": config.train.beta, "epochs": config.train.epochs}

@@ -66,6 +66,8 @@ def reproduce(
     """
     plan = build_suite(suite, scale, data_dir)
     out = Path(out) if out is not None else Path("reproduce") / f"{suite}-{scale}"
+    if report_only and not (out / "results").is_dir():
+        raise ValueError(f"{out} holds no results/ folder: run the suite first (without --report-only)")
     before = len(list((out / "results").glob("*.json"))) if out.is_dir() else 0
     started = time.perf_counter()
     if not report_only:

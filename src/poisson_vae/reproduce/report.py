@@ -19,7 +19,7 @@ import numpy as np
 from .. import stats
 from ..compare import RunRecord, aggregate, condition_and_seed
 from .published import BETA_SWEEP, KNN_K10, SHATTERING, SPARSE_CODING, ZOO
-from .suites import Suite
+from .suites import FAMILIES, Suite
 
 __all__ = ["ALPHA", "claims", "render_report", "write_report"]
 
@@ -94,6 +94,13 @@ def _cell(values: Sequence[float], published: float | None = None) -> str:
     if published is not None:
         text += f" ({_number(published, digits)}; {mean - published:+.{digits}f})"
     return text
+
+
+def _metric_cell(
+    records: Sequence[RunRecord], metric: str, published: float | None = None, **match
+) -> str:
+    """The table cell of ``metric`` over the seeds of the records matching ``match``."""
+    return _cell(list(_values(records, metric, **match).values()), published)
 
 
 def _table(header: Sequence[str], rows: list[Sequence[str]]) -> list[str]:
@@ -287,20 +294,20 @@ def _zoo_tables(suite: Suite, records: list[RunRecord]) -> list[str]:
             nelbo_published = published.get("nelbo_conv" if conv else "nelbo")
             active_published = published.get("active_conv" if conv else "active")
             cells = [_NAMES[family], method]
-            cells.append(_cell(list(_values(records, "nelbo", **match).values()), nelbo_published))
+            cells.append(_metric_cell(records, "nelbo", **match, published=nelbo_published))
             for metric in ("sse", "kl", "mse_map"):
                 value = None if conv else published.get(metric)
-                cells.append(_cell(list(_values(records, metric, **match).values()), value))
+                cells.append(_metric_cell(records, metric, **match, published=value))
             rows.append(cells)
             sparsity_rows.append(
                 [
                     _NAMES[family],
                     method,
-                    _cell(list(_values(records, "active_fraction", **match).values()), active_published),
-                    _cell(list(_values(records, "n_active", **match).values())),
-                    _cell(list(_values(records, "lifetime_sparsity", **match).values())),
-                    _cell(list(_values(records, "portion_zeros", **match).values())),
-                    _cell(list(_values(records, "gabor_fraction", **match).values())),
+                    _metric_cell(records, "active_fraction", **match, published=active_published),
+                    _metric_cell(records, "n_active", **match),
+                    _metric_cell(records, "lifetime_sparsity", **match),
+                    _metric_cell(records, "portion_zeros", **match),
+                    _metric_cell(records, "gabor_fraction", **match),
                 ]
             )
         lines += [f"### Losses, `{arch}`", ""]
@@ -318,8 +325,8 @@ def _rate_distortion_tables(records: list[RunRecord], results: dict) -> list[str
         rows.append(
             [
                 f"{beta:g}",
-                _cell(list(_values(records, "mse_map", **match).values()), mse_published),
-                _cell(list(_values(records, "lifetime_sparsity", **match).values()), sparsity_published),
+                _metric_cell(records, "mse_map", **match, published=mse_published),
+                _metric_cell(records, "lifetime_sparsity", **match, published=sparsity_published),
             ]
         )
     lines = ["### P-VAE beta sweep (`lin|lin`)", ""]
@@ -331,8 +338,8 @@ def _rate_distortion_tables(records: list[RunRecord], results: dict) -> list[str
             [
                 _NAMES.get(condition.family, condition.family),
                 f"{condition.beta:g}",
-                _cell(list(_values(records, "mse_map", **match).values())),
-                _cell(list(_values(records, "lifetime_sparsity", **match).values())),
+                _metric_cell(records, "mse_map", **match),
+                _metric_cell(records, "lifetime_sparsity", **match),
             ]
         )
     lines += ["### Sparse coding (dictionary learning on the same patches)", ""]
@@ -361,15 +368,13 @@ def _rate_distortion_tables(records: list[RunRecord], results: dict) -> list[str
 
 
 def _mnist_tables(suite: Suite, records: list[RunRecord], results: dict) -> list[str]:
-    from .suites import FAMILIES
-
     k10 = [r for r in records if _k(r, results) == 10]
     rows = []
     for family in FAMILIES:
         published = KNN_K10.get(family, (None, None, None))
         cells = [_NAMES[family]]
         for metric, value in zip(("knn_200", "knn_1000", "knn_5000"), published):
-            cells.append(_cell(list(_values(k10, metric, family=family).values()), value))
+            cells.append(_metric_cell(k10, metric, family=family, published=value))
         rows.append(cells)
     lines = ["### KNN sample efficiency, K = 10 (5-NN accuracy with N labels)", ""]
     lines += [*_table(["model", "N = 200", "N = 1000", "N = 5000"], rows), ""]
@@ -379,7 +384,7 @@ def _mnist_tables(suite: Suite, records: list[RunRecord], results: dict) -> list
         for k in suite.settings["n_latents"]:
             at_k = [r for r in records if _k(r, results) == k]
             published = SHATTERING.get(family, {}).get(k)
-            cells.append(_cell(list(_values(at_k, "shattering", family=family).values()), published))
+            cells.append(_metric_cell(at_k, "shattering", family=family, published=published))
         rows.append(cells)
     lines += ["### Shattering dimensionality (mean accuracy over the 126 splits)", ""]
     lines += [*_table(["model", *(f"K = {k}" for k in suite.settings["n_latents"])], rows), ""]
@@ -388,7 +393,7 @@ def _mnist_tables(suite: Suite, records: list[RunRecord], results: dict) -> list
         cells = [_NAMES[family]]
         for k in suite.settings["n_latents"]:
             at_k = [r for r in records if _k(r, results) == k]
-            cells.append(_cell(list(_values(at_k, "active_fraction", family=family).values())))
+            cells.append(_metric_cell(at_k, "active_fraction", family=family))
         rows.append(cells)
     lines += ["### Active fraction", ""]
     lines += _table(["model", *(f"K = {k}" for k in suite.settings["n_latents"])], rows)
@@ -407,8 +412,9 @@ def _dictionaries_figure(suite: Suite, results: dict, out: Path) -> Path | None:
         if result["kind"] == "vae" and result["seed"] == 0 and image.is_file():
             model = result["config"]["model"]
             panels.append((f"{_NAMES[model['latent']]} {model['method']} {model['arch']}", image))
-    if not panels:
-        return None
+    path = out / "figures" / "dictionaries.png"
+    if not panels:  # a report regenerated from result files alone keeps the figure it had
+        return path if path.is_file() else None
     columns = min(4, len(panels))
     rows = math.ceil(len(panels) / columns)
     figure = Figure(figsize=(4 * columns, 4.3 * rows), layout="constrained")
@@ -417,7 +423,6 @@ def _dictionaries_figure(suite: Suite, results: dict, out: Path) -> Path | None:
         axis.imshow(mpimg.imread(image))
         axis.set_title(title, fontsize=10)
         axis.axis("off")
-    path = out / "figures" / "dictionaries.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     return path

@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict
+from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,15 @@ from tqdm.auto import tqdm
 
 from .suites import Job, Suite
 
-__all__ = ["EXECUTORS", "failed_jobs", "job_phases", "read_results", "run_job", "run_suite"]
+__all__ = [
+    "EXECUTORS",
+    "failed_jobs",
+    "job_phases",
+    "read_results",
+    "run_job",
+    "run_suite",
+    "submitit_parameters",
+]
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 RESULTS, RUNS, FAILED = "results", "runs", "failed"
@@ -59,13 +67,20 @@ def _limit_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_vae(job: Job, run: Path) -> dict:
+def _is_replica() -> bool:
+    """True in the tasks of a multi-GPU job other than its first (SLURM or torchrun ranks)."""
+    return any(int(os.environ.get(name, "0")) > 0 for name in ("SLURM_PROCID", "RANK"))
+
+
+def _run_vae(job: Job, run: Path) -> dict | None:
     from ..compare import flat_metrics
     from ..evaluation import evaluate_run
     from ..training import METRICS_FILE, RunConfig, train
 
     if not (run / METRICS_FILE).is_file():  # not trained to the end yet (or never started)
         if train(RunConfig.from_dict(job.config), run, resume=True) is None:
+            if _is_replica():  # another task of a multi-GPU job: rank 0 evaluates and records
+                return None
             raise RuntimeError("training was interrupted")
     return flat_metrics(evaluate_run(run, **job.evaluate))
 
@@ -94,7 +109,7 @@ def _run_gap(job: Job, run: Path) -> dict:
     return {"encoder": rows[0], "points": rows[1:]}
 
 
-_KINDS: dict[str, Callable[[Job, Path], dict]] = {
+_KINDS: dict[str, Callable[[Job, Path], dict | None]] = {
     "vae": _run_vae,
     "sparse": _run_sparse,
     "gap": _run_gap,
@@ -102,7 +117,8 @@ _KINDS: dict[str, Callable[[Job, Path], dict]] = {
 
 
 def run_job(job: Job, out: str | Path, threads: int | None = None) -> dict:
-    """Run one job to its end and write ``out/results/<job>.json``; returns that document.
+    """Run one job to its end and write ``out/results/<job>.json``; returns that document (empty in
+    the extra tasks of a multi-GPU job, which only train).
 
     Args:
         job: the job.
@@ -114,6 +130,8 @@ def run_job(job: Job, out: str | Path, threads: int | None = None) -> dict:
     out = Path(out)
     started = time.perf_counter()
     metrics = _KINDS[job.kind](job, out / RUNS / job.name)
+    if metrics is None:
+        return {}
     document = {
         "job": job.name,
         "kind": job.kind,
@@ -155,25 +173,32 @@ def _local_executor(options: dict) -> tuple[Any, int | None]:
     return executor, threads
 
 
-def _submitit_executor(kind: str, out: Path, options: dict) -> tuple[Any, int | None]:
-    try:
-        import submitit
-    except ImportError:  # pragma: no cover - submitit is a dependency
-        raise ValueError("--executor slurm needs submitit: pip install submitit") from None
-    cluster = "slurm" if kind == "slurm" else "local"
-    executor = submitit.AutoExecutor(folder=out / "submitit" / "%j", cluster=cluster)
+def submitit_parameters(cluster: str, options: dict) -> dict[str, Any]:
+    """The ``update_parameters`` of a submitit executor for ``cluster`` (``slurm`` or ``local``)."""
     gpus = int(options.get("gpus_per_job") or 0)
-    cpus = int(options.get("cpus_per_job") or 2)
     parameters: dict[str, Any] = {"timeout_min": int(options.get("timeout_min") or 24 * 60)}
     if cluster == "slurm":
-        parameters |= {"cpus_per_task": cpus, "slurm_additional_parameters": {}}
+        parameters["cpus_per_task"] = int(options.get("cpus_per_job") or 2)
         if options.get("partition"):
             parameters["slurm_partition"] = options["partition"]
         if gpus:  # one task per GPU: Lightning reads SLURM's variables and runs DDP across them
             parameters |= {"gpus_per_node": gpus, "tasks_per_node": gpus}
-        parameters["slurm_additional_parameters"] |= dict(options.get("slurm_args") or {})
-    executor.update_parameters(**parameters)
-    return executor, None if cluster == "slurm" else cpus
+        if options.get("slurm_args"):
+            parameters["slurm_additional_parameters"] = dict(options["slurm_args"])
+    return parameters
+
+
+def _submitit_executor(kind: str, out: Path, options: dict) -> tuple[Any, int | None]:
+    import submitit
+
+    cluster = "slurm" if kind == "slurm" else "local"
+    try:
+        executor = submitit.AutoExecutor(folder=out / "submitit" / "%j", cluster=cluster)
+    except RuntimeError as error:  # no srun / sbatch on this machine
+        raise ValueError(f"--executor {kind} needs a SLURM cluster: {error}") from None
+    executor.update_parameters(**submitit_parameters(cluster, options))
+    # submitit-local starts every job at once: each gets cpus_per_job threads.
+    return executor, None if cluster == "slurm" else int(options.get("cpus_per_job") or 2)
 
 
 def _with_devices(job: Job, gpus: int) -> Job:
@@ -182,7 +207,7 @@ def _with_devices(job: Job, gpus: int) -> Job:
         return job
     config = json.loads(json.dumps(job.config))
     config["train"] |= {"accelerator": "gpu", "devices": str(gpus), "strategy": "ddp"}
-    return Job(**{**asdict(job), "config": config})
+    return replace(job, config=config)
 
 
 def run_suite(
