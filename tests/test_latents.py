@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -124,3 +126,13 @@ def test_families_move_between_devices_and_dtypes(family: str) -> None:
     moved = latent.cpu().to(torch.float64).float()
     assert moved is latent
     assert latent.prior_sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 3)
+
+
+def test_exp_variant_stays_finite_for_wide_posteriors() -> None:
+    latent = build_latent("gaussian-exp", 4)
+    code = latent(torch.tensor([[0.0, 50.0, -50.0, 3.0, 0.0, 0.0, 0.0, 5.0]]))  # means, log sigmas
+    samples = latent.rsample(code, 1.0, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(samples).all() and bool((samples > 0).all())
+    assert float(samples.max()) <= math.exp(10.0)
+    # well below the cap it is exp itself
+    assert float(latent.point(code)[0, 0]) == pytest.approx(1.0, rel=1e-4)

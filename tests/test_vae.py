@@ -272,3 +272,14 @@ def test_model_config_leaves_global_rng_alone() -> None:
     torch.manual_seed(0)
     ModelConfig(latent="poisson", arch="lin|lin", n_latents=4, input_shape=(1, 2, 2))
     torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_exp_variant_starts_from_smaller_weights() -> None:
+    def weight_std(latent: str, **options) -> float:
+        torch.manual_seed(0)
+        config = ModelConfig(latent=latent, n_latents=64, input_shape=(1, 16, 16), **options)
+        return float(build_vae(config).decoder.dictionary.std())
+
+    assert weight_std("gaussian") == pytest.approx(0.05, rel=0.05)
+    assert weight_std("gaussian-exp") == pytest.approx(0.01, rel=0.05)
+    assert weight_std("gaussian-exp", init_std=0.05) == pytest.approx(0.05, rel=0.05)

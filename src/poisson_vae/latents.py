@@ -180,20 +180,31 @@ def soft_scale_clamp(log_scale: torch.Tensor, cap: float = 5.3) -> torch.Tensor:
     return cap * torch.tanh(log_scale / cap)
 
 
+#: exp(z) of G-VAE+exp is taken on z softly capped here (exp(10) ~ 2.2e4): at initialisation a
+#: posterior standard deviation of e^3 already draws z ~ 60 for some latent, whose exp overflows
+#: float32 in the reconstruction error.
+EXP_CAP = 10.0
+
+
+def _soft_capped_exp(z: torch.Tensor) -> torch.Tensor:
+    """exp(z) for z well below :data:`EXP_CAP`, bounded by exp(EXP_CAP) above."""
+    return soft_upper_clamp(z, EXP_CAP).exp()
+
+
 class GaussianLatent(LatentFamily):
     """K Gaussian latents N(mu, sigma^2) on a fixed N(0, 1) prior (the G-VAE).
 
     The encoder outputs (mu, log sigma); log sigma is softly clamped to (-5.3, 5.3). The temperature
     does not apply. ``transform`` = ``relu`` or ``exp`` passes the sample through that function
     before decoding (G-VAE+relu, G-VAE+exp: non-negative codes, same KL); those variants have no
-    closed-form ``exact`` loss.
+    closed-form ``exact`` loss. ``exp`` is taken on the sample softly capped at :data:`EXP_CAP`.
     """
 
     params_per_latent = 2
 
     def __init__(self, n_latents: int, transform: str = "none") -> None:
         super().__init__(n_latents)
-        self.transform = {"none": None, "relu": torch.relu, "exp": torch.exp}[transform]
+        self.transform = {"none": None, "relu": torch.relu, "exp": _soft_capped_exp}[transform]
         self.supports_exact = transform == "none"
 
     def forward(self, encoder_output: torch.Tensor) -> LatentCode:

@@ -22,20 +22,26 @@ __all__ = ["EXECUTORS", "SCALES", "SUITES", "Job", "Suite", "build_suite", "repr
 SWEEP_FILE = "sweep.json"
 
 
-def _record_invocation(out: Path, seconds: float, jobs_run: int) -> float:
-    """Append this invocation to ``out/sweep.json``; the total wall time of all invocations."""
+def _record_invocation(
+    out: Path, seconds: float, jobs_run: int, command: str
+) -> tuple[float, list[str]]:
+    """Append this invocation to ``out/sweep.json`` when it ran jobs; the total wall time of the
+    invocations that ran jobs, and their commands."""
     path = out / SWEEP_FILE
     document = json.loads(path.read_text()) if path.is_file() else {"invocations": []}
     if jobs_run:
         document["invocations"].append(
             {
+                "command": command,
                 "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "seconds": round(seconds, 1),
                 "jobs_run": jobs_run,
             }
         )
         path.write_text(json.dumps(document, indent=2) + "\n")
-    return sum(entry["seconds"] for entry in document["invocations"])
+    invocations = document["invocations"]
+    commands = [entry["command"] for entry in invocations if "command" in entry]
+    return sum(entry["seconds"] for entry in invocations), commands
 
 
 def reproduce(
@@ -73,6 +79,6 @@ def reproduce(
     if not report_only:
         run_suite(plan, out, executor, options, retry_failed, progress)
     after = len(list((out / "results").glob("*.json")))
-    wall = _record_invocation(out, time.perf_counter() - started, after - before) if out.is_dir() else 0
     command = command or f"pvae reproduce {suite} --scale {scale} --out {out}"
-    return write_report(plan, out, command, wall or None)
+    wall, commands = _record_invocation(out, time.perf_counter() - started, after - before, command)
+    return write_report(plan, out, "\n".join(commands or [command]), wall or None)

@@ -407,21 +407,23 @@ def _dictionaries_figure(suite: Suite, results: dict, out: Path) -> Path | None:
     from matplotlib.figure import Figure
 
     panels = []
-    for name, result in results.items():
-        image = out / "runs" / name / "eval" / "dictionary.png"
-        if result["kind"] == "vae" and result["seed"] == 0 and image.is_file():
-            model = result["config"]["model"]
+    for job in suite.jobs:  # in the suite's (the paper's) order
+        image = out / "runs" / job.name / "eval" / "dictionary.png"
+        if job.name in results and job.kind == "vae" and job.seed == 0 and image.is_file():
+            model = job.config["model"]
             panels.append((f"{_NAMES[model['latent']]} {model['method']} {model['arch']}", image))
     path = out / "figures" / "dictionaries.png"
     if not panels:  # a report regenerated from result files alone keeps the figure it had
         return path if path.is_file() else None
-    columns = min(4, len(panels))
+    images = [mpimg.imread(image) for _, image in panels]
+    columns = min(2, len(panels))
     rows = math.ceil(len(panels) / columns)
-    figure = Figure(figsize=(4 * columns, 4.3 * rows), layout="constrained")
-    for index, (title, image) in enumerate(panels):
+    aspect = images[0].shape[0] / images[0].shape[1]
+    figure = Figure(figsize=(7 * columns, (7 * aspect + 0.4) * rows), layout="constrained")
+    for index, ((title, _), image) in enumerate(zip(panels, images)):
         axis = figure.add_subplot(rows, columns, index + 1)
-        axis.imshow(mpimg.imread(image))
-        axis.set_title(title, fontsize=10)
+        axis.imshow(image)
+        axis.set_title(title, fontsize=11)
         axis.axis("off")
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
@@ -481,7 +483,11 @@ def render_report(
     if wall_seconds is not None:
         lines += [f"- wall time of the sweep: {wall_seconds / 60:.1f} min"]
     lines += [f"- compute time of the jobs: {compute / 60:.1f} min (sum over jobs)"]
-    settings = ", ".join(f"{k} {v}" for k, v in suite.settings.items() if v is not None)
+    settings = "; ".join(
+        f"{key.replace('_', ' ')} {', '.join(map(str, value)) if isinstance(value, tuple) else value}"
+        for key, value in suite.settings.items()
+        if value is not None
+    )
     lines += [f"- settings: {settings}", ""]
     if suite.data != "vanhateren16":
         lines += [

@@ -155,7 +155,7 @@ def _zoo(data: str, scale: str) -> Suite:
         if not (method == "exact" and not arch.endswith("|lin"))
         for seed in settings["seeds"]
     ]
-    settings |= {"epochs": train["epochs"], "n_latents": 512, "rows": len(ZOO_ROWS)}
+    settings |= {"epochs": train["epochs"], "n_latents": 512}
     return Suite(
         f"{data}-zoo" if data == "natural16" else data,
         scale,
