@@ -62,6 +62,8 @@ def test_tiny_grid_end_to_end(executor: str, tmp_path: Path) -> None:
     assert not failed_jobs(tmp_path)
     report = write_report(suite, tmp_path, "pvae reproduce tiny").read_text()
     assert "| P-VAE | mc |" in report and "(167.2; " in report  # published NELBO beside ours
+    assert "![dictionaries](figures/dictionaries.png)" in report
+    assert (tmp_path / "figures" / "dictionaries.png").stat().st_size > 1000
 
 
 def test_finished_jobs_are_skipped(tmp_path: Path) -> None:

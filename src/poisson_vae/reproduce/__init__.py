@@ -9,9 +9,13 @@ beside ours and a computed verdict on each of the paper's claims.
 from __future__ import annotations
 
 import json
+import os
+import platform
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+import torch
 
 from .report import write_report
 from .runner import EXECUTORS, run_suite
@@ -22,8 +26,25 @@ __all__ = ["EXECUTORS", "SCALES", "SUITES", "Job", "Suite", "build_suite", "repr
 SWEEP_FILE = "sweep.json"
 
 
+def _machine() -> str:
+    """The CPU model and count (and the GPU, if any) of this machine, for the report."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        cpu = names[0] if names else cpu
+    machine = f"{cpu}, {os.cpu_count()} CPUs"
+    if torch.cuda.is_available():
+        machine += f", {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    return machine
+
+
 def _record_invocation(
-    out: Path, seconds: float, jobs_run: int, command: str
+    out: Path, seconds: float, jobs_run: int, command: str, settings: dict
 ) -> tuple[float, list[str]]:
     """Append this invocation to ``out/sweep.json`` when it ran jobs; the total wall time of the
     invocations that ran jobs, and their commands."""
@@ -33,14 +54,17 @@ def _record_invocation(
         document["invocations"].append(
             {
                 "command": command,
+                "machine": _machine(),
                 "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "seconds": round(seconds, 1),
                 "jobs_run": jobs_run,
+                "settings": json.loads(json.dumps(settings)),
             }
         )
         path.write_text(json.dumps(document, indent=2) + "\n")
     invocations = document["invocations"]
     commands = [entry["command"] for entry in invocations if "command" in entry]
+    commands += sorted({f"# on {entry['machine']}" for entry in invocations if "machine" in entry})
     return sum(entry["seconds"] for entry in invocations), commands
 
 
@@ -80,5 +104,6 @@ def reproduce(
         run_suite(plan, out, executor, options, retry_failed, progress)
     after = len(list((out / "results").glob("*.json")))
     command = command or f"pvae reproduce {suite} --scale {scale} --out {out}"
-    wall, commands = _record_invocation(out, time.perf_counter() - started, after - before, command)
+    seconds = time.perf_counter() - started
+    wall, commands = _record_invocation(out, seconds, after - before, command, plan.settings)
     return write_report(plan, out, "\n".join(commands or [command]), wall or None)
