@@ -170,3 +170,17 @@ def test_slurm_parameters_ask_one_task_per_gpu() -> None:
 def test_slurm_without_a_cluster_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--executor slurm needs a SLURM cluster"):
         run_suite(tiny_suite(), tmp_path, "slurm", progress=False)
+
+
+def test_sparse_coding_jobs_run_and_report(tmp_path: Path) -> None:
+    coder = {"algorithm": "lca", "n_atoms": 8, "lam": 0.5, "n_iterations": 20, "epochs": 1}
+    job = Job(
+        "lca-s0",
+        "sparse",
+        {"data": DATA, "sparse_coding": coder | {"seed": 0, "batch_size": 200, "progress": False}},
+        0,
+        evaluate={"gabor": False},
+    )
+    result = run_suite(tiny_suite(job), tmp_path, progress=False)["lca-s0"]
+    assert {"mse_map", "lifetime_sparsity"} <= set(result["metrics"])
+    assert (tmp_path / "runs" / "lca-s0" / "dictionary.safetensors").is_file()
