@@ -477,6 +477,12 @@ def _make_trainer(config: RunConfig, out: Path, callbacks: list[Callback]) -> L.
     )
 
 
+def _ignore_lightning_noise() -> None:
+    """Inside ``warnings.catch_warnings``: drop Lightning's warnings that do not apply here."""
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # in-memory tensors
+    warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")  # Lightning vs new torch
+
+
 def train(
     config: RunConfig,
     out: str | Path,
@@ -509,8 +515,7 @@ def train(
     module = VAEModule(config)
     batch_size = config.train.batch_size
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")  # Lightning vs new torch
+        _ignore_lightning_noise()
         warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
         try:
             trainer.fit(
@@ -593,8 +598,7 @@ def fit_array(
         )
         rng_devices = [] if accelerator == "cpu" else [torch.cuda.current_device()]
         with warnings.catch_warnings(), torch.random.fork_rng(devices=rng_devices):
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
+            _ignore_lightning_noise()
             warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_")
             torch.manual_seed(train_config.seed)
             module = VAEModule(config)

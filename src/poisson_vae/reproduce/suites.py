@@ -176,9 +176,10 @@ def _rate_distortion(scale: str) -> Suite:
         settings["epochs"] = 100
     data_section = _data_section(data, settings)
     coder = _SMALL_CODER if scale == "small" else _PAPER_CODER
+    recipe_options = _train_options(data, settings["epochs"])
     jobs: list[Job] = []
     for beta in BETAS:
-        train = _train_options(data, settings["epochs"], beta=beta)
+        train = recipe_options | {"beta": beta}
         for seed in settings["seeds"]:
             vae = _vae_job(
                 data_section, "poisson", "mc", "lin|lin", 512, train, seed, geometry=False, gabor=False
@@ -202,7 +203,7 @@ def _rate_distortion(scale: str) -> Suite:
                 config = {"data": data_section, "sparse_coding": sparse}
                 name = _slug(algorithm, f"lam{lam:g}", f"s{seed}")
                 jobs.append(Job(name, "sparse", config, seed, evaluate={"gabor": False}))
-    settings |= {"epochs": _train_options(data, settings["epochs"])["epochs"], "coder": coder}
+    settings |= {"epochs": recipe_options["epochs"], "coder": coder}
     settings |= {"betas": BETAS, "coder_lams": CODER_LAMS, "gap_lams": GAP_LAMS}
     return Suite(
         "natural16-rate-distortion",
