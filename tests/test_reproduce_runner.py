@@ -102,21 +102,21 @@ if __name__ == "__main__":
 
 def test_killed_sweep_loses_only_the_job_in_flight(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[1]
-    command = [sys.executable, "-c", _KILLABLE.format(epochs=400), str(tmp_path)]
+    # ~3 steps per epoch: the kill lands a few epochs in, far from the end of the 150
+    command = [sys.executable, "-c", _KILLABLE.format(epochs=150), str(tmp_path)]
     process = subprocess.Popen(command, cwd=root, start_new_session=True)
     checkpoint = tmp_path / "runs" / "gaussian-s0" / "checkpoints" / "last.ckpt"
     try:
         deadline = time.monotonic() + 240
         while not checkpoint.is_file():  # the first job finished, the second is training
             assert process.poll() is None and time.monotonic() < deadline, "the sweep did not get going"
-            time.sleep(0.2)
+            time.sleep(0.05)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     assert set(read_results(tmp_path)) == {"poisson-s0"}
     stamp = (tmp_path / "results" / "poisson-s0.json").stat().st_mtime_ns
-    # Resume with a short schedule: the killed job continues from its checkpoint.
-    command = [sys.executable, "-c", _KILLABLE.format(epochs=2), str(tmp_path)]
+    # Resume the same sweep: the killed job continues from its checkpoint.
     subprocess.run(command, cwd=root, check=True, timeout=300)
     assert set(read_results(tmp_path)) == {"poisson-s0", "gaussian-s0"}
     assert (tmp_path / "results" / "poisson-s0.json").stat().st_mtime_ns == stamp
@@ -142,6 +142,20 @@ def test_run_job_writes_its_result_last(tmp_path: Path) -> None:
     document = run_job(tiny_job("poisson", 0), tmp_path, threads=1)
     assert json.loads((tmp_path / "results" / "poisson-s0.json").read_text()) == document
     assert not list((tmp_path / "results").glob("*.tmp"))
+
+
+def test_a_job_prints_no_lightning_banner(tmp_path: Path) -> None:
+    # in a fresh process, as in a pool worker: Lightning is imported by the job itself
+    code = (
+        "import sys; from tests.test_reproduce_runner import tiny_job; "
+        "from poisson_vae.reproduce.runner import run_job; "
+        "run_job(tiny_job('gaussian', 0), sys.argv[1], threads=1)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert (tmp_path / "results" / "gaussian-s0.json").is_file()
+    assert "GPU available" not in done.stderr and "Trainer.fit" not in done.stderr
 
 
 def test_unknown_executor(tmp_path: Path) -> None:

@@ -54,6 +54,11 @@ def test_mnist_grid_names_its_cheaper_small_network() -> None:
     assert ks == {10, 50, 100}
     assert {j.config["model"]["latent"] for j in small.jobs} == set(suites.FAMILIES)
     assert all(j.evaluate["geometry"] for j in small.jobs)
+    # the jobs evaluate with the settings the report states
+    assert {j.evaluate["shattering_samples"] for j in small.jobs} == {
+        small.settings["shattering_samples"]
+    }
+    assert {j.evaluate["shattering_samples"] for j in paper.jobs} == {None}
 
 
 @pytest.mark.parametrize("name", ["vanhateren16", "cifar16"])

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .report import write_report
-from .runner import EXECUTORS, run_suite
+from .runner import EXECUTORS, check_executor, run_suite
 from .suites import SCALES, SUITES, Job, Suite, build_suite
 
 __all__ = ["EXECUTORS", "SCALES", "SUITES", "Job", "Suite", "build_suite", "reproduce"]
@@ -43,29 +43,89 @@ def _machine() -> str:
     return machine
 
 
-def _record_invocation(
-    out: Path, seconds: float, jobs_run: int, command: str, settings: dict
-) -> tuple[float, list[str]]:
-    """Append this invocation to ``out/sweep.json`` when it ran jobs; the total wall time of the
-    invocations that ran jobs, and their commands."""
+def _now() -> str:
+    # milliseconds: a killed invocation is timed by the results written before the next start
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _read_sweep(out: Path) -> dict:
     path = out / SWEEP_FILE
-    document = json.loads(path.read_text()) if path.is_file() else {"invocations": []}
+    return json.loads(path.read_text()) if path.is_file() else {"invocations": []}
+
+
+def _write_sweep(out: Path, document: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / SWEEP_FILE
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(document, indent=2) + "\n")
+    partial.replace(path)
+
+
+def _start_invocation(out: Path, command: str, settings: dict) -> int:
+    """Append this invocation to ``out/sweep.json`` before any job runs (so that a killed sweep
+    still leaves its start time); returns its index."""
+    document = _read_sweep(out)
+    document["invocations"].append(
+        {
+            "command": command,
+            "machine": _machine(),
+            "started": _now(),
+            "settings": json.loads(json.dumps(settings)),
+        }
+    )
+    _write_sweep(out, document)
+    return len(document["invocations"]) - 1
+
+
+def _finish_invocation(out: Path, index: int, seconds: float, jobs_run: int) -> None:
+    """Record the wall time of invocation ``index``, or drop it when it ran no job."""
+    document = _read_sweep(out)
     if jobs_run:
-        document["invocations"].append(
-            {
-                "command": command,
-                "machine": _machine(),
-                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "seconds": round(seconds, 1),
-                "jobs_run": jobs_run,
-                "settings": json.loads(json.dumps(settings)),
-            }
-        )
-        path.write_text(json.dumps(document, indent=2) + "\n")
-    invocations = document["invocations"]
-    commands = [entry["command"] for entry in invocations if "command" in entry]
-    commands += sorted({f"# on {entry['machine']}" for entry in invocations if "machine" in entry})
-    return sum(entry["seconds"] for entry in invocations), commands
+        entry = document["invocations"][index]
+        entry |= {"finished": _now(), "seconds": round(seconds, 1), "jobs_run": jobs_run}
+    else:
+        del document["invocations"][index]
+    _write_sweep(out, document)
+
+
+def _interrupted_seconds(out: Path, started: float, until: float) -> float:
+    """Wall time of a killed invocation: from its start to the last result written before
+    ``until`` (the next invocation's start); 0 when it finished no job."""
+    finished = [
+        mtime
+        for mtime in (path.stat().st_mtime for path in (out / "results").glob("*.json"))
+        if started <= mtime < until
+    ]
+    return max(finished) - started if finished else 0.0
+
+
+def _sweep_time(out: Path) -> tuple[float, list[str]]:
+    """The total wall time of the invocations that ran jobs, and their commands for the report.
+
+    An invocation that was killed counts up to its last finished job, and its command says so.
+    """
+    invocations = _read_sweep(out)["invocations"]
+    starts = [
+        datetime.fromisoformat(entry["started"]).timestamp() if "started" in entry else None
+        for entry in invocations
+    ]
+    total, commands, machines = 0.0, [], set()
+    for i, entry in enumerate(invocations):
+        command = entry.get("command")
+        if "seconds" in entry:
+            total += entry["seconds"]
+        elif starts[i] is not None:
+            until = next((start for start in starts[i + 1 :] if start is not None), float("inf"))
+            seconds = _interrupted_seconds(out, starts[i], until)
+            if not seconds:
+                continue
+            total += seconds
+            command = command and f"{command}  # interrupted: timed to its last finished job"
+        if command:
+            commands.append(command)
+        if "machine" in entry:
+            machines.add(f"# on {entry['machine']}")
+    return total, commands + sorted(machines)
 
 
 def reproduce(
@@ -95,15 +155,17 @@ def reproduce(
         command: the command line to print in the report.
     """
     plan = build_suite(suite, scale, data_dir)
+    check_executor(executor)
     out = Path(out) if out is not None else Path("reproduce") / f"{suite}-{scale}"
     if report_only and not (out / "results").is_dir():
         raise ValueError(f"{out} holds no results/ folder: run the suite first (without --report-only)")
-    before = len(list((out / "results").glob("*.json"))) if out.is_dir() else 0
-    started = time.perf_counter()
-    if not report_only:
-        run_suite(plan, out, executor, options, retry_failed, progress)
-    after = len(list((out / "results").glob("*.json")))
     command = command or f"pvae reproduce {suite} --scale {scale} --out {out}"
-    seconds = time.perf_counter() - started
-    wall, commands = _record_invocation(out, seconds, after - before, command, plan.settings)
+    if not report_only:
+        before = len(list((out / "results").glob("*.json"))) if out.is_dir() else 0
+        started = time.perf_counter()
+        index = _start_invocation(out, command, plan.settings)
+        run_suite(plan, out, executor, options, retry_failed, progress)
+        after = len(list((out / "results").glob("*.json")))
+        _finish_invocation(out, index, time.perf_counter() - started, after - before)
+    wall, commands = _sweep_time(out)
     return write_report(plan, out, "\n".join(commands or [command]), wall or None)

@@ -126,6 +126,8 @@ def run_job(job: Job, out: str | Path, threads: int | None = None) -> dict:
         threads: CPU threads for this job (None leaves torch's default).
     """
     _limit_threads(threads)
+    import lightning.pytorch  # noqa: F401  (its import sets its logger to INFO: quiet it after)
+
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no banner per job
     out = Path(out)
     started = time.perf_counter()
@@ -210,6 +212,12 @@ def _with_devices(job: Job, gpus: int) -> Job:
     return replace(job, config=config)
 
 
+def check_executor(executor: str) -> None:
+    """Raise a one-line ``ValueError`` unless ``executor`` is one of :data:`EXECUTORS`."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+
+
 def run_suite(
     suite: Suite,
     out: str | Path,
@@ -233,8 +241,7 @@ def run_suite(
         retry_failed: run failed jobs again.
         progress: show a progress bar.
     """
-    if executor not in EXECUTORS:
-        raise ValueError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    check_executor(executor)
     out = Path(out)
     options = dict(options or {})
     (out / RESULTS).mkdir(parents=True, exist_ok=True)
