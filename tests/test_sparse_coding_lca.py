@@ -81,6 +81,32 @@ def test_only_the_step_ratio_matters() -> None:
     torch.testing.assert_close(slow.codes, fast.codes)
 
 
+def correlated_problem(seed: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Data x (8, 32) and 64 unit-norm atoms sharing a common direction: L = ||Phi||_2^2 ~ 58."""
+    generator = torch.Generator().manual_seed(seed)
+    atoms = torch.randn(32, 1, generator=generator, dtype=torch.float64) + 0.3 * torch.randn(
+        32, 64, generator=generator, dtype=torch.float64
+    )
+    return torch.randn(8, 32, generator=generator, dtype=torch.float64), atoms / atoms.norm(dim=0)
+
+
+def test_the_default_step_is_stable_for_correlated_atoms() -> None:
+    x, dictionary = correlated_problem()
+    lipschitz = float(torch.linalg.matrix_norm(dictionary, ord=2)) ** 2
+    assert lipschitz > 20  # eta = 1 / 10 is above the stability limit 2 / L
+    with pytest.raises(FloatingPointError):
+        LCA(lam=0.1, n_iterations=2000, tol=0, dt=1.0).infer(x, dictionary)
+    lca = LCA(lam=0.1, n_iterations=20_000, tol=0)
+    assert lca.step(dictionary) == pytest.approx(1 / lipschitz)
+    result = lca.infer(x, dictionary)
+    # Stable, and on its way to the minimiser (slowly: the problem is badly conditioned; 20,000
+    # steps leave it 6e-4 above, and it converges to 1e-7 in about 120,000)
+    minimum = FISTA(lam=0.1, n_iterations=20_000, tol=0).infer(x, dictionary)
+    torch.testing.assert_close(result.objective, minimum.objective, rtol=2e-3, atol=0)
+    # With well-conditioned random atoms the default is the 1 / 10 of dt = 1, tau = 10.
+    assert LCA().step(problem()[1]) == 0.1
+
+
 def test_too_large_a_step_is_reported() -> None:
     x, dictionary = problem(seed=5, dtype=torch.float32)
     with pytest.raises(FloatingPointError, match="lower dt / tau"):
@@ -91,7 +117,7 @@ def test_too_large_a_step_is_reported() -> None:
     ("options", "message"),
     [
         ({"tau": 0.0}, "tau must be a finite number > 0"),
-        ({"dt": -1.0}, "dt must be a finite number > 0"),
+        ({"dt": -1.0}, "dt must be a finite number > 0 or None"),
         ({"threshold": "firm"}, r"threshold must be one of \('soft', 'hard'\)"),
     ],
 )

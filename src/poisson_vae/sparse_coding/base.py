@@ -215,7 +215,7 @@ class InferenceMethod(ABC):
         if not bool(torch.isfinite(codes).all()):
             raise FloatingPointError(
                 f"{type(self).__name__} produced non-finite codes; its step is too large for this "
-                "dictionary (LCA: lower dt / tau)"
+                "dictionary (LCA: lower dt / tau, or leave dt unset for a stable step)"
             )
         return SparseCodeResult(
             codes=codes,

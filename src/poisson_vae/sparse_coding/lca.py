@@ -11,11 +11,14 @@ T(u) = sign(u) max(|u| - lam, 0) the fixed point is the Lasso minimiser of
 descend the energy 0.5 ||x - Phi a||^2 + (lam^2 / 2) ||a||_0 (Rozell et al., section 3.2). The
 non-negative variants threshold u instead of |u|.
 
-Step size: eta = dt / tau is the fraction of the way to the target potential covered per step. The
-default 1 / 10 settles within a few hundred steps; Euler is stable while eta < 2 / L, L the largest
-eigenvalue of Phi^T Phi (about (1 + sqrt(K / D))^2 for random unit-norm atoms; 512 atoms in 256
-dimensions: L ~ 6). Smaller eta (the rctn/sparsecoding package uses 1e-3) is safer for badly
-conditioned dictionaries but needs proportionally more iterations. Hand-written: see :mod:`.base`.
+Step size: eta = dt / tau is the fraction of the way to the target potential covered per step.
+Euler is stable while eta < 2 / L, L the largest eigenvalue of Phi^T Phi: about (1 + sqrt(K / D))^2
+for random unit-norm atoms (512 atoms in 256 dimensions: L ~ 6), but far larger for correlated atoms
+(512 whitened natural16 patches as atoms: L ~ 33; a trained VAE's normalised decoder: larger still).
+By default (``dt=None``) the step is eta = min(1 / 10, 1 / L), recomputed for each dictionary: 1 / 10
+settles within a few hundred steps, and the cap keeps the integration stable for any dictionary. The
+fixed points do not depend on eta, only the number of iterations to reach them. An explicit ``dt`` is
+used as given (the rctn/sparsecoding package uses eta = 1e-3). Hand-written: see :mod:`.base`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .base import InferenceMethod, soft_threshold
+from .base import InferenceMethod, largest_eigenvalue, soft_threshold
 
 __all__ = ["LCA", "THRESHOLDS"]
 
@@ -47,7 +50,8 @@ class LCA(InferenceMethod):
     Args:
         lam: threshold (the L1 weight for the soft threshold); >= 0.
         tau: time constant of the potentials; > 0.
-        dt: Euler step; > 0. Only eta = dt / tau matters: keep it below 2 / L (module docstring).
+        dt: Euler step; > 0, or None (default) for eta = dt / tau = min(1 / 10, 1 / L), the
+            largest stable step up to 1 / 10 (module docstring). Only eta matters.
         threshold: ``"soft"`` (Lasso) or ``"hard"`` (L0-like energy).
         Other arguments: those of :class:`~.base.InferenceMethod` (``n_iterations``, ``tol``,
         ``non_negative``, ``check_every``, ``record_objective``).
@@ -60,7 +64,7 @@ class LCA(InferenceMethod):
         tol: float = 1e-4,
         non_negative: bool = False,
         tau: float = 10.0,
-        dt: float = 1.0,
+        dt: float | None = None,
         threshold: str = "soft",
         check_every: int = 10,
         record_objective: bool = False,
@@ -68,20 +72,26 @@ class LCA(InferenceMethod):
         super().__init__(lam, n_iterations, tol, non_negative, check_every, record_objective)
         if not (math.isfinite(tau) and tau > 0):
             raise ValueError(f"tau must be a finite number > 0, got {tau}")
-        if not (math.isfinite(dt) and dt > 0):
-            raise ValueError(f"dt must be a finite number > 0, got {dt}")
+        if dt is not None and not (math.isfinite(dt) and dt > 0):
+            raise ValueError(f"dt must be a finite number > 0 or None, got {dt}")
         if threshold not in THRESHOLDS:
             raise ValueError(f"threshold must be one of {THRESHOLDS}, got {threshold!r}")
         self.tau = float(tau)
-        self.dt = float(dt)
+        self.dt = None if dt is None else float(dt)
         self.threshold = threshold
 
     def _threshold(self, potentials: torch.Tensor) -> torch.Tensor:
         transfer = soft_threshold if self.threshold == "soft" else hard_threshold
         return transfer(potentials, self.lam, self.non_negative)
 
+    def step(self, dictionary: torch.Tensor) -> float:
+        """eta = dt / tau for this (D, K) dictionary: as given, or min(1 / 10, 1 / L) when dt is None."""
+        if self.dt is not None:
+            return self.dt / self.tau
+        return min(0.1, 1.0 / max(largest_eigenvalue(dictionary), torch.finfo(dictionary.dtype).tiny))
+
     def _iterate(self, x: torch.Tensor, dictionary: torch.Tensor) -> Iterator[torch.Tensor]:
-        eta = self.dt / self.tau
+        eta = self.step(dictionary)
         inhibition = dictionary.T @ dictionary  # (K, K): Phi^T Phi - I, computed once
         inhibition.diagonal().sub_(1)
         drive = eta * (x @ dictionary)  # (B, K): eta Phi^T x
