@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from poisson_vae.reproduce import report
-from poisson_vae.reproduce.report import claims, render_report, write_report
+from poisson_vae.reproduce.report import claims, matched_mse, render_report, write_report
 from poisson_vae.reproduce.runner import RESULTS, _write_json
 from poisson_vae.reproduce.suites import build_suite
 
@@ -134,6 +134,21 @@ def test_rate_distortion_claims() -> None:
     bumpy = {**rising, 1.5: 90.0}
     found = claims(suite, rate_distortion_results(bumpy, gap_lca=150.0))
     assert found[0]["verdict"] == "not reproduced" and found[2]["verdict"] == "not reproduced"
+
+
+def test_matched_mse_interpolates_between_the_bracketing_lambdas() -> None:
+    sweep = [
+        {"mse_map": 9.2, "lifetime_sparsity": 0.958},
+        {"mse_map": 23.7, "lifetime_sparsity": 0.975},
+        {"mse_map": 76.8, "lifetime_sparsity": 0.988},
+        {"mse_map": 260.7, "lifetime_sparsity": 1.0},
+    ]
+    assert matched_mse(sweep, 0.978) == pytest.approx(23.7 + 3 / 13 * (76.8 - 23.7))
+    assert matched_mse(sweep, 0.988) == pytest.approx(76.8)  # on a point
+    assert matched_mse(sweep, 0.5) == pytest.approx(9.2)  # every point sparser: the best of them
+    assert matched_mse(sweep[:2], 0.98) == float("inf")  # no point as sparse
+    # a sparser point with lower error wins over the interpolation
+    assert matched_mse([*sweep[:2], {"mse_map": 5.0, "lifetime_sparsity": 0.99}], 0.97) == 5.0
 
 
 def test_rate_distortion_report_has_the_combined_figure(tmp_path: Path) -> None:
