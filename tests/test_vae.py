@@ -26,8 +26,8 @@ def test_initialisation_follows_the_recipe() -> None:
     model = build_vae(ModelConfig(n_latents=512))
     prior = model.latent.prior_log_rate
     assert float(prior.detach().min()) >= -6 and float(prior.detach().max()) <= -4
-    assert float(model.encoder.linear.weight.std()) == pytest.approx(0.05, rel=0.02)
-    assert float(model.decoder.linear.weight.std()) == pytest.approx(0.05, rel=0.02)
+    assert float(model.encoder.linear.weight.detach().std()) == pytest.approx(0.05, rel=0.02)
+    assert float(model.decoder.linear.weight.detach().std()) == pytest.approx(0.05, rel=0.02)
     assert model.encoder.linear.bias is None and model.decoder.linear.bias is None
 
 
