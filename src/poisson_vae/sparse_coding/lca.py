@@ -14,7 +14,7 @@ non-negative variants threshold u instead of |u|.
 Step size: eta = dt / tau is the fraction of the way to the target potential covered per step.
 Euler is stable while eta < 2 / L, L the largest eigenvalue of Phi^T Phi: about (1 + sqrt(K / D))^2
 for random unit-norm atoms (512 atoms in 256 dimensions: L ~ 6), but far larger for correlated atoms
-(512 whitened natural16 patches as atoms: L ~ 33; a trained VAE's normalised decoder: larger still).
+(512 whitened natural16 patches as atoms: L ~ 33; a trained P-VAE's normalised decoder: L ~ 27).
 By default (``dt=None``) the step is eta = min(1 / 10, 1 / L), recomputed for each dictionary: 1 / 10
 settles within a few hundred steps, and the cap keeps the integration stable for any dictionary. The
 fixed points do not depend on eta, only the number of iterations to reach them. An explicit ``dt`` is
@@ -50,8 +50,8 @@ class LCA(InferenceMethod):
     Args:
         lam: threshold (the L1 weight for the soft threshold); >= 0.
         tau: time constant of the potentials; > 0.
-        dt: Euler step; > 0, or None (default) for eta = dt / tau = min(1 / 10, 1 / L), the
-            largest stable step up to 1 / 10 (module docstring). Only eta matters.
+        dt: Euler step; > 0, or None (default) for eta = dt / tau = min(1 / 10, 1 / L), half the
+            stability limit 2 / L at most (module docstring). Only eta matters.
         threshold: ``"soft"`` (Lasso) or ``"hard"`` (L0-like energy).
         Other arguments: those of :class:`~.base.InferenceMethod` (``n_iterations``, ``tol``,
         ``non_negative``, ``check_every``, ``record_objective``).
