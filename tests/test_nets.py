@@ -39,7 +39,7 @@ def test_mlp_networks_shapes_and_layer_norm_left_at_identity() -> None:
     assert torch.equal(model.encoder.block.norm.weight, torch.ones(256))
     assert model.encoder.linear.bias is not None and model.decoder.linear.bias is None
     # a non-linear decoder: weights N(0, 0.1^2) and the prior log-rates on [-6, -2]
-    assert float(model.encoder.block.expand.weight.std()) == pytest.approx(0.1, rel=0.02)
+    assert float(model.encoder.block.expand.weight.detach().std()) == pytest.approx(0.1, rel=0.02)
     assert float(model.latent.prior_log_rate.detach().max()) > -4
 
 
