@@ -237,7 +237,7 @@ def _train_a_few_steps(model, family: str, method: str, x: torch.Tensor | None =
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 500.0)
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     # One atom per sample explains little, so the C-VAE's loss falls slowly (3-8 % in 60 steps);
     # G-VAE+exp starts from weights 5x smaller (exp of its samples must start near 1) and falls
     # about 2.5 % in 60 steps here.
@@ -281,7 +281,7 @@ def test_exp_variant_starts_from_smaller_weights() -> None:
     def weight_std(latent: str, **options) -> float:
         torch.manual_seed(0)
         config = ModelConfig(latent=latent, n_latents=64, input_shape=(1, 16, 16), **options)
-        return float(build_vae(config).decoder.dictionary.std())
+        return float(build_vae(config).decoder.dictionary.detach().std())
 
     assert weight_std("gaussian") == pytest.approx(0.05, rel=0.05)
     assert weight_std("gaussian-exp") == pytest.approx(0.01, rel=0.05)
