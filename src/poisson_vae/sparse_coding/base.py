@@ -31,6 +31,7 @@ __all__ = [
     "gradient_terms",
     "largest_eigenvalue",
     "lasso_objective",
+    "lipschitz_step",
     "soft_threshold",
 ]
 
@@ -90,13 +91,17 @@ def largest_eigenvalue(dictionary: torch.Tensor) -> float:
     return float(torch.linalg.matrix_norm(dictionary, ord=2)) ** 2
 
 
+def lipschitz_step(dictionary: torch.Tensor) -> float:
+    """1 / L for a (D, K) dictionary: the proximal-gradient step of ISTA and FISTA, and LCA's cap."""
+    return 1.0 / max(largest_eigenvalue(dictionary), torch.finfo(dictionary.dtype).tiny)
+
+
 def gradient_terms(
     x: torch.Tensor, dictionary: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """What ISTA and FISTA iterate with: the Gram matrix Phi^T Phi (K, K), the drive Phi^T x (B, K)
     of each sample, and the step 1 / L."""
-    step = 1.0 / max(largest_eigenvalue(dictionary), torch.finfo(x.dtype).tiny)
-    return dictionary.T @ dictionary, x @ dictionary, step
+    return dictionary.T @ dictionary, x @ dictionary, lipschitz_step(dictionary)
 
 
 def check_matrix(name: str, tensor: torch.Tensor) -> None:

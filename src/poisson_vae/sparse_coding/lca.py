@@ -28,7 +28,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .base import InferenceMethod, largest_eigenvalue, soft_threshold
+from .base import InferenceMethod, lipschitz_step, soft_threshold
 
 __all__ = ["LCA", "THRESHOLDS"]
 
@@ -88,7 +88,7 @@ class LCA(InferenceMethod):
         """eta = dt / tau for this (D, K) dictionary: as given, or min(1 / 10, 1 / L) when dt is None."""
         if self.dt is not None:
             return self.dt / self.tau
-        return min(0.1, 1.0 / max(largest_eigenvalue(dictionary), torch.finfo(dictionary.dtype).tiny))
+        return min(0.1, lipschitz_step(dictionary))
 
     def _iterate(self, x: torch.Tensor, dictionary: torch.Tensor) -> Iterator[torch.Tensor]:
         eta = self.step(dictionary)
