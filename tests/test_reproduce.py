@@ -51,7 +51,7 @@ def test_a_killed_invocation_is_timed_to_its_last_finished_job(
     monkeypatch.setattr(reproduce_module, "run_suite", fake_run_suite(["c"]))
     report = reproduce("natural16-zoo", out=out, command="second").read_text()
     first, second = sweep(out)
-    assert "seconds" not in first and second["jobs_run"] == 1 and second["seconds"] < 5
+    assert "seconds" not in first and second["jobs_run"] == 1 and second["seconds"] < 60
     # 10 min plus the time the fake took to write its results, plus the second invocation's
     last_result = max((out / "results" / f"{name}.json").stat().st_mtime for name in "ab")
     first_seconds = last_result - started.timestamp()
