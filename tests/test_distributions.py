@@ -234,10 +234,13 @@ def test_rsample_is_reproducible_with_a_seed_and_fresh_without(backend: str) -> 
     assert not torch.equal(b, c)
 
 
+@pytest.mark.parametrize("straight_through", [False, True])
 @pytest.mark.parametrize("backend", SAMPLERS)
-def test_zero_and_tiny_rates_give_zero_and_finite_gradients(backend: str) -> None:
+def test_zero_and_tiny_rates_give_zero_and_finite_gradients(
+    backend: str, straight_through: bool
+) -> None:
     rate = torch.tensor([0.0, 1e-9, 1e-4, 1.0], requires_grad=True)
-    z = RelaxedPoisson(rate, 1.0, backend=backend).rsample()
+    z = RelaxedPoisson(rate, 1.0, straight_through=straight_through, backend=backend).rsample()
     z.sum().backward()
     assert float(z[0].detach()) == 0.0 and float(z[1].detach()) == 0.0
     assert torch.isfinite(rate.grad).all()

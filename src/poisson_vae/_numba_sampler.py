@@ -102,7 +102,8 @@ def relaxed_poisson_kernel(
         slope_total = 0.0
         exact = 0.0
         if limit > 0 or hard:
-            inverse_rate = 1.0 / lam
+            # a zero rate (walked only when hard) stops at its first arrival: any finite inverse
+            inverse_rate = 1.0 / lam if lam > 0 else 1.0
             inverse_temperature = 1.0 / temperature
             element_low = np.uint64(i) & _MASK
             element_high = np.uint64(i) >> np.uint64(32)
