@@ -1,18 +1,21 @@
 """Relaxed-Poisson sampler: time and memory of one forward + backward pass, against Algorithm 1.
 
 Each (path, temperature) runs in a fresh subprocess: it imports, warms up on a 1 x K input, records
-its peak resident memory as the baseline, runs one full-size forward + backward and reports the rise
-of peak resident memory over that baseline, then times ``--repeats`` more passes (median reported).
+its peak memory as the baseline, runs one full-size forward + backward and reports the rise of peak
+memory over that baseline, then times ``--repeats`` more passes (median reported). Memory is the
+process's resident memory on the CPU and torch's allocated memory on CUDA.
 
 Paths:
     dense      the release's Algorithm 1, arrivals = Poisson 1 - 1e-5 quantile of the largest rate
     torch      RelaxedPoisson.rsample(backend="torch"): the vectorised walk, O(batch x latents) memory
-    fused      RelaxedPoisson.rsample(backend="fused"): the compiled per-element kernel (the default)
+    fused      (CPU) RelaxedPoisson.rsample(backend="fused"): the numba per-element kernel
+    triton     (CUDA) RelaxedPoisson.rsample(backend="triton"): the Triton per-element kernel
     poisson    torch.poisson on the same rates: a hard draw with no gradient, the practical floor
     gvae_step  one training step of a lin|lin G-VAE (batch x 16x16 inputs -> latents): forward, loss,
                backward, gradient clipping and an Adamax step; what a sampler call is measured against
 
-Run: ``python benchmarks/sampler.py`` (add ``--json FILE`` to keep the raw figures).
+Run: ``python benchmarks/sampler.py`` (``--device cuda`` on a GPU; ``--json FILE`` keeps the raw
+figures).
 """
 
 from __future__ import annotations
@@ -27,25 +30,34 @@ import subprocess
 import sys
 import time
 
-PATHS = ("dense", "torch", "fused", "poisson", "gvae_step")
+#: The paths measured on each device; the compiled kernel is ``fused`` on the CPU, ``triton`` on CUDA.
+PATHS = {
+    "cpu": ("dense", "torch", "fused", "poisson", "gvae_step"),
+    "cuda": ("dense", "torch", "triton", "poisson", "gvae_step"),
+}
 TEMPERATURES = (1.0, 0.1, 0.05)
 
 
-def _peak_mb() -> float:
+def _peak_mb(device: str) -> float:
+    """Peak memory so far: resident memory of the process, or torch's allocations on CUDA."""
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _gvae_step(latents: int, pixels: int = 256):
+def _gvae_step(latents: int, device: str, pixels: int = 256):
     """A lin|lin G-VAE training step on random data, as a function of the batch size."""
     import torch
 
-    encoder = torch.nn.Linear(pixels, 2 * latents, bias=False)
-    decoder = torch.nn.Linear(latents, pixels, bias=False)
+    encoder = torch.nn.Linear(pixels, 2 * latents, bias=False, device=device)
+    decoder = torch.nn.Linear(latents, pixels, bias=False, device=device)
     parameters = [*encoder.parameters(), *decoder.parameters()]
     optimizer = torch.optim.Adamax(parameters, lr=5e-3)
 
     def step(batch: int) -> None:
-        x = torch.randn(batch, pixels)
+        x = torch.randn(batch, pixels, device=device)
         mean, log_scale = encoder(x).chunk(2, dim=1)
         log_scale = 5.3 * torch.tanh(log_scale / 5.3)
         z = mean + log_scale.exp() * torch.randn_like(mean)
@@ -59,7 +71,7 @@ def _gvae_step(latents: int, pixels: int = 256):
     return step
 
 
-def measure(path: str, temperature: float, batch: int, latents: int, repeats: int) -> dict:
+def measure(path: str, temperature: float, batch: int, latents: int, repeats: int, device: str) -> dict:
     """Run one path in this process and return its figures."""
     import torch
 
@@ -67,8 +79,9 @@ def measure(path: str, temperature: float, batch: int, latents: int, repeats: in
     from poisson_vae.reference import algorithm_1_dense, release_arrival_count
 
     generator = torch.Generator().manual_seed(0)
-    log_rate = torch.randn(batch, latents, generator=generator) - 1
-    gvae_step = _gvae_step(latents) if path == "gvae_step" else None
+    log_rate = (torch.randn(batch, latents, generator=generator) - 1).to(device)
+    gvae_step = _gvae_step(latents, device) if path == "gvae_step" else None
+    synchronize = torch.cuda.synchronize if device == "cuda" else lambda: None
 
     def one_pass(values: torch.Tensor) -> None:
         if gvae_step is not None:
@@ -78,20 +91,23 @@ def measure(path: str, temperature: float, batch: int, latents: int, repeats: in
         rate = leaf.exp()
         if path == "dense":
             algorithm_1_dense(rate, temperature).sum().backward()
-        elif path in ("torch", "fused"):
+        elif path in ("torch", "fused", "triton"):
             RelaxedPoisson(rate, temperature, backend=path).rsample().sum().backward()
         else:
             torch.poisson(rate)
 
     one_pass(log_rate[:1])
     one_pass(log_rate[:2])  # compiles the fused kernel's two-thread path too
-    baseline = _peak_mb()
+    synchronize()
+    baseline = _peak_mb(device)
     one_pass(log_rate)
-    memory = _peak_mb() - baseline
+    synchronize()
+    memory = _peak_mb(device) - baseline
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         one_pass(log_rate)
+        synchronize()
         times.append(time.perf_counter() - start)
     return {
         "path": path,
@@ -101,6 +117,7 @@ def measure(path: str, temperature: float, batch: int, latents: int, repeats: in
         "arrivals": release_arrival_count(log_rate.exp()) if path == "dense" else None,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
     }
 
 
@@ -109,28 +126,34 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--latents", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--device", choices=sorted(PATHS), default="cpu")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--worker", nargs=2, metavar=("PATH", "TEMPERATURE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         path, temperature = args.worker
-        print(json.dumps(measure(path, float(temperature), args.batch, args.latents, args.repeats)))
+        figures = measure(path, float(temperature), args.batch, args.latents, args.repeats, args.device)
+        print(json.dumps(figures))
         return
     rows = []
     for temperature in TEMPERATURES:
-        for path in PATHS:
+        for path in PATHS[args.device]:
             command = [sys.executable, __file__, "--worker", path, str(temperature)]
             command += ["--batch", str(args.batch), "--latents", str(args.latents)]
-            command += ["--repeats", str(args.repeats)]
+            command += ["--repeats", str(args.repeats), "--device", args.device]
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             rows.append(json.loads(output.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), file=sys.stderr)
-    machine = (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {rows[0]['torch']}"
-    )
-    print(f"batch {args.batch} x {args.latents} latents, log-rates ~ N(-1, 1); {machine}")
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    if args.device == "cuda":
+        machine = rows[0]["device"]
     print(
-        f"forward + backward, median of {args.repeats}; memory = rise of peak RSS over a 1 x K warm-up\n"
+        f"batch {args.batch} x {args.latents} latents, log-rates ~ N(-1, 1); {machine}, "
+        f"torch {rows[0]['torch']}"
+    )
+    peak = "allocated CUDA memory" if args.device == "cuda" else "peak RSS"
+    print(
+        f"forward + backward, median of {args.repeats}; memory = rise of {peak} over a 1 x K warm-up\n"
     )
     print(
         "| temperature | path | ms | peak rise (MB) | speed-up vs dense | memory vs dense "

@@ -1,11 +1,19 @@
-"""Shared fixtures: a private cache directory and small natural16 runs."""
+"""Shared fixtures: a private cache directory and small natural16 runs.
+
+Without a GPU, Triton kernels run in Triton's CPU interpreter, so that the GPU sampler is tested
+everywhere; the variable must be set before the kernels are defined (at import).
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(autouse=True)

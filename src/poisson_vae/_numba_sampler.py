@@ -18,9 +18,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["INDICATOR_CODES", "relaxed_poisson_kernel"]
-
-INDICATOR_CODES = {"sigmoid": 0, "linear": 1, "cubic": 2, "quintic": 3, "cosine": 4}
+__all__ = ["relaxed_poisson_kernel"]
 
 _MASK = np.uint64(0xFFFFFFFF)
 _M0 = np.uint64(0xD2511F53)
@@ -81,7 +79,7 @@ def relaxed_poisson_kernel(
         thresholds: (M,) float64, the rates at which the Poisson 1 - 1e-5 quantile steps past
             0, 1, ..., M - 1 (``distributions._quantile_thresholds``); must exceed every rate.
         temperature: > 0.
-        code: indicator code, a value of ``INDICATOR_CODES``.
+        code: indicator code, a value of ``distributions.INDICATOR_CODES``.
         cutoff: stop once s = (1 - E / rate) / temperature falls below this.
         hard: also count arrivals before t = 1 exactly (untruncated).
         key0, key1: the 32-bit halves of the random seed, as uint64.

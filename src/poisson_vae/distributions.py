@@ -11,16 +11,19 @@ one, ``g((1 - t_j) / temperature)``, makes the count differentiable in the rate:
 Each element sums its own first ``n`` arrivals, ``n`` = the Poisson ``1 - 1e-5`` quantile of its own
 rate (SPEC 1.1), and stops early once its remaining arrivals can no longer change ``z`` or its
 gradient, so memory stays O(elements) instead of the release's dense (arrivals x batch x latents)
-tensor. Two implementations: the compiled per-element kernel of :mod:`poisson_vae._numba_sampler`
-(``fused``, the default on the CPU) and a vectorised torch walk that steps all live elements one
-arrival at a time (``torch``, any device). This module is hand-written: no library provides it.
+tensor. Three implementations: the compiled per-element kernels of :mod:`poisson_vae._numba_sampler`
+(``fused``, the default on the CPU) and :mod:`poisson_vae._triton_sampler` (``triton``, the default on
+CUDA), and a vectorised torch walk that steps all live elements one arrival at a time (``torch``,
+any device). This module is hand-written: no library provides it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import math
+import os
 from collections.abc import Callable
 from numbers import Number
 
@@ -85,6 +88,9 @@ INDICATORS: dict[str, Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]
         lambda u: (1 - torch.cos(math.pi * u)) / 2, lambda u: math.pi / 2 * torch.sin(math.pi * u)
     ),
 }
+
+#: The compiled kernels' codes for the soft indicators.
+INDICATOR_CODES = {"sigmoid": 0, "linear": 1, "cubic": 2, "quintic": 3, "cosine": 4}
 
 
 @functools.lru_cache(maxsize=8)
@@ -201,6 +207,13 @@ def _walk_arrivals(
     return result
 
 
+def _philox_seed(generator: torch.Generator | None, device: torch.device) -> int:
+    """One draw from torch's generator (the default one of ``device`` when None): the key of the
+    counter-based generator of a whole call of a compiled kernel."""
+    device = generator.device if generator is not None else device
+    return int(torch.randint(0, 2**62, (1,), generator=generator, device=device))
+
+
 @torch.no_grad()
 def _fused_arrivals(
     rate: torch.Tensor,
@@ -210,11 +223,10 @@ def _fused_arrivals(
     generator: torch.Generator | None,
 ) -> torch.Tensor:
     """The same as ``_walk_arrivals``, by the compiled per-element kernel (CPU tensors)."""
-    from ._numba_sampler import INDICATOR_CODES, relaxed_poisson_kernel
+    from ._numba_sampler import relaxed_poisson_kernel
 
     thresholds = _thresholds_covering(rate, TRUNCATION_TAIL).numpy()
-    # One draw from torch's generator keys the counter-based generator of the whole call.
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    seed = _philox_seed(generator, rate.device)
     result = rate.new_empty(3, rate.numel())
     cutoff = _stop_below(indicator)
     relaxed_poisson_kernel(
@@ -231,24 +243,62 @@ def _fused_arrivals(
     return result
 
 
-#: Sampler implementations: ``fused`` (compiled per-element kernel, CPU) and ``torch`` (the
-#: vectorised walk, any device); ``auto`` takes ``fused`` for CPU tensors when numba is installed.
-BACKENDS = ("auto", "fused", "torch")
+@torch.no_grad()
+def _triton_arrivals(
+    rate: torch.Tensor,
+    temperature: float,
+    indicator: str,
+    hard: bool,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """The same as ``_walk_arrivals``, by the Triton per-element kernel (CUDA tensors)."""
+    from ._triton_sampler import relaxed_poisson_triton
+
+    limit = poisson_quantile(rate)
+    seed = _philox_seed(generator, rate.device)
+    cutoff = _stop_below(indicator)
+    with torch.cuda.device(rate.device) if rate.is_cuda else contextlib.nullcontext():
+        code = INDICATOR_CODES[indicator]
+        return relaxed_poisson_triton(rate, limit, temperature, code, cutoff, hard, seed)
+
+
+#: Sampler implementations: ``fused`` (compiled per-element kernel, CPU), ``triton`` (the same
+#: kernel for CUDA tensors) and ``torch`` (the vectorised walk, any device); ``auto`` takes
+#: ``fused`` for CPU tensors when numba is installed, ``triton`` for CUDA tensors when Triton is.
+BACKENDS = ("auto", "fused", "triton", "torch")
+_WALKS = {"fused": _fused_arrivals, "triton": _triton_arrivals, "torch": _walk_arrivals}
 
 
 @functools.cache
-def _numba_available() -> bool:
-    return importlib.util.find_spec("numba") is not None
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _triton_runs_on(device: torch.device) -> bool:
+    """Triton kernels run on CUDA tensors, and on CPU tensors under its interpreter."""
+    return device.type == "cuda" or (
+        device.type == "cpu" and os.environ.get("TRITON_INTERPRET", "0") == "1"
+    )
 
 
 def _resolve_backend(backend: str, device: torch.device) -> str:
     if backend == "auto":
-        return "fused" if device.type == "cpu" and _numba_available() else "torch"
+        if device.type == "cpu" and _installed("numba"):
+            return "fused"
+        return "triton" if device.type == "cuda" and _installed("triton") else "torch"
     if backend == "fused":
         if device.type != "cpu":
             raise ValueError(f"backend 'fused' runs on the CPU; got a tensor on {device}")
-        if not _numba_available():
+        if not _installed("numba"):
             raise ValueError("backend 'fused' needs numba: pip install numba")
+    if backend == "triton":
+        if not _triton_runs_on(device):
+            raise ValueError(
+                f"backend 'triton' runs on CUDA tensors (or on the CPU with TRITON_INTERPRET=1); "
+                f"got a tensor on {device}"
+            )
+        if not _installed("triton"):
+            raise ValueError("backend 'triton' needs triton: pip install triton")
     return backend
 
 
@@ -285,7 +335,7 @@ class _RelaxedPoissonSample(torch.autograd.Function):
     @staticmethod
     def forward(ctx, rate, temperature, indicator, straight_through, generator, backend):  # type: ignore[override]
         flat = rate.detach().reshape(-1).contiguous()
-        walk = _fused_arrivals if backend == "fused" else _walk_arrivals
+        walk = _WALKS[backend]
         soft, dz_drate, exact = walk(flat, temperature, indicator, straight_through, generator)
         ctx.save_for_backward(dz_drate.view_as(rate))
         return (exact if straight_through else soft).view_as(rate)
@@ -313,8 +363,9 @@ class RelaxedPoisson(Distribution):
             ``quintic``, ``cosine``).
         straight_through: ``rsample`` forwards the exact count and backpropagates the relaxed one.
         backend: sampler implementation, one of ``BACKENDS``: ``auto`` (default) runs the compiled
-            per-element kernel on CPU tensors and the vectorised torch walk elsewhere; both draw
-            from the same distribution.
+            per-element kernel on CPU tensors (``fused``, numba) and on CUDA tensors (``triton``),
+            and the vectorised torch walk (``torch``) where neither applies; all draw from the
+            same distribution.
         validate_args: as in ``torch.distributions``.
 
     Example:
