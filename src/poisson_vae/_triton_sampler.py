@@ -54,7 +54,7 @@ def _indicator(s, CODE: tl.constexpr):  # pragma: no cover - compiled
     return soft, slope
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])  # one compiled kernel for every seed
 def _relaxed_poisson_kernel(
     rate_ptr,
     limit_ptr,
