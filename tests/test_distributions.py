@@ -397,3 +397,19 @@ def test_triton_kernel_walks_the_arrivals_of_the_fused_kernel(
     torch.testing.assert_close(dz_drate, fused[1], rtol=2e-2, atol=1e-3)
     assert float((count != fused[2]).float().mean()) <= 1e-4
     assert torch.isfinite(fast).all()
+
+
+@pytest.mark.skipif("triton" not in SAMPLERS, reason="needs triton (in the test extra on Linux x86-64)")
+def test_triton_kernel_does_not_depend_on_its_block_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every element reads its own stream, so the programs' block size (256 on a GPU, large under
+    the interpreter) changes nothing."""
+    import poisson_vae._triton_sampler as kernel
+
+    rate = torch.rand(3000, device=device_for("triton")) * 20
+    draws = []
+    for block in (256, 4096):
+        monkeypatch.setattr(kernel, "_GPU_BLOCK", block)
+        monkeypatch.setattr(kernel, "_INTERPRETER_BLOCK", block)
+        q = RelaxedPoisson(rate, 0.2, backend="triton")
+        draws.append(q.rsample(generator=generator_for("triton", 31)))
+    assert torch.equal(draws[0], draws[1])
