@@ -54,7 +54,8 @@ def _indicator(s, CODE: tl.constexpr):  # pragma: no cover - compiled
     return soft, slope
 
 
-@triton.jit(do_not_specialize=["seed"])  # one compiled kernel for every seed
+# no recompilation for each seed or batch size
+@triton.jit(do_not_specialize=["seed", "n_elements"])
 def _relaxed_poisson_kernel(
     rate_ptr,
     limit_ptr,

@@ -35,6 +35,7 @@ from torch.distributions.utils import broadcast_all
 __all__ = [
     "BACKENDS",
     "INDICATORS",
+    "MAX_RATE",
     "TRUNCATION_TAIL",
     "RelaxedPoisson",
     "poisson_kl",
@@ -45,6 +46,10 @@ __all__ = [
 
 #: Tail probability left out by the per-element truncation: ``n = quantile(1 - TRUNCATION_TAIL)``.
 TRUNCATION_TAIL = 1e-5
+
+#: The largest rate the sampler accepts. Near it a float32 arrival time has a resolution of 1/16
+#: (a bias far below the count's own noise); by 2^22 ~ 4e6 the rounding biases counts by ~1 %.
+MAX_RATE = 1e6
 
 # A sigmoid arrival with s = (1 - E / rate) / temperature below -_SIGMOID_CUTOFF adds less than
 # exp(-40) ~ 4e-18 to z (and, with its factor E / (rate^2 temperature), far less than float32
@@ -119,6 +124,12 @@ def _thresholds_covering(rate: torch.Tensor, tail: float) -> torch.Tensor:
     largest = float(rate.max()) if rate.numel() else 0.0
     if not math.isfinite(largest):
         raise FloatingPointError(f"Poisson rates must be finite, got a maximum of {largest}")
+    if largest > MAX_RATE:
+        raise FloatingPointError(
+            f"Poisson rates above {MAX_RATE:g} are not supported (the relaxed sampler walks one "
+            f"arrival per count, and single-precision arrival times drift beyond it); got a "
+            f"maximum of {largest:g}: cap the rates, e.g. through the log-rate"
+        )
     n_max = 64
     while float(_quantile_thresholds(n_max, tail)[-1]) < largest:
         n_max *= 2
@@ -136,7 +147,7 @@ def poisson_quantile(rate: torch.Tensor, tail: float = TRUNCATION_TAIL) -> torch
         int64 tensor of the shape of ``rate``.
 
     Raises:
-        FloatingPointError: a rate is NaN or infinite.
+        FloatingPointError: a rate is NaN, infinite or above ``MAX_RATE``.
     """
     thresholds = _thresholds_covering(rate, tail).to(rate.device)
     return torch.searchsorted(thresholds, rate.detach().to(torch.float64).contiguous())
