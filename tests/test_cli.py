@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -9,7 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+import poisson_vae
 from poisson_vae.cli import main
 
 TINY = ["--n-train", "600", "--n-valid", "200", "--n-latents", "16", "--batch-size", "200"]
@@ -108,6 +111,17 @@ def test_console_script_is_installed() -> None:
     result = subprocess.run([executable, "train", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     assert "--n-latents" in result.stdout and "--resume" in result.stdout
+
+
+def test_version_names_the_sampler_of_each_device(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"pvae {poisson_vae.__version__} (torch {torch.__version__}; CPU")
+    assert "sampler: fused on the CPU" in text  # numba is a dependency
+    expected = "triton" if importlib.util.find_spec("triton") else "torch"
+    assert f"{expected} on CUDA" in text
 
 
 def test_data_list_shows_every_dataset(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:

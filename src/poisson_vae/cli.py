@@ -70,12 +70,35 @@ def _add_config_flags(
                 )
 
 
+def _version_text() -> str:
+    """The package's and torch's versions, the devices, and the sampler each kind of device runs."""
+    import torch
+
+    from . import __version__
+    from .distributions import default_backend
+
+    devices = ["CPU"]
+    if torch.cuda.is_available():
+        devices.append(f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}")
+    samplers = f"relaxed-Poisson sampler: {default_backend('cpu')} on the CPU"
+    samplers += f", {default_backend('cuda')} on CUDA"
+    return f"pvae {__version__} (torch {torch.__version__}; {', '.join(devices)})\n{samplers}"
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from .training import DataConfig, TrainConfig
     from .vae import ModelConfig
 
     parser = argparse.ArgumentParser(
-        prog="pvae", description="Poisson VAE: train sparse spike-count autoencoders."
+        prog="pvae",
+        description="Poisson VAE: train sparse spike-count autoencoders.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps --version's two lines
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=_version_text(),
+        help="show the versions, the devices and the sampler each device runs, and exit",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = commands.add_parser(

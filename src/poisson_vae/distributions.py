@@ -38,6 +38,7 @@ __all__ = [
     "MAX_RATE",
     "TRUNCATION_TAIL",
     "RelaxedPoisson",
+    "default_backend",
     "poisson_kl",
     "poisson_kl_residual",
     "poisson_quantile",
@@ -311,6 +312,11 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
         if not _installed("triton"):
             raise ValueError("backend 'triton' needs triton: pip install triton")
     return backend
+
+
+def default_backend(device: str | torch.device) -> str:
+    """The sampler implementation that ``backend="auto"`` runs for tensors on ``device``."""
+    return _resolve_backend("auto", torch.device(device))
 
 
 def relaxed_poisson_rsample(
