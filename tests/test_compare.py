@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,19 @@ def two_conditions(root: Path, shift: float, seeds: tuple[int, ...] = (0, 1, 2, 
 def test_condition_label() -> None:
     assert Condition("natural16", "poisson", "lin|lin", "mc", 1.0).label == "poisson lin|lin mc beta=1"
     assert Condition("natural16", "lca", "-", "-", 0.5, "lam").label == "lca lam=0.5"
+    sized = Condition("mnist", "poisson", "lin|lin", "mc", 1.0, n_latents=10, epochs=30)
+    assert sized.label == "poisson lin|lin mc K=10 beta=1 (30 epochs)"
+
+
+def test_runs_with_other_sizes_or_schedules_are_other_conditions(tmp_path: Path) -> None:
+    runs = []
+    for name, n_latents, epochs in (("k10", 10, 30), ("k50", 50, 30), ("long", 10, 60)):
+        directory = write_run(tmp_path, name, seed=0)
+        config = json.loads((directory / "config.json").read_text())
+        config["model"]["n_latents"], config["train"]["epochs"] = n_latents, epochs
+        (directory / "config.json").write_text(json.dumps(config))
+        runs.append(directory)
+    assert len({run.condition for run in load_runs(runs)}) == 3
 
 
 def test_aggregate_matches_scipy_t_interval(tmp_path: Path) -> None:
@@ -96,7 +110,9 @@ def test_load_runs_reads_condition_and_nested_metrics(tmp_path: Path) -> None:
         tmp_path, "r", 3, beta=0.5, knn=knn, gabor={"fraction_gabor": 0.4}, shattering={"mean": 0.9}
     )
     (run,) = load_runs([directory])
-    assert run.condition == Condition("natural16", "poisson", "lin|lin", "mc", 0.5)
+    assert run.condition == Condition(
+        "natural16", "poisson", "lin|lin", "mc", 0.5, n_latents=512, epochs=10
+    )
     assert run.seed == 3
     assert run.metrics["knn_200"] == 0.5 and run.metrics["knn_1000"] == 0.6
     assert run.metrics["gabor_fraction"] == 0.4 and run.metrics["shattering"] == 0.9
@@ -121,7 +137,7 @@ def test_planted_difference_is_significant_and_null_is_not(tmp_path: Path) -> No
     planted = load_runs(two_conditions(tmp_path / "planted", shift=5.0))
     (row,) = paired_tests(planted, "nelbo")
     assert row["significant"] and row["mean_difference"] == pytest.approx(-5.0)
-    assert row["a"] == "poisson lin|lin mc beta=1" and row["data"] == "natural16"
+    assert row["a"] == "poisson lin|lin mc K=512 beta=1 (10 epochs)" and row["data"] == "natural16"
 
     rng = np.random.default_rng(0)
     null = load_runs(two_conditions(tmp_path / "null", shift=0.0))
@@ -146,10 +162,11 @@ def test_mismatched_seeds_refused_when_strict(tmp_path: Path) -> None:
     directories[-1] = write_run(tmp_path / "runs", "gaussian-extra", 2, "gaussian")
     directories = [d for d in directories if d.name != "gaussian-1"]
     message = (
-        "conditions 'poisson lin|lin mc beta=1' and 'gaussian lin|lin mc beta=1' on natural16 were run "
+        "conditions 'poisson lin|lin mc K=512 beta=1 (10 epochs)' and "
+        "'gaussian lin|lin mc K=512 beta=1 (10 epochs)' on natural16 were run "
         "with different seeds: [0, 1] vs [0, 2]; paired tests need the same seeds"
     )
-    with pytest.raises(ValueError, match=message.replace("|", r"\|").replace("[", r"\[")) as error:
+    with pytest.raises(ValueError, match=re.escape(message)) as error:
         compare(directories, tmp_path / "out")
     assert "\n" not in str(error.value) and "--unpaired" in str(error.value)
     with pytest.raises(ValueError, match="paired tests of nelbo"):
@@ -187,7 +204,7 @@ def test_markdown_tables(tmp_path: Path) -> None:
     markdown = render_markdown(runs)
     header = "| data | condition | n seeds | NELBO | SSE | KL | MSE (MAP) |"
     assert header in markdown
-    assert r"| natural16 | poisson lin\|lin mc beta=1 | 3 |" in markdown
+    assert r"| natural16 | poisson lin\|lin mc K=512 beta=1 (10 epochs) | 3 |" in markdown
     assert "lifetime sparsity" in markdown and "active fraction" in markdown
     assert "Gabor fraction" not in markdown and "KNN" not in markdown and "Shattering" not in markdown
     for metric in ("nelbo", "mse_map", "lifetime_sparsity", "active_fraction"):

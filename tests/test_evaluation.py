@@ -92,7 +92,8 @@ def test_two_seeds_evaluated_then_compared(tmp_path: Path, capsys: pytest.Captur
     assert main(["compare", *runs, "--out", str(tmp_path / "cmp")]) == 0
     table = (tmp_path / "cmp" / "COMPARE.md").read_text()
     assert (
-        "poisson lin\\|lin mc beta=1" in table and (tmp_path / "cmp" / "rate_distortion.png").is_file()
+        "poisson lin\\|lin mc K=12 beta=1 (1 epoch)" in table
+        and (tmp_path / "cmp" / "rate_distortion.png").is_file()
     )
     assert main(["compare", runs[0], str(tmp_path / "missing")]) == 2
     assert "config.json" in capsys.readouterr().err

@@ -67,6 +67,51 @@ def test_zero_kl_or_zero_share_alone_makes_a_latent_inactive() -> None:
     assert active.tolist() == [True, True, True, False, False]
 
 
+def test_a_fully_collapsed_model_has_no_active_latent() -> None:
+    # No gap among equal scores: without the absolute floor every latent would count as active.
+    for kl, share in (
+        (torch.zeros(64), torch.zeros(64)),
+        (torch.full((64,), 1e-7), torch.full((64,), 1e-9)),
+    ):
+        active, _ = active_latents(kl, share)
+        assert not bool(active.any())
+
+
+@pytest.mark.parametrize(("latent", "expected"), [("poisson", 64), ("gaussian", 20)])
+def test_only_continuous_codes_are_bounded_by_the_directions_they_use(
+    latent: str, expected: int
+) -> None:
+    """64 atoms in a 20-dimensional subspace, every latent moved by the data: an overcomplete
+    discrete code uses all 64, while a continuous code's count is its 20 directions."""
+    from poisson_vae import ModelConfig, build_vae
+
+    generator = torch.Generator().manual_seed(3)
+    model = build_vae(ModelConfig(latent=latent, arch="lin|lin", n_latents=64))
+    basis = torch.linalg.qr(torch.randn(256, 20, generator=generator))[0]
+    atoms = basis @ torch.randn(20, 64, generator=generator)
+    with torch.no_grad():
+        model.decoder.linear.weight.copy_(atoms / atoms.norm(dim=0))  # latents alike: no gap
+        if latent == "poisson":
+            model.latent.prior_log_rate.fill_(-1.0)
+    metrics = evaluate_model(model, torch.randn(2000, 1, 16, 16, generator=generator))
+    assert metrics["n_directions"] == 20
+    assert metrics["n_active"] == expected
+
+
+def test_reconstruction_shares_ignore_dropout_and_keep_the_models_mode() -> None:
+    from poisson_vae import ModelConfig, build_vae
+
+    torch.manual_seed(4)
+    model = build_vae(ModelConfig(latent="poisson", arch="mlp|mlp", n_latents=8))
+    x = torch.randn(200, 1, 16, 16)
+    model.train()
+    in_training = reconstruction_shares(model, x)
+    assert model.training
+    model.eval()
+    assert torch.equal(in_training, reconstruction_shares(model, x))
+    assert not model.training
+
+
 def _planted_gaussian_vae(n_signal: int = 50, n_latents: int = 512, n_samples: int = 3000):
     """A linear G-VAE whose data and decoder live in ``n_signal`` directions.
 

@@ -68,12 +68,20 @@ class Condition:
     method: str
     beta: float
     beta_name: str = "beta"
+    #: latents (or atoms) and training epochs, when known: runs that differ in them never pool
+    n_latents: int | None = None
+    epochs: int | None = None
 
     @property
     def label(self) -> str:
-        """Short name without the data set, e.g. ``poisson lin|lin mc beta=1`` or ``lca lam=0.5``."""
+        """Short name without the data set, e.g. ``poisson lin|lin mc K=512 beta=1 (100 epochs)``
+        or ``lca lam=0.5``."""
         parts = [part for part in (self.family, self.arch, self.method) if part != "-"]
-        return " ".join([*parts, f"{self.beta_name}={self.beta:g}"])
+        parts += [f"K={self.n_latents}"] if self.n_latents is not None else []
+        parts += [f"{self.beta_name}={self.beta:g}"]
+        if self.epochs is not None:
+            parts += [f"({self.epochs} epoch{'s' * (self.epochs != 1)})"]
+        return " ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -111,15 +119,30 @@ def condition_and_seed(config: dict, path: Path) -> tuple[Condition, int]:
                 str(model["arch"]),
                 str(model.get("method", "-")),
                 float(train.get("beta", 1.0)),
+                n_latents=_optional_int(model.get("n_latents")),
+                epochs=_optional_int(train.get("epochs")),
             )
             return condition, int(train.get("seed", 0))
         if "sparse_coding" in config:
             coder = config["sparse_coding"]
-            condition = Condition(data, str(coder["algorithm"]), "-", "-", float(coder["lam"]), "lam")
+            condition = Condition(
+                data,
+                str(coder["algorithm"]),
+                "-",
+                "-",
+                float(coder["lam"]),
+                "lam",
+                n_latents=_optional_int(coder.get("n_atoms")),
+                epochs=_optional_int(coder.get("epochs")),
+            )
             return condition, int(coder.get("seed", 0))
     except (AttributeError, KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{path} lacks or garbles a field of the run's condition: {error!r}") from None
     raise ValueError(f"{path} has neither a 'model' nor a 'sparse_coding' section; is it a run?")
+
+
+def _optional_int(value: object) -> int | None:
+    return None if value is None else int(value)
 
 
 def _number(value: object) -> float | None:

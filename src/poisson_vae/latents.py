@@ -66,12 +66,16 @@ class LatentFamily(nn.Module):
         supports_exact: the posterior has closed-form first and second moments (``exact`` method).
         supports_straight_through: a hard sample exists to forward (``straight-through`` method).
         final_temperature: where the recipe anneals the sampler temperature to.
+        continuous: the code is continuous, so the model can spread a few signal directions thinly
+            over many latents (a Gaussian prior is rotation-invariant); the active-latent count is
+            then bounded by the directions the reconstructions use (``metrics.active_latents``).
     """
 
     params_per_latent = 1
     supports_exact = True
     supports_straight_through = False
     final_temperature = 1.0
+    continuous = False
 
     def __init__(self, n_latents: int) -> None:
         super().__init__()
@@ -201,6 +205,7 @@ class GaussianLatent(LatentFamily):
     """
 
     params_per_latent = 2
+    continuous = True
 
     def __init__(self, n_latents: int, transform: str = "none") -> None:
         super().__init__(n_latents)
@@ -245,6 +250,7 @@ class LaplaceLatent(LatentFamily):
     """
 
     params_per_latent = 2
+    continuous = True
 
     def forward(self, encoder_output: torch.Tensor) -> LatentCode:
         """Posterior from the encoder output (B, 2K): locations, then log scales."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -22,13 +24,18 @@ ACTIVE_RULE = (
     "score = log10(KL_k / mean KL) + log10(share_k / mean share), share_k = rise of the "
     "reconstruction error when latent k is held at its mean; latents above the widest gap in the "
     "sorted scores are active if that gap exceeds one decade, else all are (each ratio floored "
-    "at 1e-3); and no more than the number of directions the reconstructions use: the eigenvalues "
-    "of their covariance above the widest gap (over one decade) in the log spectrum"
+    "at 1e-3); never a latent whose mean KL is below 1e-6 nats (its posterior is its prior); and, "
+    "for continuous codes (Gaussian, Laplace), no more than the number of directions the "
+    "reconstructions use: the eigenvalues of their covariance above the widest gap (over one "
+    "decade) in the log spectrum"
 )
 #: The smallest gap (in decades of the score) that separates active from inactive latents.
 ACTIVE_GAP = 1.0
 #: Relative KL and share below which a latent counts as not contributing at all.
 ACTIVE_FLOOR = 1e-3
+#: Mean KL (nats) below which a latent is dead whatever the others do: its posterior is its prior,
+#: so it carries no information about the input (a fully collapsed model has no active latent).
+DEAD_KL = 1e-6
 
 
 def _treves_rolls(z: torch.Tensor, dim: int) -> torch.Tensor:
@@ -87,16 +94,22 @@ def active_latents(
     uses it (small share of the reconstruction). Neither alone suffices: a latent can feed the decoder
     a constant, and an unused latent can keep a little KL. The two are combined in one scale-free
     score (log KL + log share, each relative to its mean), cut at the widest gap of the sorted scores,
-    so no absolute threshold is tuned per family. A G-VAE, being rotation-invariant, can spread a
-    few signal directions thinly over every latent; there no latent stands out, and the count is
-    bounded by the directions its reconstructions use (:func:`used_directions`), keeping the latents
-    with the highest scores.
+    so no absolute threshold is tuned per family. The one absolute rule marks the dead: a latent
+    whose mean KL is below :data:`DEAD_KL` carries no information, however the others score (else a
+    fully collapsed model, with no gap among its scores, would count every latent active).
+
+    A continuous code (a G-VAE, being rotation-invariant) can spread a few signal directions thinly
+    over every latent; there no latent stands out, and the count is bounded by the directions its
+    reconstructions use (:func:`used_directions`), keeping the latents with the highest scores.
+    Pass ``spectrum`` only for such codes: a discrete code (counts, one-hot) may use more latents
+    than its reconstructions have directions (an overcomplete sparse code does, by design).
 
     Args:
         kl_per_latent: (K,) mean KL of each latent over the data.
         share_per_latent: (K,) each latent's contribution to the reconstruction
             (:func:`reconstruction_shares`).
-        spectrum: (D,) eigenvalues of the covariance of the point reconstructions, if known.
+        spectrum: (D,) eigenvalues of the covariance of the point reconstructions of a continuous
+            code, or None.
 
     Returns:
         (mask, threshold): ``threshold`` is the lowest active score, None when all are active.
@@ -116,6 +129,7 @@ def active_latents(
         n_active = min(n_active, directions)
     active = torch.zeros_like(score, dtype=torch.bool)
     active[order[:n_active]] = True
+    active &= kl >= DEAD_KL
     threshold = None if n_active == len(score) else float(ordered[n_active - 1])
     return active, threshold
 
@@ -135,6 +149,22 @@ def reconstruction_shares(
         data: (N, C, H, W) samples.
         max_samples: samples used (evenly spaced over ``data``).
     """
+    with _eval_mode(model):
+        return _reconstruction_shares(model, data, max_samples)
+
+
+@contextlib.contextmanager
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Evaluation mode (no dropout) for the block, then the model's previous mode."""
+    training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(training)
+
+
+def _reconstruction_shares(model: torch.nn.Module, data: torch.Tensor, max_samples: int) -> torch.Tensor:
     from .nets import LinearDecoder
 
     device = next(model.parameters()).device
@@ -181,9 +211,12 @@ def evaluate_model(
         A JSON-serialisable dict of metrics, with ``kl_per_latent`` and ``share_per_latent`` (K,)
         as lists.
     """
-    model.eval()
+    with _eval_mode(model):
+        return _evaluate_model(model, torch.as_tensor(data), batch_size, seed)
+
+
+def _evaluate_model(model: torch.nn.Module, data: torch.Tensor, batch_size: int, seed: int) -> dict:
     device = next(model.parameters()).device
-    data = torch.as_tensor(data)
     generator = torch.Generator(device=device).manual_seed(seed)
     sse, mse_map, kl, energy, codes = [], [], [], [], []
     kl_per_latent = 0.0
@@ -207,7 +240,8 @@ def evaluate_model(
     shares = reconstruction_shares(model, data)
     mean = total / len(data)
     spectrum = torch.linalg.eigvalsh(outer / len(data) - torch.outer(mean, mean)).flip(0).cpu()
-    active, threshold = active_latents(kl_per_latent, shares, spectrum)
+    bound = spectrum if model.latent.continuous else None
+    active, threshold = active_latents(kl_per_latent, shares, bound)
     metrics = {
         "n_samples": len(data),
         "nelbo": float((sse_all + kl_all).mean()),
