@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -45,9 +46,18 @@ def test_train_end_to_end_and_resume_refusals(tmp_path: Path, capsys: pytest.Cap
     code, stdout, _ = run_cli(capsys, "train", "--out", str(out), "--resume", "--epochs", "3")
     assert code == 0 and "validation" in stdout
 
+    for flag, value in (("--recipe", "paper"), ("--config", str(out / "config.json"))):
+        code, _, err = run_cli(capsys, "train", "--out", str(out), "--resume", flag, value)
+        assert code == 2 and f"{flag} applies to a new run" in err
+
     (out / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
     code, _, err = run_cli(capsys, "train", "--out", str(out), "--resume", "--epochs", "4")
     assert code == 2 and "last.ckpt is unreadable" in err
+
+    (out / "config.json").unlink()
+    code, _, err = run_cli(capsys, "train", "--out", str(out), "--resume", *TINY)
+    assert code == 2 and "has no" in err and "config.json beside it" in err
+    assert not (out / "config.json").exists()
 
 
 def test_config_file_with_flag_overrides(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -94,6 +104,78 @@ def test_bad_input_is_one_line_and_leaves_no_run(
     assert code == 2
     assert err.startswith("pvae: error: ") and message in err and err.count("\n") == 1
     assert not (out / "config.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"data": {"contrast_normalise": "false"}}, "data.contrast_normalise must be true or false"),
+        ({"train": {"epochs": 1.5}}, "train.epochs must be a whole number, got 1.5"),
+        ({"train": {"seed": "1"}}, 'train.seed must be a whole number, got "1"'),
+        ({"model": {"arch": 5}}, "model.arch must be a string, got 5"),
+        ({"data": {"n_train": "200"}}, 'data.n_train must be a whole number (or null), got "200"'),
+        ({"data": "mnist"}, "section 'data' must be an object of options"),
+    ],
+)
+def test_config_values_of_the_wrong_type_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture, document: dict, message: str
+) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(document))
+    code, _, err = run_cli(capsys, "train", "--out", str(tmp_path / "run"), "--config", str(config))
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--seed", "-1"], "--seed must be a whole number in [0, 2^32)"),
+        (["--data-seed", "-1"], "--data-seed must be a whole number in [0, 2^32)"),
+        (["--accelerator", "tpu"], "--accelerator must be one of auto, cpu, gpu, cuda"),
+    ],
+)
+def test_out_of_range_hardware_and_seeds_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str], message: str
+) -> None:
+    code, _, err = run_cli(capsys, "train", "--out", str(tmp_path / "run"), *flags)
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_a_gpu_asked_for_and_absent_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, _, err = run_cli(
+        capsys, "train", "--out", str(tmp_path / "run"), "--accelerator", "gpu", *TINY
+    )
+    assert code == 2 and "no CUDA device is visible" in err and err.count("\n") == 1
+
+
+def test_out_that_is_a_file_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    code, _, err = run_cli(capsys, "train", "--out", str(afile), *TINY)
+    assert code == 2 and "is a file, not a folder" in err
+    code, _, err = run_cli(capsys, "train", "--out", str(afile / "run"), *TINY)
+    assert code == 2 and err.startswith("pvae: error: ") and err.count("\n") == 1
+
+
+def test_a_run_on_user_arrays_is_usable_from_any_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = np.random.default_rng(0).normal(size=(400, 8, 8)).astype(np.float32)
+    (tmp_path / "work").mkdir()
+    np.save(tmp_path / "work" / "patches.npy", data)
+    monkeypatch.chdir(tmp_path / "work")
+    flags = ["--data", "npy:patches.npy", "--n-latents", "8", "--batch-size", "100", "--no-progress"]
+    assert run_cli(capsys, "train", "--out", "run", "--epochs", "1", *flags)[0] == 0
+    stored = json.loads((tmp_path / "work" / "run" / "config.json").read_text())
+    assert stored["data"]["data"] == f"npy:{tmp_path / 'work' / 'patches.npy'}"
+    # the same relative flag is the same data when resuming from the same folder ...
+    assert run_cli(capsys, "train", "--out", "run", "--resume", "--epochs", "2", *flags)[0] == 0
+    # ... and the run evaluates from anywhere
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(capsys, "evaluate", "work/run", "--no-gabor")[0] == 0
 
 
 def test_corrupt_config_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -23,7 +23,10 @@ def test_train_resume_and_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture
     assert torch.allclose(first.norm(dim=0), torch.ones(32), atol=1e-5)  # unit-norm atoms
     assert main(["sparse-coding", "train", "--out", str(out), "--epochs", "1", *TINY]) == 2
     assert "already holds a run" in capsys.readouterr().err
-    assert main(["sparse-coding", "train", "--out", str(out), "--resume", "--epochs", "3", *TINY]) == 0
+    assert main(["sparse-coding", "train", "--out", str(out), "--resume", "--lam", "5"]) == 2
+    assert "--lam differ from the run being resumed" in capsys.readouterr().err
+    # resuming reads the run's own settings: only the new epoch count is given
+    assert main(["sparse-coding", "train", "--out", str(out), "--resume", "--epochs", "3"]) == 0
     objectives = [
         float(line.split(",")[1]) for line in (out / "logs" / "metrics.csv").read_text().split()
     ]
@@ -44,3 +47,15 @@ def test_bad_options_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert main(["sparse-coding", "train", "--out", str(out), *TINY, "--lam", "-1"]) == 2
     assert "--lam must be positive" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_resume_refuses_a_vae_run_and_leaves_it_intact(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    vae = tmp_path / "vae"
+    flags = ["--n-train", "600", "--n-valid", "200", "--n-latents", "8", "--batch-size", "200"]
+    assert main(["train", "--out", str(vae), "--epochs", "1", "--no-progress", *flags]) == 0
+    before = (vae / "metrics.json").read_bytes()
+    assert main(["sparse-coding", "train", "--out", str(vae), "--resume", *TINY]) == 2
+    assert "holds a VAE run, not a sparse-coding run" in capsys.readouterr().err
+    assert (vae / "metrics.json").read_bytes() == before

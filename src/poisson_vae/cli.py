@@ -14,6 +14,7 @@ import dataclasses
 import json
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["main"]
@@ -354,9 +355,19 @@ def _sparse_coding(args: argparse.Namespace) -> int:
         k: v for k, v in vars(args).items() if k not in ("command", "sparse_command", "out", "resume")
     }
     data_names = {f.name for f in dataclasses.fields(DataConfig)}
+    document: dict[str, dict] = {"data": {}, "sparse_coding": {}}
+    stored_path = args.out / "config.json"
+    if args.resume and stored_path.is_file():
+        document = _read_config(stored_path)
+        if "sparse_coding" not in document:
+            raise ValueError(
+                f"{args.out} holds a VAE run, not a sparse-coding run; choose another --out"
+            )
+        _refuse_changed(flags, document, lambda key: "data" if key in data_names else "sparse_coding")
+    for key, value in flags.items():
+        document.setdefault("data" if key in data_names else "sparse_coding", {})[key] = value
     config = SparseCodingRun(
-        DataConfig(**{k: v for k, v in flags.items() if k in data_names}),
-        SparseCodingConfig(**{k: v for k, v in flags.items() if k not in data_names}),
+        DataConfig(**document["data"]), SparseCodingConfig(**document["sparse_coding"])
     )
     metrics = train_sparse_coding(config, args.out, resume=args.resume)
     shown = ("mse_map", "portion_zeros", "lifetime_sparsity", "n_active")
@@ -412,6 +423,34 @@ def _section_of(name: str) -> str:
     raise KeyError(name)
 
 
+def _read_config(path: Path) -> dict:
+    """A run's configuration document; one-line ValueError when it is unreadable."""
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read {path} ({error}); restore it or use a new --out") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"{path} must hold a JSON object; restore it or use a new --out")
+    return document
+
+
+def _refuse_changed(flags: dict, document: dict, section_of: Callable[[str], str]) -> None:
+    """Refuse flags that differ from the stored configuration of the run being resumed (only
+    :data:`RESUMABLE` ones may change)."""
+    from .training import resolve_source
+
+    changed = sorted(
+        key
+        for key, value in flags.items()
+        if key not in RESUMABLE
+        and document.get(section_of(key), {}).get(key)
+        != (resolve_source(value) if key == "data" else value)
+    )
+    if changed:
+        listed = ", ".join("--" + key.replace("_", "-") for key in changed)
+        raise ValueError(f"{listed} differ from the run being resumed; drop them or use a new --out")
+
+
 def _run_config(args: argparse.Namespace):
     from .training import DataConfig, RunConfig
     from .vae import CONFIG_FILE
@@ -423,15 +462,14 @@ def _run_config(args: argparse.Namespace):
     }
     stored_path = args.out / CONFIG_FILE
     if args.resume and stored_path.is_file():
+        for name, given in (("--recipe", args.recipe), ("--config", args.config)):
+            if given is not None:
+                raise ValueError(
+                    f"{name} applies to a new run; the run being resumed keeps its "
+                    f"{stored_path}: drop {name} or use a new --out"
+                )
         document = RunConfig.load(stored_path).to_dict()
-        changed = sorted(
-            key
-            for key, value in flags.items()
-            if key not in RESUMABLE and document[_section_of(key)].get(key) != value
-        )
-        if changed:
-            listed = ", ".join("--" + key.replace("_", "-") for key in changed)
-            raise ValueError(f"{listed} differ from the run being resumed; drop them or use a new --out")
+        _refuse_changed(flags, document, _section_of)
     elif args.config is not None:
         if not args.config.is_file():
             raise FileNotFoundError(f"--config {args.config} does not exist")
@@ -452,7 +490,7 @@ def _run_config(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training import CHECKPOINT, NonFiniteLossError, train
+    from .training import CHECKPOINT, NonFiniteLossError, _is_launched_replica, train
 
     config = _run_config(args)
     try:
@@ -466,7 +504,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"pvae: error: {error}; {advice}", file=sys.stderr)
         return 1
     if metrics is None:
-        if (args.out / CHECKPOINT).is_file():
+        if (args.out / CHECKPOINT).is_file() and not _is_launched_replica():
             print(
                 f"pvae: interrupted; continue with: pvae train --out {args.out} --resume",
                 file=sys.stderr,
@@ -512,6 +550,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pvae`` command."""
     parser = _build_parser()
     args = parser.parse_args(argv)
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
     from .vae import CheckpointError
 
     try:
@@ -533,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
             return _sparse_coding(args)
         if args.command == "reproduce":
             return _reproduce(args, argv)
-    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as error:
+    except (ValueError, OSError, CheckpointError, MisconfigurationException) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"pvae: error: {message}", file=sys.stderr)
         return 2

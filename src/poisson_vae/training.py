@@ -61,12 +61,23 @@ logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdvert
 METRICS_FILE = "metrics.json"
 
 
+#: Values of ``--accelerator``: ``auto`` takes CUDA when present (``gpu`` and ``cuda`` require it).
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+
+
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
 class RunExistsError(FileExistsError):
     """The output directory already holds a run."""
+
+
+def resolve_source(data: str) -> str:
+    """A dataset name as given, or ``npy:PATH`` with PATH made absolute."""
+    if isinstance(data, str) and data.startswith("npy:"):
+        return "npy:" + os.path.abspath(os.path.expanduser(data[len("npy:") :]))
+    return data
 
 
 @dataclass
@@ -87,6 +98,12 @@ class DataConfig:
     )
 
     def __post_init__(self) -> None:
+        # Absolute paths, so that the stored config.json works from any folder.
+        self.data = resolve_source(self.data)
+        for name in ("data_dir", "cache_dir"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, os.path.abspath(os.path.expanduser(value)))
         for name in ("n_train", "n_valid"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -97,6 +114,8 @@ class DataConfig:
             raise ValueError(f"--patch-size must be at least 2, got {self.patch_size}")
         if self.patches_per_image is not None and self.patches_per_image < 1:
             raise ValueError(f"--patches-per-image must be positive, got {self.patches_per_image}")
+        if not 0 <= self.data_seed < 2**32:
+            raise ValueError(f"--data-seed must be a whole number in [0, 2^32), got {self.data_seed}")
 
     def load(self) -> dict[str, np.ndarray]:
         """The dataset's train and validation arrays (and labels), from the cache when built."""
@@ -141,7 +160,7 @@ class TrainConfig:
     anneal_fraction: float = option(0.5, "fraction of the steps over which beta and temperature ramp")
     seed: int = option(0, "seed of initialisation, shuffling and sampling")
     accelerator: str = option("auto", "cpu, gpu, or auto (CUDA when present, else the CPU)")
-    devices: str = option("auto", "devices per node: a count or 'auto'")
+    devices: str | int = option("auto", "devices per node: a count or 'auto'")
     num_nodes: int = option(1, "nodes for multi-node data parallelism")
     strategy: str = option("auto", "Lightning strategy, e.g. ddp")
     val_every: int = option(5, "validate every this many epochs")
@@ -181,6 +200,12 @@ class TrainConfig:
             raise ValueError(f"--lr-restarts must be an integer >= 0, got {self.lr_restarts}")
         if self.warmup_clip_factor < 1:
             raise ValueError(f"--warmup-clip-factor must be >= 1, got {self.warmup_clip_factor}")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"--seed must be a whole number in [0, 2^32), got {self.seed}")
+        if self.accelerator not in ACCELERATORS:
+            raise ValueError(
+                f"--accelerator must be one of {', '.join(ACCELERATORS)}, got {self.accelerator!r}"
+            )
         self.devices = str(self.devices)
         if self.devices != "auto" and not (self.devices.isdigit() and int(self.devices) > 0):
             raise ValueError(f"--devices must be a positive count or 'auto', got {self.devices!r}")
@@ -206,10 +231,14 @@ class RunConfig:
         parts = {}
         for name, kind in sections.items():
             values = document.get(name, {})
-            known = {f.name for f in fields(kind)}
-            extra = sorted(set(values) - known)
+            if not isinstance(values, dict):
+                raise ValueError(f"section {name!r} must be an object of options, got {values!r}")
+            known = {f.name: f for f in fields(kind)}
+            extra = sorted(set(values) - set(known))
             if extra:
                 raise ValueError(f"unknown option(s) {extra} in section {name!r}")
+            for key, value in values.items():
+                _check_type(f"{name}.{key}", value, str(known[key].type))
             parts[name] = kind(**values)
         return cls(**parts)
 
@@ -221,6 +250,41 @@ class RunConfig:
             raise ValueError(f"{path} is not valid JSON ({error})") from None
         except (TypeError, ValueError) as error:
             raise ValueError(f"{path}: {error}") from None
+
+
+_TYPE_NAMES = {
+    "bool": "true or false",
+    "int": "a whole number",
+    "float": "a number",
+    "str": "a string",
+}
+
+
+def _check_type(name: str, value: object, annotation: str) -> None:
+    """Refuse a configuration value whose JSON type does not match its field's annotation, e.g.
+    ``"false"`` for a flag (a non-empty string would otherwise count as true)."""
+    allowed = [part.strip() for part in annotation.split("|")]
+    if value is None and "None" in allowed:
+        return
+    for kind in allowed:
+        if kind == "bool" and isinstance(value, bool):
+            return
+        if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return
+        if kind == "str" and isinstance(value, str):
+            return
+        if kind.startswith("tuple[int") and isinstance(value, (list, tuple)):
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                return
+    expected = " or ".join(
+        _TYPE_NAMES.get(kind, "a list of whole numbers" if kind.startswith("tuple") else kind)
+        for kind in allowed
+        if kind != "None"
+    )
+    expected += " (or null)" if "None" in allowed else ""
+    raise ValueError(f"{name} must be {expected}, got {json.dumps(value)}")
 
 
 class _BatchedTensors(Dataset):
@@ -382,15 +446,28 @@ class _ProgressBar(TQDMProgressBar):
         return metrics
 
 
+def check_out_is_a_folder(out: Path) -> None:
+    """Refuse an ``--out`` that is, or lies inside, a file, before any work is done."""
+    existing = next((path for path in (out, *out.parents) if path.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ValueError(f"--out {out}: {existing} is a file, not a folder; choose another --out")
+
+
 def check_run_directory(out: Path, resume: bool) -> Path | None:
     """Refuse an ``out`` that holds a run (unless resuming); the checkpoint to resume from, if any."""
     checkpoint = out / CHECKPOINT
+    check_out_is_a_folder(out)
     if not resume and (out / CONFIG_FILE).exists() and not _is_launched_replica():
         raise RunExistsError(
             f"{out} already holds a run: pass --resume to continue it, or choose another --out"
         )
     if not (resume and checkpoint.is_file()):
         return None
+    if not (out / CONFIG_FILE).is_file():
+        raise CheckpointError(
+            f"{checkpoint} has no {out / CONFIG_FILE} beside it to say what it trained; restore "
+            "it, or delete the checkpoint to start again"
+        )
     try:
         # Memory-mapped: checks the file's structure without reading its tensors twice.
         torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)["state_dict"]
@@ -437,6 +514,21 @@ def finish_run(model: VAE, config: RunConfig, valid: np.ndarray, out: Path) -> d
     return metrics
 
 
+def _accelerator(train_config: TrainConfig) -> str:
+    """Lightning's accelerator for ``--accelerator``; a one-line error when CUDA is asked for and
+    absent (Lightning's own "auto" would also pick Apple's MPS, untested here)."""
+    if train_config.accelerator == "cpu":
+        return "cpu"
+    if torch.cuda.is_available():
+        return "gpu"
+    if train_config.accelerator == "auto":
+        return "cpu"
+    raise ValueError(
+        f"--accelerator {train_config.accelerator}: no CUDA device is visible to torch "
+        f"{torch.__version__}; use --accelerator cpu (or auto)"
+    )
+
+
 def _make_trainer(config: RunConfig, out: Path, callbacks: list[Callback]) -> L.Trainer:
     """The Lightning trainer of a run; it writes nothing until it runs."""
     # Every start of the run (the first and each resume) logs into its own logs/version_N/.
@@ -452,9 +544,7 @@ def _make_trainer(config: RunConfig, out: Path, callbacks: list[Callback]) -> L.
         enable_version_counter=False,
     )
     train_config = config.train
-    accelerator = train_config.accelerator
-    if accelerator == "auto":  # Lightning's "auto" would also pick Apple's MPS, untested here
-        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    accelerator = _accelerator(train_config)
     return L.Trainer(
         max_epochs=train_config.epochs,
         accelerator=accelerator,
@@ -505,10 +595,10 @@ def train(
         RunExistsError: ``out`` holds a run and ``resume`` is False.
     """
     out = Path(out)
+    checkpoint = check_run_directory(out, resume)
     splits = config.data.load()
     model_config = dataclasses.replace(config.model, input_shape=splits["train"].shape[1:])
     config = dataclasses.replace(config, model=model_config)
-    checkpoint = check_run_directory(out, resume)
     trainer = _make_trainer(config, out, callbacks or [])
     write_config(out, config)
     L.seed_everything(config.train.seed, verbose=False)
@@ -573,9 +663,7 @@ def fit_array(
         model=dataclasses.replace(model_config, input_shape=input_shape),
         train=train_config,
     )
-    accelerator = train_config.accelerator
-    if accelerator == "auto":
-        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    accelerator = _accelerator(train_config)
     epoch_loss = _EpochLoss()
     batch_size = min(train_config.batch_size, len(data))
     samples = data.reshape(len(data), *input_shape)

@@ -140,12 +140,18 @@ def train_sparse_coding(config: SparseCodingRun, out: str | Path, resume: bool =
     Raises:
         FileExistsError: ``out`` holds a run and ``resume`` is False.
     """
+    from ..training import check_out_is_a_folder
+
     out = Path(out)
     recipe = config.sparse_coding
+    check_out_is_a_folder(out)
     if (out / "config.json").exists() and not resume:
         raise FileExistsError(
             f"{out} already holds a run: pass --resume to continue it, or choose another --out"
         )
+    if resume and (out / "config.json").is_file():
+        if "sparse_coding" not in json.loads((out / "config.json").read_text()):
+            raise ValueError(f"{out} holds a VAE run, not a sparse-coding run; choose another --out")
     splits = config.data.load()
     train, valid = _flat(splits["train"]), _flat(splits["valid"])
     out.mkdir(parents=True, exist_ok=True)
