@@ -44,8 +44,9 @@ def _machine() -> str:
 
 
 def _now() -> str:
-    # milliseconds: a killed invocation is timed by the results written before the next start
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    # Microseconds: a killed invocation is timed by the results written before the next start, and
+    # a start truncated to the millisecond could fall before a result written just ahead of it.
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def _read_sweep(out: Path) -> dict:
