@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
-from poisson_vae.data import Preprocessing, check_array, load_dataset
+from poisson_vae.data import Preprocessing, check_array, dataset_availability, load_dataset
 from poisson_vae.data.cache import cached_arrays, fingerprint
 from poisson_vae.data.natural import (
     TILE,
@@ -14,7 +16,12 @@ from poisson_vae.data.natural import (
     load_natural16,
     sample_patches,
 )
-from poisson_vae.data.whitening import local_contrast_normalise, whiten
+from poisson_vae.data.whitening import (
+    local_contrast_normalise,
+    prepare_image,
+    standardise_patches,
+    whiten,
+)
 
 
 def split_map(shape: tuple[int, int]) -> np.ndarray:
@@ -65,13 +72,58 @@ def test_natural16_shapes_scale_and_determinism(tmp_path) -> None:
 
 def test_corrupt_cache_entry_is_rebuilt(tmp_path) -> None:
     parameters = {"x": 1}
-    built = cached_arrays("toy", parameters, lambda: {"a": np.arange(3.0)}, tmp_path)
+    built = cached_arrays("toy", parameters, lambda: {"a": np.arange(3.0)}, tmp_path, required=["a"])
     path = tmp_path / f"toy-{fingerprint(parameters)}.npz"
     path.write_bytes(b"garbage")
     with pytest.warns(UserWarning, match="rebuilding"):
-        rebuilt = cached_arrays("toy", parameters, lambda: {"a": np.arange(3.0)}, tmp_path)
+        rebuilt = cached_arrays(
+            "toy", parameters, lambda: {"a": np.arange(3.0)}, tmp_path, required=["a"]
+        )
     assert np.array_equal(built["a"], rebuilt["a"])
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+def _splits() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {"train": rng.normal(size=(500, 1, 4, 4)), "valid": rng.normal(size=(100, 1, 4, 4))}
+
+
+def _truncate(path) -> None:
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+def _flip_a_data_byte(path) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 4] ^= 0xFF  # inside the first member's data: a bad CRC when it is read
+    path.write_bytes(bytes(raw))
+
+
+def _drop_valid(path) -> None:
+    np.savez(path, train=np.zeros((3, 1, 4, 4)))
+
+
+@pytest.mark.parametrize("damage", [_truncate, _flip_a_data_byte, _drop_valid])
+def test_damaged_cache_entry_warns_and_is_rebuilt(tmp_path, damage) -> None:
+    parameters = {"x": 3}
+    built = cached_arrays("toy", parameters, _splits, tmp_path)
+    path = tmp_path / f"toy-{fingerprint(parameters)}.npz"
+    damage(path)
+    with pytest.warns(UserWarning, match="rebuilding unreadable cache entry"):
+        rebuilt = cached_arrays("toy", parameters, _splits, tmp_path)
+    assert np.array_equal(built["valid"], rebuilt["valid"])
+    # the rebuilt entry replaced the damaged one and now reads without a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = cached_arrays("toy", parameters, _splits, tmp_path)
+    assert np.array_equal(built["train"], again["train"])
+
+
+def test_cache_entry_that_is_a_folder_warns_and_is_rebuilt(tmp_path) -> None:
+    parameters = {"x": 4}
+    (tmp_path / f"toy-{fingerprint(parameters)}.npz").mkdir()
+    with pytest.warns(UserWarning, match="is not a file; remove it"):
+        built = cached_arrays("toy", parameters, _splits, tmp_path)
+    assert np.array_equal(built["train"], _splits()["train"])
 
 
 def test_failed_build_leaves_nothing_in_the_cache(tmp_path) -> None:
@@ -103,6 +155,61 @@ def test_local_contrast_normalisation_tames_high_contrast_only() -> None:
     assert high == pytest.approx(1.0, abs=0.1)  # divided by its own local standard deviation
     # the quiet half is divided by the floor (the image-wide mean local std, ~10.5), not blown up
     assert low == pytest.approx(1 / 10.5, rel=0.2)
+
+
+def test_contrast_normalisation_leaves_a_blank_image_blank() -> None:
+    for value in (0.0, 0.1, 5.0):
+        assert np.array_equal(local_contrast_normalise(np.full((32, 40), value)), np.zeros((32, 40)))
+        prepared = prepare_image(np.full((32, 40), value), 0.4, True, border=2)
+        assert prepared.shape == (28, 36) and not prepared.any()
+
+
+def test_all_constant_training_patches_are_refused() -> None:
+    with pytest.raises(ValueError, match="all 5 training patches are constant"):
+        standardise_patches(np.full((5, 4, 4), 3.0), np.zeros((2, 4, 4)))
+
+
+def test_one_blank_user_image_stays_blank_and_spoils_nothing(tmp_path) -> None:
+    images = np.random.default_rng(0).normal(size=(10, 40, 48))
+    images[2] = 0.0
+    np.save(tmp_path / "x.npy", images)
+    options = Preprocessing(whiten_f0=0.3, contrast_normalise=True, patch_size=12, patches_per_image=5)
+    splits = load_dataset(f"npy:{tmp_path / 'x.npy'}", preprocessing=options)
+    assert np.isfinite(splits["train"]).all() and np.isfinite(splits["valid"]).all()
+    assert not splits["train"][10:15].any()  # the blank image's five patches
+    assert splits["train"][15:].std(axis=(1, 2, 3)).min() > 0
+    whole = load_dataset(
+        f"npy:{tmp_path / 'x.npy'}", preprocessing=Preprocessing(contrast_normalise=True)
+    )
+    assert np.isfinite(whole["train"]).all() and not whole["train"][2].any()
+
+
+@pytest.mark.parametrize("options", [Preprocessing(whiten_f0=0.3), Preprocessing(patch_size=4)])
+def test_constant_user_images_are_refused_through_the_pipeline(tmp_path, options) -> None:
+    np.save(tmp_path / "x.npy", np.full((10, 8, 8), 7.0))
+    with pytest.raises(ValueError, match="training patches are constant") as caught:
+        load_dataset(f"npy:{tmp_path / 'x.npy'}", preprocessing=options)
+    assert "NaN" not in str(caught.value)
+
+
+def test_patches_per_image_without_patch_size_is_refused(tmp_path) -> None:
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(10, 8, 8)))
+    for options in (
+        Preprocessing(patches_per_image=4),
+        Preprocessing(whiten_f0=0.3, patches_per_image=4),
+    ):
+        with pytest.raises(ValueError, match="--patches-per-image needs --patch-size"):
+            load_dataset(f"npy:{tmp_path / 'x.npy'}", preprocessing=options)
+    with_size = Preprocessing(patch_size=4, patches_per_image=4)
+    splits = load_dataset(f"npy:{tmp_path / 'x.npy'}", preprocessing=with_size)
+    assert splits["train"].shape == (32, 1, 4, 4)
+
+
+def test_unknown_dataset_availability_lists_the_choices() -> None:
+    reason = dataset_availability("foo")
+    assert reason is not None and reason.startswith("unknown dataset 'foo'; choose one of")
+    for name in ("cifar16", "mnist", "natural16", "vanhateren16", "npy:PATH"):
+        assert name in reason
 
 
 @pytest.mark.parametrize(

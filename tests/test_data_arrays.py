@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from poisson_vae.data import load_dataset
+from poisson_vae.data import Preprocessing, dataset_availability, load_dataset
 from poisson_vae.data.arrays import load_user_arrays
 from poisson_vae.data.idx import DataFileError
 
@@ -53,12 +53,83 @@ def test_bad_user_arrays_are_refused(tmp_path, contents: dict, message: str) -> 
         load_user_arrays(tmp_path / "d.npz")
 
 
-def test_nan_in_user_arrays_is_refused(tmp_path) -> None:
-    images = np.zeros((10, 4, 4))
-    images[3, 1, 1] = np.nan
+@pytest.mark.parametrize(
+    "preprocessing",
+    [None, Preprocessing(whiten_f0=0.3, contrast_normalise=True, patch_size=4, patches_per_image=3)],
+)
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_nan_in_user_arrays_is_refused_before_preprocessing(
+    tmp_path, preprocessing: Preprocessing | None, value: float
+) -> None:
+    """The count is of the user's values, not of the patches a NaN spreads into."""
+    images = np.random.default_rng(0).normal(size=(10, 8, 8))
+    images[3, 1, 1] = value
     np.save(tmp_path / "x.npy", images)
-    with pytest.raises(ValueError, match="1 values are NaN"):
-        load_dataset(f"npy:{tmp_path / 'x.npy'}")
+    with pytest.raises(DataFileError, match=r"x.npy\[images\]: 1 values are NaN or infinite"):
+        load_dataset(f"npy:{tmp_path / 'x.npy'}", preprocessing=preprocessing)
+
+
+def test_values_beyond_float32_are_refused(tmp_path) -> None:
+    np.save(tmp_path / "x.npy", np.full((10, 4, 4), 1e300))
+    with pytest.raises(DataFileError, match="160 values exceed the float32 range"):
+        load_user_arrays(tmp_path / "x.npy")
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (np.arange(20).reshape(20, 1), r"labels must be a 1-D array of 20 values, got shape \(20, 1\)"),
+        (np.zeros((20, 3)), r"got shape \(20, 3\)"),
+        (np.full(20, 0.5), r"20 labels are not whole numbers \(e.g. 0.5\)"),
+        (np.where(np.arange(20) == 7, np.nan, 1.0), "1 labels are NaN or infinite"),
+        (np.array(["a"] * 20), "labels must be whole numbers, got dtype <U1"),
+    ],
+)
+def test_labels_must_be_one_whole_number_per_image(tmp_path, labels: np.ndarray, message: str) -> None:
+    np.savez(tmp_path / "d.npz", x=np.zeros((20, 4, 4)), y=labels)
+    with pytest.raises(DataFileError, match=message) as caught:
+        load_user_arrays(tmp_path / "d.npz")
+    assert "\n" not in str(caught.value) and r"d.npz[y]" in str(caught.value)
+
+
+def test_whole_float_labels_become_integers(tmp_path) -> None:
+    np.savez(tmp_path / "d.npz", x=np.zeros((20, 4, 4)), y=np.arange(20.0))
+    splits = load_user_arrays(tmp_path / "d.npz")
+    assert splits["train_labels"].dtype == np.int64
+    assert splits["valid_labels"].tolist() == [16, 17, 18, 19]
+
+
+def test_a_folder_is_not_a_file(tmp_path) -> None:
+    (tmp_path / "adir.npy").mkdir()
+    with pytest.raises(DataFileError, match="adir.npy is a folder, not a file"):
+        load_user_arrays(tmp_path / "adir.npy")
+    reason = dataset_availability(f"npy:{tmp_path / 'adir.npy'}")
+    assert reason is not None and "is a folder, not a file" in reason
+    assert "does not exist" in str(dataset_availability(f"npy:{tmp_path / 'absent.npy'}"))
+
+
+def _corrupt(raw: bytes, how: str) -> bytes:
+    if how == "truncated":
+        return raw[: len(raw) // 2]
+    flipped = bytearray(raw)
+    flipped[len(raw) // 2] ^= 0xFF  # inside the (only) member's data
+    return bytes(flipped)
+
+
+@pytest.mark.parametrize(
+    ("how", "compressed"),
+    [("truncated", False), ("truncated", True), ("flipped", False), ("flipped", True)],
+)
+def test_corrupt_npz_is_a_one_line_error_naming_the_file(tmp_path, how: str, compressed: bool) -> None:
+    """Truncated files, bad CRCs and corrupt deflate streams surface when the members are read."""
+    images = np.random.default_rng(0).normal(size=(50, 8, 8))
+    save = np.savez_compressed if compressed else np.savez
+    save(tmp_path / "d.npz", images=images)
+    path = tmp_path / "d.npz"
+    path.write_bytes(_corrupt(path.read_bytes(), how))
+    with pytest.raises(DataFileError, match="d.npz is not a readable .npy/.npz file") as caught:
+        load_dataset(f"npy:{path}")
+    assert "\n" not in str(caught.value)
 
 
 def test_missing_and_corrupt_files(tmp_path) -> None:

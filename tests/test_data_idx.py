@@ -42,3 +42,18 @@ def test_unreadable_gzip(tmp_path) -> None:
     path.write_bytes(gzip.compress(idx_bytes(np.zeros(4, np.uint8)))[:-6])
     with pytest.raises(DataFileError, match="broken.gz is not a readable gzip file"):
         read_idx(path)
+
+
+@pytest.mark.parametrize("offset", [10, 12, 20])
+def test_corrupt_compressed_data_is_named(tmp_path, offset: int) -> None:
+    """A damaged deflate stream (zlib.error) is a one-line error, like a truncated file."""
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    images = np.random.default_rng(0).integers(0, 256, (50, 28, 28), dtype=np.uint8)
+    raw = bytearray(gzip.compress(idx_bytes(images)))
+    raw[offset] = 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(
+        DataFileError, match="train-images-idx3-ubyte.gz is not a readable gzip"
+    ) as caught:
+        read_idx(path)
+    assert "\n" not in str(caught.value)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import os
+import struct
 
 import numpy as np
 import pytest
@@ -37,6 +39,26 @@ def test_label_count_mismatch_is_refused(tmp_path) -> None:
         load_mnist(tmp_path)
 
 
+def test_float_idx_images_are_refused(tmp_path) -> None:
+    """Images stored as IDX floats (type 0x0D) are not silently divided by 255."""
+    write_mnist_layout(tmp_path, n_train=5)
+    images = np.random.default_rng(0).random((5, 28, 28)).astype(">f4")
+    header = bytes([0, 0, 0x0D, 3]) + struct.pack(">3I", *images.shape)
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + images.tobytes()))
+    with pytest.raises(DataFileError, match="train-images-idx3-ubyte.gz holds float32 pixels"):
+        load_mnist(tmp_path)
+
+
+def test_corrupt_gzip_is_a_data_file_error(tmp_path) -> None:
+    write_mnist_layout(tmp_path)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    raw = bytearray(path.read_bytes())
+    raw[10] = 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataFileError, match="train-images-idx3-ubyte.gz is not a readable gzip"):
+        load_dataset("mnist", data_dir=str(tmp_path))
+
+
 def test_cache_follows_the_source_files(tmp_path) -> None:
     source, cache = tmp_path / "mnist", tmp_path / "cache"
     write_mnist_layout(source, seed=1)
@@ -50,6 +72,17 @@ def test_cache_follows_the_source_files(tmp_path) -> None:
     changed = load_dataset("mnist", data_dir=str(source), cache_dir=str(cache))
     assert np.allclose(changed["train"][:, 0] * 255, written["train-images-idx3-ubyte"])
     assert len(list(cache.glob("mnist-*.npz"))) == 2
+
+
+def test_cache_entry_without_labels_is_rebuilt(tmp_path) -> None:
+    source, cache = tmp_path / "mnist", tmp_path / "cache"
+    written = write_mnist_layout(source)
+    first = load_dataset("mnist", data_dir=str(source), cache_dir=str(cache))
+    (entry,) = cache.glob("mnist-*.npz")
+    np.savez(entry, train=first["train"], valid=first["valid"])  # the labels lost
+    with pytest.warns(UserWarning, match=r"rebuilding unreadable cache entry .*train_labels"):
+        again = load_dataset("mnist", data_dir=str(source), cache_dir=str(cache))
+    assert np.array_equal(again["train_labels"], written["train-labels-idx1-ubyte"])
 
 
 def test_subsets_take_the_first_samples(tmp_path) -> None:

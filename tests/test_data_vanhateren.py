@@ -68,3 +68,23 @@ def test_preprocessing_options_reach_the_pipeline(tmp_path) -> None:
     splits = load_dataset("vanhateren16", data_dir=str(tmp_path / "raw"), preprocessing=options)
     assert splits["train"].shape[1:] == (1, 8, 8)
     assert len(splits["train"]) + len(splits["valid"]) == 14
+
+
+def test_blank_image_gives_blank_patches_not_nan(tmp_path) -> None:
+    write_images(tmp_path, 6)
+    np.zeros(IMAGE_SHAPE, ">u2").tofile(tmp_path / "imk00002.imc")
+    splits = load_vanhateren16(tmp_path, patches_per_image=50)
+    assert np.isfinite(splits["train"]).all() and np.isfinite(splits["valid"]).all()
+    blank = np.flatnonzero(~splits["train"].any(axis=(1, 2, 3)))
+    assert len(blank) == 50  # exactly the blank image's patches (image 2 trains with seed 0)
+    assert float(splits["train"].std()) == pytest.approx(1.0, rel=1e-4)
+
+
+def test_only_blank_images_are_refused(tmp_path) -> None:
+    tmp_path.mkdir(exist_ok=True)
+    for index in range(3):
+        np.zeros(IMAGE_SHAPE, ">u2").tofile(tmp_path / f"imk{index:05d}.iml")
+    with pytest.raises(ValueError, match="training patches are constant"):
+        load_dataset(
+            "vanhateren16", data_dir=str(tmp_path), preprocessing=Preprocessing(patches_per_image=5)
+        )

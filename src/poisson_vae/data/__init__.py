@@ -128,13 +128,20 @@ USER_ARRAYS = DatasetInfo(
 )
 
 
+def _known_names() -> str:
+    """The names ``--data`` accepts, for error messages."""
+    return ", ".join([*sorted(DATASETS), f"{USER_PREFIX}PATH"])
+
+
 def dataset_availability(name: str, data_dir: str | None = None) -> str | None:
     """None when ``name`` can be loaded now, else the reason it cannot."""
     if name.startswith(USER_PREFIX):
         path = Path(name[len(USER_PREFIX) :])
+        if path.is_dir():
+            return f"{path} is a folder, not a file; give the path of a .npy or .npz file"
         return None if path.is_file() else f"{path} does not exist"
     if name not in DATASETS:
-        return f"unknown dataset {name!r}"
+        return f"unknown dataset {name!r}; choose one of {_known_names()} (see `pvae data list`)"
     return DATASETS[name].availability(data_dir)
 
 
@@ -177,10 +184,6 @@ def _subset(splits: dict[str, np.ndarray], n_train: int | None, n_valid: int | N
         if f"{split}_labels" in splits:
             out[f"{split}_labels"] = splits[f"{split}_labels"][:n]
     return out
-
-
-def _vanhateren_sources(data_dir: str | None) -> dict[str, Path]:
-    return {path.name: path for path in vanhateren_files(data_dir)}
 
 
 @dataclass(frozen=True)
@@ -232,10 +235,17 @@ def _options(name: str, preprocessing: Preprocessing) -> dict:
     if unsupported:
         flags = ", ".join("--" + option.replace("_", "-") for option in unsupported)
         raise ValueError(f"{name} does not take {flags}")
-    return defaults | given
+    options = defaults | given
+    if key == USER_PREFIX and "patches_per_image" in given and options["patch_size"] is None:
+        raise ValueError(
+            f"{name}: --patches-per-image needs --patch-size (without it each image is kept whole); "
+            "add --patch-size or drop --patches-per-image"
+        )
+    return options
 
 
 def _vanhateren_sources(data_dir: str | None) -> dict[str, Path]:
+    """vanhateren16's raw image files by name, for the cache fingerprint."""
     return {path.name: path for path in vanhateren_files(data_dir)}
 
 
@@ -340,11 +350,14 @@ def load_dataset(
         fingerprint = {"dataset": name, "version": 1, "seed": seed if seeded else None}
         fingerprint["options"] = options
         fingerprint["files"] = _file_fingerprints(sources(data_dir))
-        full = cached_arrays(name, fingerprint, lambda: build(data_dir, seed, options), cache_dir)
+        labels = ["train_labels", "valid_labels"] if DATASETS[name].labels else []
+        required = ["train", "valid", *labels]  # an entry without them is rebuilt
+        full = cached_arrays(
+            name, fingerprint, lambda: build(data_dir, seed, options), cache_dir, required
+        )
         splits = _subset(full, n_train, n_valid, name)
     else:
-        known = ", ".join([*sorted(DATASETS), "npy:PATH"])
-        raise ValueError(f"--data {name!r} is unknown; choose one of {known}")
+        raise ValueError(f"--data {name!r} is unknown; choose one of {_known_names()}")
     for split in ("train", "valid"):
         splits[split] = check_array(splits[split], f"{name}/{split}")
     if splits["train"].shape[1:] != splits["valid"].shape[1:]:

@@ -6,11 +6,13 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import numpy as np
 import platformdirs
+
+from .idx import error_summary
 
 __all__ = ["cache_dir", "cached_arrays", "fingerprint"]
 
@@ -29,25 +31,50 @@ def fingerprint(parameters: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _read_entry(path: Path, required: Collection[str]) -> dict[str, np.ndarray]:
+    """The arrays of a cache entry, all read (so a bad CRC or truncated member shows here).
+
+    Raises:
+        ValueError: an expected array is missing from the entry.
+        Exception: whatever the file's corruption makes numpy or zipfile raise.
+    """
+    with np.load(path, allow_pickle=False) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    missing = sorted(set(required) - set(arrays))
+    if missing:
+        raise ValueError(f"it lacks {missing}")
+    return arrays
+
+
 def cached_arrays(
     name: str,
     parameters: dict,
     build: Callable[[], dict[str, np.ndarray]],
     directory: str | os.PathLike | None = None,
+    required: Collection[str] = ("train", "valid"),
 ) -> dict[str, np.ndarray]:
     """Load ``name``'s arrays for ``parameters`` from the cache, or build and cache them.
 
     The file is written under a temporary name and renamed into place, so an interrupted build
-    never leaves a half-written entry; an unreadable entry is rebuilt.
+    never leaves a half-written entry. An entry that cannot be read (truncated, corrupt, lacking one
+    of the ``required`` arrays) is rebuilt with a warning; one that is a folder is rebuilt with a
+    warning and left alone, so the arrays are not cached until it is removed.
     """
     folder = cache_dir(directory)
     path = folder / f"{name}-{fingerprint(parameters)}.npz"
     if path.is_file():
         try:
-            with np.load(path) as stored:
-                return {key: stored[key] for key in stored.files}
-        except (OSError, ValueError, EOFError) as error:
-            warnings.warn(f"rebuilding unreadable cache entry {path} ({error})", stacklevel=2)
+            return _read_entry(path, required)
+        except Exception as error:  # any corruption of the entry: rebuild it, as promised
+            warnings.warn(
+                f"rebuilding unreadable cache entry {path} ({error_summary(error)})", stacklevel=2
+            )
+    elif path.exists():
+        warnings.warn(
+            f"rebuilding {name}: cache entry {path} is not a file; remove it to cache the arrays",
+            stacklevel=2,
+        )
+        return build()
     arrays = build()
     folder.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(f".{os.getpid()}.tmp.npz")

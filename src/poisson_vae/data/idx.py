@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +18,35 @@ class DataFileError(ValueError):
     """A data file is missing, truncated or not in the expected format."""
 
 
+def error_summary(error: BaseException) -> str:
+    """``Type: first line of the message`` of an exception, for one-line errors and warnings.
+
+    Lower-case type names (``zlib.error``) keep their module, so that they still say something.
+    """
+    kind = type(error).__name__
+    if kind.islower():
+        kind = f"{type(error).__module__}.{kind}"
+    lines = str(error).splitlines()
+    return f"{kind}: {lines[0]}" if lines and lines[0] else kind
+
+
 def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (``.gz`` or raw) into an array of its stored shape and type.
 
     Raises:
-        DataFileError: the file is missing, has a bad magic number, or holds the wrong byte count.
+        DataFileError: the file is missing, is not valid gzip (truncated or corrupt compressed
+            data), has a bad magic number, or holds the wrong byte count.
     """
     path = Path(path)
     if not path.is_file():
         raise DataFileError(f"{path} does not exist")
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
-        raise DataFileError(f"{path} is not a readable gzip file ({error})") from None
+    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
+        raise DataFileError(
+            f"{path} is not a readable gzip file ({error_summary(error)}); "
+            "it is truncated or corrupt: fetch it again"
+        ) from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
         raise DataFileError(f"{path} is not an IDX file (bad magic number {raw[:4].hex()})")
     n_dims = raw[3]

@@ -80,7 +80,8 @@ def load_mnist(data_dir: str | Path | None = None) -> dict[str, np.ndarray]:
         ``train_labels`` / ``valid_labels`` int64 (for MNIST itself; other IDX sets keep their sizes).
 
     Raises:
-        DataFileError: a file is missing, corrupt, or images and labels do not match.
+        DataFileError: a file is missing or corrupt, the images are not unsigned bytes, the labels
+            are not integers, or images and labels do not match.
     """
     paths = mnist_source(data_dir)
     arrays: dict[str, np.ndarray] = {}
@@ -91,6 +92,16 @@ def load_mnist(data_dir: str | Path | None = None) -> dict[str, np.ndarray]:
             raise DataFileError(
                 f"mnist: {paths[f'{split}_images']} must hold (N, H, W) images and "
                 f"{paths[f'{split}_labels']} (N,) labels; got {images.shape} and {labels.shape}"
+            )
+        if images.dtype != np.uint8:
+            raise DataFileError(
+                f"mnist: {paths[f'{split}_images']} holds {images.dtype.name} pixels; the MNIST layout "
+                "needs unsigned bytes (IDX type 0x08, 0-255): convert the images to uint8"
+            )
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise DataFileError(
+                f"mnist: {paths[f'{split}_labels']} holds {labels.dtype.name} labels; "
+                "class labels must be integers (IDX type 0x08, 0x09, 0x0B or 0x0C)"
             )
         if len(images) != len(labels):
             raise DataFileError(

@@ -37,11 +37,17 @@ def _contrast_kernel(size: int = 13, width: float = 0.5) -> np.ndarray:
     return kernel / kernel.sum()
 
 
+def _is_blank(image: np.ndarray) -> bool:
+    """Whether every pixel has the same value (exactly, so no rounding noise counts as contrast)."""
+    return image.size == 0 or bool(image.max() == image.min())
+
+
 def local_contrast_normalise(image: np.ndarray) -> np.ndarray:
     """Subtract the local mean and divide by the local standard deviation.
 
     The window is a Gaussian exp(-r^2 / 0.5) sampled on a 13 x 13 grid spanning [-1, 1]; the local
-    standard deviation is floored at its image-wide mean, so flat regions are not blown up.
+    standard deviation is floored at its image-wide mean, so flat regions are not blown up. A blank
+    (constant) image has no contrast to normalise and gives zeros, not 0 / 0.
 
     Args:
         image: (H, W) image.
@@ -49,10 +55,16 @@ def local_contrast_normalise(image: np.ndarray) -> np.ndarray:
     Returns:
         (H, W) float64 normalised image.
     """
+    image = np.asarray(image, dtype=np.float64)
+    if _is_blank(image):
+        return np.zeros_like(image)
     kernel = _contrast_kernel()
     centred = image - ndimage.convolve(image, kernel, mode="reflect")
     local_std = np.sqrt(ndimage.convolve(centred**2, kernel, mode="reflect"))
-    return centred / np.maximum(local_std, local_std.mean())
+    floor = local_std.mean()
+    if not floor > 0:  # no contrast left after the local mean (rounding or underflow): blank
+        return np.zeros_like(centred)
+    return centred / np.maximum(local_std, floor)
 
 
 def standardise_patches(train: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
@@ -66,11 +78,20 @@ def standardise_patches(train: np.ndarray, valid: np.ndarray) -> dict[str, np.nd
 
     Returns:
         ``{"train": (N, 1, H, W), "valid": (M, 1, H, W)}`` float32.
+
+    Raises:
+        ValueError: every training patch is constant (blank or flat images), so there is no scale.
     """
     centred = {
         key: p - p.mean(axis=(1, 2), keepdims=True) for key, p in (("train", train), ("valid", valid))
     }
     scale = centred["train"].std()
+    # no spread beyond the rounding of the patch means (1e-10 of the values): nothing to scale
+    if not scale > 1e-10 * np.abs(train).max(initial=0.0):
+        raise ValueError(
+            f"all {len(train)} training patches are constant (the images are blank or flat), so "
+            "there is nothing to standardise or learn: check the source images"
+        )
     return {key: (value / scale).astype(np.float32)[:, None] for key, value in centred.items()}
 
 
@@ -86,9 +107,11 @@ def prepare_image(
         border: pixels dropped on every side.
 
     Returns:
-        (H - 2 border, W - 2 border) float64.
+        (H - 2 border, W - 2 border) float64; zeros for a blank (constant) image.
     """
     image = np.asarray(image, dtype=np.float64)
+    if _is_blank(image):  # nothing to whiten or normalise; its patches are zeros
+        return np.zeros((image.shape[0] - 2 * border, image.shape[1] - 2 * border))
     image = (image - image.mean()) / max(image.std(), 1e-12)
     if f0 is not None:
         image = whiten(image, f0)
