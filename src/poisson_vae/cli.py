@@ -348,6 +348,7 @@ def _amortization_gap(args: argparse.Namespace) -> int:
 
 
 def _sparse_coding(args: argparse.Namespace) -> int:
+    from .compare import read_json_object
     from .sparse_coding.training import SparseCodingConfig, SparseCodingRun, train_sparse_coding
     from .training import DataConfig
 
@@ -358,7 +359,7 @@ def _sparse_coding(args: argparse.Namespace) -> int:
     document: dict[str, dict] = {"data": {}, "sparse_coding": {}}
     stored_path = args.out / "config.json"
     if args.resume and stored_path.is_file():
-        document = _read_config(stored_path)
+        document = read_json_object(stored_path)
         if "sparse_coding" not in document:
             raise ValueError(
                 f"{args.out} holds a VAE run, not a sparse-coding run; choose another --out"
@@ -421,17 +422,6 @@ def _section_of(name: str) -> str:
         if name in {f.name for f in dataclasses.fields(kind)}:
             return section
     raise KeyError(name)
-
-
-def _read_config(path: Path) -> dict:
-    """A run's configuration document; one-line ValueError when it is unreadable."""
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot read {path} ({error}); restore it or use a new --out") from None
-    if not isinstance(document, dict):
-        raise ValueError(f"{path} must hold a JSON object; restore it or use a new --out")
-    return document
 
 
 def _refuse_changed(flags: dict, document: dict, section_of: Callable[[str], str]) -> None:

@@ -94,7 +94,7 @@ class RunRecord:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def _read_json(path: Path) -> dict:
+def read_json_object(path: Path) -> dict:
     """The JSON object in ``path``; one-line ValueError naming the file when it is unreadable."""
     try:
         document = json.loads(path.read_text())
@@ -172,8 +172,8 @@ def _load_run(directory: Path) -> RunRecord:
         raise ValueError(f"{directory} has no config.json; is it a run directory?")
     if not metrics_path.is_file():
         raise ValueError(f"{directory} has no eval/metrics.json: run `pvae evaluate {directory}` first")
-    condition, seed = condition_and_seed(_read_json(config_path), config_path)
-    return RunRecord(directory, condition, seed, flat_metrics(_read_json(metrics_path)))
+    condition, seed = condition_and_seed(read_json_object(config_path), config_path)
+    return RunRecord(directory, condition, seed, flat_metrics(read_json_object(metrics_path)))
 
 
 def _by_condition(runs: Iterable[RunRecord]) -> dict[Condition, dict[int, RunRecord]]:
