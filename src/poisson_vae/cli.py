@@ -86,19 +86,27 @@ def _version_text() -> str:
     return f"pvae {__version__} (torch {torch.__version__}; {', '.join(devices)})\n{samplers}"
 
 
+class _VersionAction(argparse.Action):
+    """``--version``, its text built only when asked for (querying CUDA devices is slow)."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # type: ignore[override]
+        print(_version_text())
+        parser.exit()
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from .training import DataConfig, TrainConfig
     from .vae import ModelConfig
 
     parser = argparse.ArgumentParser(
-        prog="pvae",
-        description="Poisson VAE: train sparse spike-count autoencoders.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps --version's two lines
+        prog="pvae", description="Poisson VAE: train sparse spike-count autoencoders."
     )
     parser.add_argument(
         "--version",
-        action="version",
-        version=_version_text(),
+        action=_VersionAction,
         help="show the versions, the devices and the sampler each device runs, and exit",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
