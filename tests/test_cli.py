@@ -276,6 +276,11 @@ def test_model_summary_prints_the_parameter_count(
     assert "encoder.linear " in stdout and "decoder.linear " in stdout  # one row per layer
 
 
+def test_model_summary_names_the_flag_of_a_bad_input_size(capsys: pytest.CaptureFixture) -> None:
+    code, _, err = run_cli(capsys, "model-summary", "--input-size", "0")
+    assert code == 2 and "--input-size must be a positive integer, got 0" in err
+
+
 def test_sample_decodes_prior_draws_into_a_png(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     from poisson_vae import ModelConfig, build_vae, save_model
 

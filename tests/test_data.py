@@ -70,6 +70,15 @@ def test_natural16_shapes_scale_and_determinism(tmp_path) -> None:
     assert len(sorted(tmp_path.glob("natural16-*.npz"))) == 2
 
 
+def test_natural16_cache_entry_names_the_photographs_package_versions(tmp_path, monkeypatch) -> None:
+    import poisson_vae.data.natural as natural
+
+    load_natural16(n_train=100, n_valid=50, cache_dir=tmp_path)
+    monkeypatch.setattr(natural, "version", lambda package: "0.0-another-release")
+    load_natural16(n_train=100, n_valid=50, cache_dir=tmp_path)  # not served from the first entry
+    assert len(sorted(tmp_path.glob("natural16-*.npz"))) == 2
+
+
 def test_corrupt_cache_entry_is_rebuilt(tmp_path) -> None:
     parameters = {"x": 1}
     built = cached_arrays("toy", parameters, lambda: {"a": np.arange(3.0)}, tmp_path, required=["a"])

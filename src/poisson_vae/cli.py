@@ -255,6 +255,8 @@ def _model_summary(args: argparse.Namespace) -> int:
     from .vae import ModelConfig, build_vae
 
     size = args.input_size
+    if size < 1:
+        raise ValueError(f"--input-size must be a positive integer, got {size}")
     config = ModelConfig(
         latent=args.latent, arch=args.arch, n_latents=args.n_latents, input_shape=(1, size, size)
     )

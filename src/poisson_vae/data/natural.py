@@ -10,6 +10,8 @@ standard deviation, so a zero reconstruction has an SSE of about 256.
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 import numpy as np
 
 from .cache import cached_arrays
@@ -160,6 +162,8 @@ def load_natural16(
         "dataset": "natural16",
         "version": PIPELINE_VERSION,
         "images": [name for name, _, _ in NATURAL16_IMAGES],
+        # The photographs ship with these packages; a release may re-encode one.
+        "sources": {package: version(package) for package in ("scikit-image", "scikit-learn")},
         "n_train": n_train,
         "n_valid": n_valid,
         "seed": seed,
