@@ -25,7 +25,10 @@ from poisson_vae.vae import ModelConfig, build_vae, save_model
 
 SMALL_ESTIMATORS = [
     PoissonVAETransformer(n_latents=4, epochs=2, batch_size=32),
-    SparseCodingTransformer(n_atoms=4, n_steps=5, n_iterations=50, batch_size=32),
+    *(
+        SparseCodingTransformer(algorithm, n_atoms=4, n_steps=5, n_iterations=50, batch_size=32)
+        for algorithm in ("fista", "ista", "lca")
+    ),
 ]
 
 

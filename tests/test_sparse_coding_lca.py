@@ -74,6 +74,29 @@ def test_stops_early_on_an_easy_problem() -> None:
     assert result.converged and result.n_iterations < 1000
 
 
+@pytest.mark.parametrize("dt", [None, 0.01])
+def test_a_code_still_at_zero_while_its_potentials_rise_is_not_converged(dt: float | None) -> None:
+    # A large threshold: every potential starts far below it, so the codes are all zero for the
+    # first checks while the potentials still climb towards Phi^T x (whose largest entry exceeds
+    # lam, so zero is not the minimiser). The old rule, on the codes, stopped there with zeros.
+    x, dictionary = problem(seed=6, batch=4)
+    lam = 0.8 * float((x @ dictionary).abs().max())
+    options = {"lam": lam, "n_iterations": 200_000, "tol": 1e-9}
+    result = LCA(dt=dt, **options).infer(x, dictionary)
+    minimum = FISTA(**options).infer(x, dictionary)
+    assert result.converged and bool((minimum.codes != 0).any())
+    assert bool((result.codes != 0).any()) and result.n_iterations > 10
+    torch.testing.assert_close(result.objective, minimum.objective, rtol=1e-6, atol=0)
+
+
+def test_each_sample_stops_on_its_own() -> None:
+    x, dictionary = problem(seed=7, batch=12)
+    lca = LCA(lam=0.5, n_iterations=5000, tol=1e-5)
+    together = lca.infer(x, dictionary).codes
+    alone = torch.cat([lca.infer(x[i : i + 1], dictionary).codes for i in range(len(x))])
+    torch.testing.assert_close(together, alone, rtol=1e-12, atol=1e-12)
+
+
 def test_only_the_step_ratio_matters() -> None:
     x, dictionary = problem(seed=4)
     slow = LCA(lam=0.5, n_iterations=50, tol=0, tau=100.0, dt=10.0).infer(x, dictionary)

@@ -257,7 +257,7 @@ class SparseCodingTransformer(TransformerMixin, BaseEstimator):
         n_atoms: K.
         lam: L1 weight (LCA: the threshold).
         n_iterations: most inference iterations.
-        tol: relative change of the codes at which inference stops.
+        tol: relative change at which inference stops, per sample (codes; LCA: potentials).
         non_negative: constrain codes to a >= 0.
         n_steps: dictionary updates in ``fit``.
         batch_size: samples per dictionary update (drawn with replacement).
@@ -267,12 +267,6 @@ class SparseCodingTransformer(TransformerMixin, BaseEstimator):
     Attributes:
         components_: (K, D) the unit-norm atoms, as rows (like ``DictionaryLearning``).
         n_features_in_: D.
-
-    Expected failures of :func:`sklearn.utils.estimator_checks.check_estimator` (see
-    :data:`EXPECTED_FAILED_CHECKS`):
-
-    - ``check_methods_subset_invariance``: inference stops once every sample of the batch has
-      converged (``tol``), so a sample's code depends on its batch-mates (exact with ``tol=0``).
     """
 
     def __init__(
@@ -338,7 +332,5 @@ class SparseCodingTransformer(TransformerMixin, BaseEstimator):
 #: ``parametrize_with_checks(..., expected_failed_checks=...)``).
 EXPECTED_FAILED_CHECKS: dict[type, dict[str, str]] = {
     PoissonVAETransformer: {},
-    SparseCodingTransformer: {
-        "check_methods_subset_invariance": "the stopping rule is per batch: codes depend on batch-mates",
-    },
+    SparseCodingTransformer: {},
 }

@@ -152,10 +152,14 @@ def _check_options(lam: float, n_iterations: int, tol: float, check_every: int) 
 class InferenceMethod(ABC):
     """A batched sparse-coding solver: subclasses say how to iterate, this class runs the loop.
 
-    Stopping rule: every ``check_every`` iterations, the relative change of each sample's code since
-    the previous check, ``||a_t - a_{t - check_every}|| / ||a_t||``, is compared with ``tol``; the
-    loop stops once every sample is at or below it (a sample whose code stays all-zero counts as
-    converged). Checking only every few iterations keeps the device-to-host synchronisation cheap.
+    Stopping rule, per sample: every ``check_every`` iterations, the relative change of each
+    sample's state since the previous check, ``||s_t - s_{t - check_every}|| / ||s_t||``, is compared
+    with ``tol``; a sample at or below it keeps its codes from then on, and the loop stops once every
+    sample has settled. The state is the code for ISTA and FISTA (a code that is still all-zero
+    after the first steps stays zero: it is the minimiser) and the potentials for LCA, whose codes
+    sit at zero while the potentials rise towards the threshold. Because each sample stops on its
+    own trajectory, its code does not depend on the other samples of the batch. Checking only every
+    few iterations keeps the device-to-host synchronisation cheap.
 
     Args:
         lam: L1 weight (LCA: the threshold); >= 0.
@@ -185,8 +189,11 @@ class InferenceMethod(ABC):
         self.record_objective = bool(record_objective)
 
     @abstractmethod
-    def _iterate(self, x: torch.Tensor, dictionary: torch.Tensor) -> Iterator[torch.Tensor]:
-        """Yield the (B, K) codes after each iteration, forever; never mutate a yielded tensor."""
+    def _iterate(
+        self, x: torch.Tensor, dictionary: torch.Tensor
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield ``(codes, state)`` after each iteration, forever: the (B, K) codes and the (B, K)
+        state whose settling stops a sample (class docstring); never mutate a yielded tensor."""
 
     def objective(self, x: torch.Tensor, dictionary: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """The (B,) objective this method minimises: :func:`lasso_objective` unless overridden."""
@@ -207,16 +214,21 @@ class InferenceMethod(ABC):
         x, dictionary = x.detach(), dictionary.detach()
         trace: list[torch.Tensor] = []
         codes = previous = torch.zeros(x.shape[0], dictionary.shape[1], dtype=x.dtype, device=x.device)
-        converged, iteration = False, 0
+        settled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        converged, any_settled, iteration = False, False, 0
         steps = itertools.islice(self._iterate(x, dictionary), self.n_iterations)
-        for iteration, codes in enumerate(steps, start=1):
+        for iteration, (latest, state) in enumerate(steps, start=1):
+            # a settled sample keeps the codes it had when it settled
+            codes = torch.where(settled[:, None], codes, latest) if any_settled else latest
             if self.record_objective:
                 trace.append(self.objective(x, dictionary, codes))
             if self.tol > 0 and iteration % self.check_every == 0:
-                if self._settled(codes, previous):
+                settled |= self._settled(state, previous)
+                any_settled = bool(settled.any())
+                if any_settled and bool(settled.all()):
                     converged = True
                     break
-                previous = codes
+                previous = state
         if not bool(torch.isfinite(codes).all()):
             raise FloatingPointError(
                 f"{type(self).__name__} produced non-finite codes; its step is too large for this "
@@ -230,8 +242,6 @@ class InferenceMethod(ABC):
             objective_trace=torch.stack(trace) if trace else None,
         )
 
-    def _settled(self, codes: torch.Tensor, previous: torch.Tensor) -> bool:
-        """Whether every sample's code moved by at most ``tol`` (relative) since the last check."""
-        change = (codes - previous).norm(dim=1)
-        scale = codes.norm(dim=1)
-        return bool((change <= self.tol * scale).all())
+    def _settled(self, state: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """(B,) whether each sample's state moved by at most ``tol`` (relative) since the last check."""
+        return (state - previous).norm(dim=1) <= self.tol * state.norm(dim=1)

@@ -30,7 +30,9 @@ class FISTA(InferenceMethod):
     ``non_negative``, ``check_every``, ``record_objective``).
     """
 
-    def _iterate(self, x: torch.Tensor, dictionary: torch.Tensor) -> Iterator[torch.Tensor]:
+    def _iterate(
+        self, x: torch.Tensor, dictionary: torch.Tensor
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gram, drive, step = gradient_terms(x, dictionary)
         codes = extrapolated = torch.zeros_like(drive)
         momentum = 1.0
@@ -40,4 +42,4 @@ class FISTA(InferenceMethod):
             new_momentum = (1 + math.sqrt(1 + 4 * momentum**2)) / 2
             extrapolated = new_codes + ((momentum - 1) / new_momentum) * (new_codes - codes)
             codes, momentum = new_codes, new_momentum
-            yield codes
+            yield codes, codes

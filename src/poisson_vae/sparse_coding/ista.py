@@ -27,10 +27,12 @@ class ISTA(InferenceMethod):
     ``non_negative``, ``check_every``, ``record_objective``).
     """
 
-    def _iterate(self, x: torch.Tensor, dictionary: torch.Tensor) -> Iterator[torch.Tensor]:
+    def _iterate(
+        self, x: torch.Tensor, dictionary: torch.Tensor
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gram, drive, step = gradient_terms(x, dictionary)
         codes = torch.zeros_like(drive)
         while True:
             gradient_step = torch.addmm(codes + step * drive, codes, gram, alpha=-step)
             codes = soft_threshold(gradient_step, step * self.lam, self.non_negative)
-            yield codes
+            yield codes, codes

@@ -90,7 +90,9 @@ class LCA(InferenceMethod):
             return self.dt / self.tau
         return min(0.1, lipschitz_step(dictionary))
 
-    def _iterate(self, x: torch.Tensor, dictionary: torch.Tensor) -> Iterator[torch.Tensor]:
+    def _iterate(
+        self, x: torch.Tensor, dictionary: torch.Tensor
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         eta = self.step(dictionary)
         inhibition = dictionary.T @ dictionary  # (K, K): Phi^T Phi - I, computed once
         inhibition.diagonal().sub_(1)
@@ -103,7 +105,7 @@ class LCA(InferenceMethod):
                 torch.add(drive, potentials, alpha=1 - eta), codes, inhibition, alpha=-eta
             )
             codes = self._threshold(potentials)
-            yield codes
+            yield codes, potentials
 
     def objective(self, x: torch.Tensor, dictionary: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """(B,) LCA energy: Lasso objective (soft), or 0.5 ||x - Phi a||^2 + lam^2 / 2 ||a||_0 (hard).
