@@ -175,10 +175,35 @@ def test_slurm_parameters_ask_one_task_per_gpu() -> None:
         "slurm_additional_parameters": {"account": "lab"},
     }
     assert submitit_parameters("local", options) == {"timeout_min": 90}
+    # sparse-coding and gap jobs do not train through Lightning: one task on one GPU
+    single = submitit_parameters("slurm", options, kind="gap")
+    assert single["gpus_per_node"] == 1 and single["tasks_per_node"] == 1
     job = _with_devices(tiny_job("poisson", 0), 4)
     assert {"devices": "4", "strategy": "ddp", "accelerator": "gpu"}.items() <= job.config[
         "train"
     ].items()
+    # the batch size is per device in Lightning: the recipe's batch of 200 is kept across 4 GPUs
+    assert job.config["train"]["batch_size"] == 50
+    with pytest.raises(ValueError, match="--gpus-per-job 3 does not divide .* batch size 200"):
+        _with_devices(tiny_job("poisson", 0), 3)
+
+
+@pytest.mark.parametrize("executor", ["local", "submitit-local"])
+def test_several_gpus_per_job_need_slurm(executor: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--gpus-per-job 2 needs --executor slurm"):
+        run_suite(tiny_suite(), tmp_path, executor, {"gpus_per_job": 2}, progress=False)
+    assert not (tmp_path / "results").exists()  # refused before any work
+
+
+def test_replicas_of_a_multi_gpu_job_record_nothing(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    gap = Job("gap-poisson-s0", "gap", {"lams": [0.5]}, 0, after="poisson-s0")
+    assert run_job(gap, tmp_path) == {}  # only rank 0 runs work that is not training
+    vae = tiny_job("poisson", 0)
+    assert run_job(vae, tmp_path) == {}  # trains, as every rank does, but neither evaluates nor records
+    assert (tmp_path / "runs" / vae.name / "model.safetensors").is_file()
+    assert not (tmp_path / "runs" / vae.name / "eval").exists()
+    assert not (tmp_path / "results").exists()
 
 
 def test_slurm_without_a_cluster_is_a_clear_error(tmp_path: Path) -> None:

@@ -156,7 +156,7 @@ def reproduce(
         command: the command line to print in the report.
     """
     plan = build_suite(suite, scale, data_dir)
-    check_executor(executor)
+    check_executor(executor, (options or {}).get("gpus_per_job"), plan.jobs)
     out = Path(out) if out is not None else Path("reproduce") / f"{suite}-{scale}"
     if report_only and not (out / "results").is_dir():
         raise ValueError(f"{out} holds no results/ folder: run the suite first (without --report-only)")

@@ -78,10 +78,10 @@ def _run_vae(job: Job, run: Path) -> dict | None:
     from ..training import METRICS_FILE, RunConfig, train
 
     if not (run / METRICS_FILE).is_file():  # not trained to the end yet (or never started)
-        if train(RunConfig.from_dict(job.config), run, resume=True) is None:
-            if _is_replica():  # another task of a multi-GPU job: rank 0 evaluates and records
-                return None
+        if train(RunConfig.from_dict(job.config), run, resume=True) is None and not _is_replica():
             raise RuntimeError("training was interrupted")
+    if _is_replica():  # another task of a multi-GPU job: it only trains; rank 0 evaluates, records
+        return None
     return flat_metrics(evaluate_run(run, **job.evaluate))
 
 
@@ -130,6 +130,8 @@ def run_job(job: Job, out: str | Path, threads: int | None = None) -> dict:
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no banner per job
     out = Path(out)
+    if job.kind != "vae" and _is_replica():  # only a VAE's training runs on every task
+        return {}
     started = time.perf_counter()
     metrics = _KINDS[job.kind](job, out / RUNS / job.name)
     if metrics is None:
@@ -175,9 +177,12 @@ def _local_executor(options: dict) -> tuple[Any, int | None]:
     return executor, threads
 
 
-def submitit_parameters(cluster: str, options: dict) -> dict[str, Any]:
-    """The ``update_parameters`` of a submitit executor for ``cluster`` (``slurm`` or ``local``)."""
+def submitit_parameters(cluster: str, options: dict, kind: str = "vae") -> dict[str, Any]:
+    """The ``update_parameters`` of a submitit executor for ``cluster`` (``slurm`` or ``local``)
+    and a job of ``kind``: only VAE training spreads over several GPUs, other jobs get one."""
     gpus = int(options.get("gpus_per_job") or 0)
+    if kind != "vae":
+        gpus = min(gpus, 1)
     parameters: dict[str, Any] = {"timeout_min": int(options.get("timeout_min") or 24 * 60)}
     if cluster == "slurm":
         parameters["cpus_per_task"] = int(options.get("cpus_per_job") or 2)
@@ -198,24 +203,49 @@ def _submitit_executor(kind: str, out: Path, options: dict) -> tuple[Any, int | 
         executor = submitit.AutoExecutor(folder=out / "submitit" / "%j", cluster=cluster)
     except RuntimeError as error:  # no srun / sbatch on this machine
         raise ValueError(f"--executor {kind} needs a SLURM cluster: {error}") from None
-    executor.update_parameters(**submitit_parameters(cluster, options))
     # submitit-local starts every job at once: each gets cpus_per_job threads.
     return executor, None if cluster == "slurm" else int(options.get("cpus_per_job") or 2)
 
 
 def _with_devices(job: Job, gpus: int) -> Job:
-    """The job with the training engine's multi-GPU settings when given several GPUs."""
+    """The job with the training engine's multi-GPU settings when given several GPUs.
+
+    Lightning's batch size is per device: each of the ``gpus`` replicas takes ``batch_size / gpus``
+    samples, so that the recipe's batch (and its number of steps per epoch) is kept.
+    """
     if job.kind != "vae" or gpus < 2:
         return job
+    from ..training import TrainConfig
+
     config = json.loads(json.dumps(job.config))
-    config["train"] |= {"accelerator": "gpu", "devices": str(gpus), "strategy": "ddp"}
+    batch = int(config["train"].get("batch_size", TrainConfig.batch_size))
+    if batch % gpus:
+        raise ValueError(
+            f"--gpus-per-job {gpus} does not divide job {job.name}'s batch size {batch}; "
+            "choose a divisor of it so that the recipe's batch is kept"
+        )
+    config["train"] |= {
+        "accelerator": "gpu",
+        "devices": str(gpus),
+        "strategy": "ddp",
+        "batch_size": batch // gpus,
+    }
     return replace(job, config=config)
 
 
-def check_executor(executor: str) -> None:
-    """Raise a one-line ``ValueError`` unless ``executor`` is one of :data:`EXECUTORS`."""
+def check_executor(executor: str, gpus_per_job: int | None = None, jobs: Iterable[Job] = ()) -> None:
+    """Raise a one-line ``ValueError`` unless ``executor`` is one of :data:`EXECUTORS` and
+    ``gpus_per_job`` (several GPUs per job: one SLURM task per GPU) suits it and ``jobs``."""
     if executor not in EXECUTORS:
         raise ValueError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    gpus = gpus_per_job or 0
+    if gpus > 1 and executor != "slurm":
+        raise ValueError(
+            f"--gpus-per-job {gpus} needs --executor slurm (one task per GPU); "
+            f"with --executor {executor} each job uses one device"
+        )
+    for job in jobs:
+        _with_devices(job, gpus)  # raises if the GPUs do not divide a job's batch
 
 
 def run_suite(
@@ -241,11 +271,11 @@ def run_suite(
         retry_failed: run failed jobs again.
         progress: show a progress bar.
     """
-    check_executor(executor)
-    out = Path(out)
     options = dict(options or {})
-    (out / RESULTS).mkdir(parents=True, exist_ok=True)
     gpus = int(options.get("gpus_per_job") or 0)
+    check_executor(executor, gpus, suite.jobs)
+    out = Path(out)
+    (out / RESULTS).mkdir(parents=True, exist_ok=True)
     for phase in job_phases(suite.jobs):
         done = read_results(out)
         failed = {path.stem for path in (out / FAILED).glob("*.json")}
@@ -264,7 +294,7 @@ def run_suite(
             pool, threads = _submitit_executor(executor, out, options)
         bar = tqdm(total=len(todo), desc=f"{suite.name} ({suite.scale})", disable=not progress)
         try:
-            futures = {pool.submit(run_job, job, str(out), threads): job for job in todo}
+            futures = {_submit(pool, executor, options, job, out, threads): job for job in todo}
             for future in _completed(futures, executor):
                 job = futures[future]
                 try:
@@ -283,6 +313,14 @@ def run_suite(
             if executor == "local":
                 pool.shutdown(cancel_futures=True)
     return read_results(out)
+
+
+def _submit(pool: Any, executor: str, options: dict, job: Job, out: Path, threads: int | None) -> Any:
+    """Submit one job; a submitit executor first gets the resources of the job's kind."""
+    if executor != "local":
+        cluster = "slurm" if executor == "slurm" else "local"
+        pool.update_parameters(**submitit_parameters(cluster, options, job.kind))
+    return pool.submit(run_job, job, str(out), threads)
 
 
 def _completed(futures: dict, executor: str) -> Iterable:
