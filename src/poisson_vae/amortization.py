@@ -6,11 +6,18 @@ decoder as the fixed dictionary, at several sparsity weights, and comparing mse_
 sparsity with the VAE's own encoder on the same patches measures what the amortisation costs
 (SPEC 1.2 and 4). The atoms are rescaled to unit norm for inference, which changes neither the
 reconstructions nor the (scale-free) lifetime sparsity.
+
+Other evaluated runs (VAEs and ``pvae sparse-coding train`` runs) can join the table and the
+figure as single points, read from their ``pvae evaluate`` results by the reader of
+:mod:`poisson_vae.compare`. A run that has not been evaluated is refused with the command to run
+rather than evaluated here: evaluation is slow (Gabor fits, KNN, shattering), takes options of its
+own, and writes into that run's folder, which a comparison should only read.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -29,6 +36,8 @@ NON_NEGATIVE = {"poisson", "categorical", "gaussian-relu", "gaussian-exp"}
 
 
 def _vae_row(model, x: torch.Tensor, seed: int) -> dict:
+    """The encoder's point: mse_map decodes the posterior means (a P-VAE's rates); the sparsity and
+    zeros are those of hard samples (temperature 0), as ``pvae evaluate`` reports them."""
     with torch.no_grad():
         code = model.encode(x)
         z = model.latent.rsample(code, 0.0, generator=torch.Generator().manual_seed(seed))
@@ -39,7 +48,47 @@ def _vae_row(model, x: torch.Tensor, seed: int) -> dict:
         "mse_map": float(error),
         "lifetime_sparsity": lifetime_sparsity(z),
         "portion_zeros": float((z == 0).double().mean()),
+        "n_samples": len(x),
     }
+
+
+def _compared_rows(directories: Sequence[str | Path], data: str) -> list[dict]:
+    """One row per evaluated run in ``directories``, read from its ``eval/metrics.json``.
+
+    Raises:
+        ValueError: a run that is not evaluated (saying to run ``pvae evaluate``), lacks mse_map or
+            lifetime sparsity, or was trained on other data than ``data``.
+    """
+    from .compare import load_runs, read_json_object
+
+    if not directories:
+        return []
+    rows = []
+    for record in load_runs(directories):
+        condition, metrics = record.condition, record.metrics
+        if condition.data != data:
+            raise ValueError(
+                f"--compare {record.directory} was trained on {condition.data}, the VAE on {data}; "
+                "compare runs on the same data"
+            )
+        if not {"mse_map", "lifetime_sparsity"} <= set(metrics):
+            raise ValueError(
+                f"{record.directory}/eval/metrics.json lacks mse_map or lifetime_sparsity; "
+                f"evaluate it again with `pvae evaluate {record.directory}`"
+            )
+        evaluated = read_json_object(record.directory / "eval" / "metrics.json")
+        rows.append(
+            {
+                "source": f"{condition.label}, seed {record.seed}",
+                "lam": condition.beta if condition.beta_name == "lam" else None,
+                "mse_map": metrics["mse_map"],
+                "lifetime_sparsity": metrics["lifetime_sparsity"],
+                "portion_zeros": metrics.get("portion_zeros"),
+                "n_samples": evaluated.get("n_samples"),
+                "run": str(record.directory),
+            }
+        )
+    return rows
 
 
 def amortization_gap(
@@ -51,6 +100,7 @@ def amortization_gap(
     non_negative: bool | None = None,
     out: str | Path | None = None,
     seed: int = 0,
+    compare: Sequence[str | Path] = (),
 ) -> list[dict]:
     """Sparse inference on a VAE's dictionary against its encoder; writes a table, JSON and figure.
 
@@ -63,9 +113,12 @@ def amortization_gap(
         non_negative: non-negative codes (default: when the VAE's codes are non-negative).
         out: output folder (default ``RUN/amortization_gap``).
         seed: seed of the VAE's hard samples.
+        compare: evaluated run directories (VAEs or sparse coders on the same data) whose
+            ``pvae evaluate`` points join the table and figure.
 
     Returns:
-        One row per point: the VAE's encoder, then each lambda (mse_map, lifetime sparsity, zeros).
+        One row per point: the VAE's encoder, then each lambda (mse_map, lifetime sparsity, zeros,
+        samples), then each compared run (with its directory as ``run``).
     """
     from .training import RunConfig
 
@@ -74,12 +127,16 @@ def amortization_gap(
         raise ValueError(f"--algorithm {algorithm!r} is unknown; choose one of {sorted(ALGORITHMS)}")
     if not lams or any(not lam > 0 for lam in lams):
         raise ValueError(f"--lam needs positive values, got {list(lams)}")
+    for name, value in (("--n-samples", n_samples), ("--n-iterations", n_iterations)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
     model = load_model(run)
     if not isinstance(model.decoder, LinearDecoder) or model.decoder.linear.bias is not None:
         raise ValueError(
             f"{run} has decoder {model.config.arch!r}: the gap needs a linear decoder ('...|lin')"
         )
     config = RunConfig.load(run / CONFIG_FILE)
+    compared = _compared_rows(compare, config.data.data)
     valid = config.data.load()["valid"]
     # Evenly spaced samples: validation sets are stored image by image, so the first ones are not
     # representative.
@@ -100,34 +157,53 @@ def amortization_gap(
                 "mse_map": float(error),
                 "lifetime_sparsity": lifetime_sparsity(result.codes),
                 "portion_zeros": float((result.codes == 0).double().mean()),
+                "n_samples": len(flat),
                 "iterations": result.n_iterations,
             }
         )
+    sweep = rows[1:]
+    rows += compared
     out = Path(out) if out is not None else run / "amortization_gap"
     out.mkdir(parents=True, exist_ok=True)
     label = f"{config.model.latent} {config.model.arch}"
     (out / "amortization_gap.md").write_text(render_gap_table(rows, label))
     series = {
         f"{label} encoder": [(rows[0]["lifetime_sparsity"], rows[0]["mse_map"])],
-        rows[1]["source"]: [(row["lifetime_sparsity"], row["mse_map"]) for row in rows[1:]],
+        sweep[0]["source"]: [(row["lifetime_sparsity"], row["mse_map"]) for row in sweep],
     }
+    series |= {row["source"]: [(row["lifetime_sparsity"], row["mse_map"])] for row in compared}
     save_rate_distortion_points(series, out / "rate_distortion.png", f"amortisation gap: {label}")
     (out / "amortization_gap.json").write_text(json.dumps(rows, indent=2) + "\n")
     return rows
 
 
 def render_gap_table(rows: list[dict], label: str) -> str:
-    """A Markdown table of the gap rows."""
+    """A Markdown table of the gap rows (those of :func:`amortization_gap`), with what they mean."""
     lines = [
         f"# Amortisation gap of {label}",
         "",
-        "| codes from | lambda | mse_map | lifetime sparsity | zeros |",
-        "|---|---|---|---|---|",
+        "| codes from | lambda | mse_map | lifetime sparsity | zeros | samples |",
+        "|---|---|---|---|---|---|",
     ]
     for row in rows:
+        source = row["source"].replace("|", "\\|")  # the pipe of 'lin|lin' would split the cell
         lam = "-" if row["lam"] is None else f"{row['lam']:g}"
+        zeros = "-" if row.get("portion_zeros") is None else f"{row['portion_zeros']:.3f}"
+        samples = row.get("n_samples") or "-"
         lines.append(
-            f"| {row['source']} | {lam} | {row['mse_map']:.2f} | {row['lifetime_sparsity']:.3f} "
-            f"| {row['portion_zeros']:.3f} |"
+            f"| {source} | {lam} | {row['mse_map']:.2f} | {row['lifetime_sparsity']:.3f} "
+            f"| {zeros} | {samples} |"
         )
-    return "\n".join(lines) + "\n\n![rate-distortion](rate_distortion.png)\n"
+    notes = [
+        "",
+        "The encoder's mse_map decodes its posterior means (a P-VAE's rates, not its samples); its "
+        "lifetime sparsity and zeros are those of hard samples (temperature 0), as `pvae evaluate` "
+        "reports them. Inference on the VAE's dictionary uses the same validation samples.",
+    ]
+    if any("run" in row for row in rows):
+        notes += [
+            "",
+            "Rows of other runs (`--compare`) are their `pvae evaluate` results, on their whole "
+            "validation set; a sparse coder's lambda is its own.",
+        ]
+    return "\n".join(lines + notes) + "\n\n![rate-distortion](rate_distortion.png)\n"

@@ -175,7 +175,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "amortization-gap",
         help="sparse inference with a trained VAE's dictionary against its encoder",
         description="Run LCA / ISTA / FISTA with a VAE's linear decoder as the dictionary at several "
-        "lambdas; writes RUN/amortization_gap/ (table, JSON, rate-distortion figure).",
+        "lambdas; writes RUN/amortization_gap/ (table, JSON, rate-distortion figure). --compare adds "
+        "other evaluated runs (VAEs, sparse coders) to the table and figure.",
     )
     gap.add_argument("run", type=Path, help="run directory of a VAE with a linear decoder")
     gap.add_argument("--algorithm", default="lca", help="lca, ista or fista (default: lca)")
@@ -183,6 +184,15 @@ def _build_parser() -> argparse.ArgumentParser:
     gap.add_argument("--n-samples", type=int, default=2000, help="validation samples used")
     gap.add_argument("--n-iterations", type=int, default=900, help="maximum inference iterations")
     gap.add_argument("--out", type=Path, help="output folder (default: RUN/amortization_gap)")
+    gap.add_argument(
+        "--compare",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="RUN",
+        help="evaluated runs on the same data (pvae train or pvae sparse-coding train, then pvae "
+        "evaluate) to draw beside the gap, one point each",
+    )
 
     reproduce = commands.add_parser(
         "reproduce",
@@ -345,10 +355,17 @@ def _amortization_gap(args: argparse.Namespace) -> int:
     except ValueError:
         raise ValueError(f"--lam {args.lam!r} must be comma-separated numbers, e.g. 0.1,0.3,1") from None
     rows = amortization_gap(
-        args.run, args.algorithm, lams, args.n_samples, args.n_iterations, out=args.out
+        args.run,
+        args.algorithm,
+        lams,
+        args.n_samples,
+        args.n_iterations,
+        out=args.out,
+        compare=args.compare,
     )
     for row in rows:
-        lam = "" if row["lam"] is None else f" lambda {row['lam']:g}"
+        # a compared run's label already names its own lambda
+        lam = "" if row["lam"] is None or "run" in row else f" lambda {row['lam']:g}"
         print(
             f"{row['source']}{lam}: mse_map {row['mse_map']:.2f}, "
             f"lifetime sparsity {row['lifetime_sparsity']:.3f}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -175,9 +176,13 @@ def save_gabor_figure(
 def save_rate_distortion_points(
     series: dict[str, list[tuple[float, float]]], path: str | Path, title: str | None = None
 ) -> Path:
-    """mse_map (y) against lifetime sparsity (x): one marker and line per named series of points."""
+    """mse_map (y) against lifetime sparsity (x): one marker and line per named series of points.
+
+    Every series is drawn: markers cycle with a period (11) prime to the colours' (10), so no two
+    of the first 110 series look alike.
+    """
     figure, axis = plt.subplots(figsize=(5.5, 4))
-    for (name, points), marker in zip(series.items(), "osD^v<>ph*"):
+    for (name, points), marker in zip(series.items(), itertools.cycle("osD^v<>ph*X")):
         xs, ys = zip(*sorted(points))
         axis.plot(xs, ys, marker=marker, label=name, linestyle="-" if len(points) > 1 else "none")
     axis.set_xlabel("lifetime sparsity")
