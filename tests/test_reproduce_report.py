@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,24 @@ def test_zoo_report_puts_published_numbers_beside_ours(tmp_path: Path) -> None:
     assert text.count("**reproduced**") == 5
 
 
+def test_cifar16_report_shows_cifar16s_published_numbers(tmp_path: Path) -> None:
+    suite = replace(build_suite("natural16-zoo", "small"), name="cifar16", data="cifar16")
+    text = render_report(suite, zoo_results(1.0, 0.1), {}, tmp_path, "pvae reproduce cifar16")
+    assert "| P-VAE | mc | 131.0 ± 5.7 (167.3; -36.3) |" in text
+    assert "(0.220; " not in text and "(160.3; " not in text  # no van Hateren numbers
+    assert "only the P-VAE's NELBO is published for CIFAR16" in text
+
+
+def test_paper_scale_claims_for_each_network(tmp_path: Path) -> None:
+    suite = build_suite("natural16-zoo", "paper")
+    found = {c["claim"]: c for c in claims(suite, zoo_results(1.0, 0.1))}
+    assert found["P-VAE active fraction above the G-VAE's (`lin|lin`)"]["verdict"] == "reproduced"
+    conv = found["P-VAE active fraction above the G-VAE's (`conv+b|lin`)"]
+    assert conv["verdict"] == "not testable (too few paired seeds)"  # no conv runs here
+    text = render_report(suite, zoo_results(1.0, 0.1), {}, tmp_path, "x")
+    assert "At paper scale our jobs follow the paper's protocol" in text
+
+
 def test_claims_fail_when_the_data_say_so() -> None:
     suite = build_suite("natural16-zoo", "small")
     found = {c["claim"]: c for c in claims(suite, zoo_results(0.1, 1.0))}
@@ -136,6 +155,25 @@ def test_rate_distortion_claims() -> None:
     assert found[0]["verdict"] == "not reproduced" and found[2]["verdict"] == "not reproduced"
 
 
+def test_gap_claim_leaves_out_a_seed_it_cannot_match() -> None:
+    suite = build_suite("natural16-rate-distortion", "small")
+    results = rate_distortion_results({1.0: 100.0}, gap_lca=60.0)
+    gap = next(r for r in results.values() if r["kind"] == "gap" and r["seed"] == 2)
+    for point in gap["metrics"]["points"]:
+        point["lifetime_sparsity"] = 0.5  # LCA never as sparse as the encoder (0.9)
+    claim = claims(suite, results)[2]
+    assert claim["n"] == 2 and claim["verdict"] == "reproduced"
+    assert "left out, no LCA point as sparse as the encoder: seed 2" in claim["numbers"]
+
+
+def test_gap_jobs_of_a_failed_vae_are_listed_as_not_run(tmp_path: Path) -> None:
+    suite = build_suite("natural16-rate-distortion", "small")
+    vae = next(job for job in suite.jobs if job.kind == "vae")
+    text = render_report(suite, {}, {vae.name: "Traceback\nValueError: boom"}, tmp_path, "x")
+    assert f"- `{vae.name}`: ValueError: boom" in text
+    assert f"- `gap-{vae.name}`: not run, the job it reads failed" in text
+
+
 def test_matched_mse_interpolates_between_the_bracketing_lambdas() -> None:
     sweep = [
         {"mse_map": 9.2, "lifetime_sparsity": 0.958},
@@ -158,6 +196,8 @@ def test_rate_distortion_report_has_the_combined_figure(tmp_path: Path) -> None:
     assert "![rate-distortion](figures/rate_distortion.png)" in text
     assert (tmp_path / "figures" / "rate_distortion.png").stat().st_size > 10_000
     assert "| 1 | 101.0 ± " in text and "(102.4; " in text
+    assert "| LCA on its dictionary, published | — | 68.0 | 0.930 |" in text  # beside ours
+    assert "| ISTA, published (van Hateren) | — | 86.9 | 0.961 |" in text
 
 
 def test_report_regenerates_from_result_files_alone(tmp_path: Path) -> None:

@@ -45,6 +45,12 @@ def test_rate_distortion_grid() -> None:
     }
     assert coders == {(a, lam) for a in ("lca", "ista") for lam in suites.CODER_LAMS}
     assert sum(j.kind == "gap" for j in suite.jobs) == len(suites.BETAS) * 3
+    assert {j.config["model"]["arch"] for j in suite.jobs if j.kind == "vae"} == {"lin|lin"}
+    # the paper's amortisation gap is the conv P-VAE's: at paper scale it is trained (beta 1) too
+    paper = build_suite("natural16-rate-distortion", "paper")
+    conv = [j for j in paper.jobs if j.kind == "vae" and j.config["model"]["arch"] == "conv+b|lin"]
+    assert {j.config["train"]["beta"] for j in conv} == {1.0} and len(conv) == 5
+    assert {f"gap-{j.name}" for j in conv} <= {j.name for j in paper.jobs if j.kind == "gap"}
 
 
 def test_mnist_grid_names_its_cheaper_small_network() -> None:

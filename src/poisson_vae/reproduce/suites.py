@@ -37,6 +37,7 @@ BETAS = (0.01, 0.4, 1.0, 1.5, 4.0)
 # sparsity 0.93 / 0.97 / 0.99: the range of the beta sweep (the beta = 1 P-VAE: 65 at 0.97).
 CODER_LAMS = (0.3, 1.0, 3.0)
 GAP_LAMS = (0.3, 1.0, 3.0, 10.0)
+GAP_SAMPLES = 2000  # validation patches the amortisation gap is measured on
 MNIST_LATENTS = (10, 50, 100)
 
 
@@ -73,6 +74,7 @@ class Suite:
     jobs: tuple[Job, ...]
     settings: dict[str, Any]
     description: str
+    protocol: str = ""  # what the paper ran, for the report's comparison with the settings
 
 
 def _slug(*parts: object) -> str:
@@ -129,6 +131,17 @@ _PAPER_MNIST = {
 }
 
 
+def _protocol(data: str, networks: str, extra: str = "") -> str:
+    """What the paper ran for ``data`` (its recipe, SPEC 2), for the report's settings line."""
+    source = {"natural16": "van Hateren patches", "vanhateren16": "van Hateren patches"}
+    options = recipe("paper", data)
+    return (
+        f"the paper trained {networks} {options['epochs']:,} epochs on "
+        f"{source.get(data, data.upper() if data == 'mnist' else 'CIFAR-10 patches')} "
+        f"(batch {options['batch_size']:,}, lr {options['lr']:g}), 5 seeds{extra}"
+    )
+
+
 def _natural_settings(scale: str) -> dict:
     return dict(_SMALL_NATURAL if scale == "small" else _PAPER_NATURAL)
 
@@ -170,6 +183,7 @@ def _zoo(data: str, scale: str) -> Suite:
         settings,
         "every latent family of the paper with a linear decoder on whitened 16x16 patches: the "
         "NELBO table, the active-latent table, the dictionaries and the Gabor fractions",
+        _protocol(data, "`lin|lin` and `conv+b|lin` networks"),
     )
 
 
@@ -178,18 +192,23 @@ def _rate_distortion(scale: str) -> Suite:
     settings = _natural_settings(scale)
     if scale == "small":  # 15 VAEs, 18 dictionaries and 15 gap jobs within the 45 minutes
         settings["epochs"] = 60
+    # The beta sweep is the paper's lin|lin one; its amortisation gap is the conv P-VAE's (beta 1).
+    settings["archs"] = ("lin|lin",) if scale == "small" else ("lin|lin", "conv+b|lin (beta 1)")
     data_section = _data_section(data, settings)
     coder = _SMALL_CODER if scale == "small" else _PAPER_CODER
     recipe_options = _train_options(data, settings["epochs"])
+    vaes = [("lin|lin", beta) for beta in BETAS]
+    if scale == "paper":
+        vaes.append(("conv+b|lin", 1.0))
     jobs: list[Job] = []
-    for beta in BETAS:
+    for arch, beta in vaes:
         train = recipe_options | {"beta": beta}
         for seed in settings["seeds"]:
             vae = _vae_job(
-                data_section, "poisson", "mc", "lin|lin", 512, train, seed, geometry=False, gabor=False
+                data_section, "poisson", "mc", arch, 512, train, seed, geometry=False, gabor=False
             )
             jobs.append(vae)
-            gap = {"algorithm": "lca", "lams": list(GAP_LAMS), "n_samples": 2000, "seed": seed}
+            gap = {"algorithm": "lca", "lams": list(GAP_LAMS), "n_samples": GAP_SAMPLES, "seed": seed}
             jobs.append(Job(f"gap-{vae.name}", "gap", gap, seed, after=vae.name))
     for algorithm in ("lca", "ista"):
         for lam in CODER_LAMS:
@@ -218,6 +237,7 @@ def _rate_distortion(scale: str) -> Suite:
         settings,
         "a P-VAE beta sweep, LCA and ISTA dictionary learning at several lambdas, and LCA inference "
         "on each P-VAE dictionary: the rate-distortion figure and the amortisation gap",
+        _protocol(data, "`lin|lin` P-VAEs", "; its amortisation gap is the `conv+b|lin` P-VAE's"),
     )
 
 
@@ -251,6 +271,7 @@ def _mnist(scale: str) -> Suite:
         settings,
         "every latent family on MNIST with K in {10, 50, 100}: KNN sample efficiency and "
         "shattering dimensionality",
+        _protocol(data, "`conv+b|conv+b` networks"),
     )
 
 
