@@ -5,6 +5,9 @@ same dictionary of K random unit-norm atoms:
 
     lca               poisson_vae.sparse_coding.LCA, soft threshold, ``--iterations`` Euler steps
                       (tol = 0, so all of them run), float32, on ``--device``
+    lca_tol           the same with tolerance-based stopping (``--tol``, per sample), at most
+                      ``--iterations`` steps
+    fista_tol         poisson_vae.sparse_coding.FISTA with the same stopping rule
     sklearn_lasso_cd  sklearn.decomposition.SparseCoder(transform_algorithm="lasso_cd",
                       transform_alpha=lam), float64: ``sparse_encode`` divides transform_alpha by D
                       and Lasso minimises (1 / (2 D)) ||x - Phi a||^2 + (alpha / D) ||a||_1, which is
@@ -15,7 +18,8 @@ Each method runs in a fresh subprocess, as in ``benchmarks/sampler.py``: it load
 on a 2-sample slice, records its peak resident memory (CUDA: allocated memory) as the baseline, runs
 once on the full batch and reports the rise of the peak over the baseline, then times ``--repeats``
 more runs (median reported). ``objective`` is the mean per-sample objective of the codes (evaluated
-in float64), ``nonzero`` the fraction of non-zero codes. The batch is prepared in a subprocess of its
+in float64), ``nonzero`` the fraction of non-zero codes, ``iterations`` the steps the torch solvers
+ran (the last sample's, with stopping). The batch is prepared in a subprocess of its
 own too: Linux carries a process's peak RSS across fork and exec, so a parent that had loaded the
 data set would hide the workers' peaks.
 
@@ -36,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-METHODS = ("lca", "sklearn_lasso_cd")
+METHODS = ("lca", "lca_tol", "fista_tol", "sklearn_lasso_cd")
 
 
 def _peak_mb() -> float:
@@ -59,32 +63,37 @@ def prepare(path: Path, data: str, batch: int, atoms: int, seed: int) -> None:
     np.savez(path, x=x, dictionary=dictionary.astype(np.float32))
 
 
-def _solver(method: str, lam: float, iterations: int, device: str):
-    """A function from (x, dictionary) float32 CPU tensors to (B, K) codes, for one method."""
+def _solver(method: str, lam: float, iterations: int, tol: float, device: str):
+    """A function from (x, dictionary) float32 CPU tensors to ((B, K) codes, iterations run or
+    None), for one method."""
     import torch
 
-    if method == "lca":
-        from poisson_vae.sparse_coding import LCA
+    if method != "sklearn_lasso_cd":
+        from poisson_vae.sparse_coding import FISTA, LCA
 
-        lca = LCA(lam=lam, n_iterations=iterations, tol=0)
+        solver = (FISTA if method == "fista_tol" else LCA)(
+            lam=lam, n_iterations=iterations, tol=0 if method == "lca" else tol
+        )
 
-        def solve(x: torch.Tensor, dictionary: torch.Tensor) -> torch.Tensor:
-            codes = lca.infer(x.to(device), dictionary.to(device)).codes
-            return codes.cpu()  # also waits for the device to finish
+        def solve(x: torch.Tensor, dictionary: torch.Tensor) -> tuple[torch.Tensor, int | None]:
+            result = solver.infer(x.to(device), dictionary.to(device))
+            return result.codes.cpu(), result.n_iterations  # .cpu() waits for the device
 
         return solve
     from sklearn.decomposition import SparseCoder
 
-    def solve(x: torch.Tensor, dictionary: torch.Tensor) -> torch.Tensor:
+    def solve(x: torch.Tensor, dictionary: torch.Tensor) -> tuple[torch.Tensor, int | None]:
         coder = SparseCoder(
             dictionary=dictionary.T.double().numpy(), transform_algorithm="lasso_cd", transform_alpha=lam
         )
-        return torch.from_numpy(coder.transform(x.double().numpy()))
+        return torch.from_numpy(coder.transform(x.double().numpy())), None
 
     return solve
 
 
-def measure(method: str, path: str, lam: float, iterations: int, repeats: int, device: str) -> dict:
+def measure(
+    method: str, path: str, lam: float, iterations: int, tol: float, repeats: int, device: str
+) -> dict:
     """Run one method in this process and return its figures."""
     import numpy as np
     import sklearn
@@ -94,15 +103,16 @@ def measure(method: str, path: str, lam: float, iterations: int, repeats: int, d
 
     arrays = np.load(path)
     x, dictionary = torch.from_numpy(arrays["x"]), torch.from_numpy(arrays["dictionary"])
-    on_cuda = method == "lca" and device.startswith("cuda")
-    solve = _solver(method, lam, iterations, device)
+    torch_solver = method != "sklearn_lasso_cd"
+    on_cuda = torch_solver and device.startswith("cuda")
+    solve = _solver(method, lam, iterations, tol, device)
     solve(x[:2], dictionary)
 
     def peak() -> float:
         return torch.cuda.max_memory_allocated() / 2**20 if on_cuda else _peak_mb()
 
     baseline = peak()
-    codes = solve(x, dictionary)
+    codes, ran = solve(x, dictionary)
     memory = peak() - baseline
     times = []
     for _ in range(repeats):
@@ -119,9 +129,10 @@ def measure(method: str, path: str, lam: float, iterations: int, repeats: int, d
         "batch": x.shape[0],
         "atoms": dictionary.shape[1],
         "lam": lam,
-        "iterations": iterations if method == "lca" else None,
-        "dtype": "float32" if method == "lca" else "float64",
-        "device": device if method == "lca" else "cpu",
+        "iterations": ran,
+        "tol": None if method in ("lca", "sklearn_lasso_cd") else tol,
+        "dtype": "float32" if torch_solver else "float64",
+        "device": device if torch_solver else "cpu",
         "repeats": repeats,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -135,7 +146,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--atoms", type=int, default=512)
     parser.add_argument("--lam", type=float, default=1.5, help="about 7%% non-zero codes on natural16")
-    parser.add_argument("--iterations", type=int, default=900)
+    parser.add_argument("--iterations", type=int, default=900, help="most steps of the torch solvers")
+    parser.add_argument("--tol", type=float, default=1e-4, help="stopping tolerance of *_tol")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu", help="where LCA runs (scikit-learn: the CPU)")
     parser.add_argument("--seed", type=int, default=0)
@@ -149,7 +161,7 @@ def main() -> None:
         return
     if args.worker:
         method, path = args.worker
-        row = measure(method, path, args.lam, args.iterations, args.repeats, args.device)
+        row = measure(method, path, args.lam, args.iterations, args.tol, args.repeats, args.device)
         print(json.dumps(row))
         return
     rows = []
@@ -161,6 +173,7 @@ def main() -> None:
         for method in args.methods:
             command = [sys.executable, __file__, "--worker", method, str(path)]
             command += ["--lam", str(args.lam), "--iterations", str(args.iterations)]
+            command += ["--tol", str(args.tol)]
             command += ["--repeats", str(args.repeats), "--device", args.device]
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             rows.append(json.loads(output.strip().splitlines()[-1]))
