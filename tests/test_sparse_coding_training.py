@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from poisson_vae.cli import main
+from poisson_vae.sparse_coding.training import CHECKPOINT, SparseCodingConfig
 
 TINY = ["--n-train", "1000", "--n-valid", "300", "--n-atoms", "32", "--batch-size", "250"]
 TINY += ["--lam", "0.5", "--no-progress"]
@@ -27,10 +28,10 @@ def test_train_resume_and_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "--lam differ from the run being resumed" in capsys.readouterr().err
     # resuming reads the run's own settings: only the new epoch count is given
     assert main(["sparse-coding", "train", "--out", str(out), "--resume", "--epochs", "3"]) == 0
-    objectives = [
-        float(line.split(",")[1]) for line in (out / "logs" / "metrics.csv").read_text().split()
-    ]
-    assert len(objectives) == 3 and objectives[-1] < objectives[0]  # resumed at epoch 2; falls
+    header, *rows = (out / "logs" / "metrics.csv").read_text().split()
+    assert header == "epoch,objective" and [row.split(",")[0] for row in rows] == ["1", "2", "3"]
+    objectives = [float(row.split(",")[1]) for row in rows]
+    assert objectives[-1] < objectives[0]  # resumed at epoch 2; falls
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["algorithm"] == "lca" and 0 < metrics["portion_zeros"] < 1
     assert (out / "dictionary.png").is_file()
@@ -45,8 +46,59 @@ def test_bad_options_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert main(["sparse-coding", "train", "--out", str(out), "--algorithm", "omp", *TINY]) == 2
     assert "--algorithm 'omp' is unknown" in capsys.readouterr().err
     assert main(["sparse-coding", "train", "--out", str(out), *TINY, "--lam", "-1"]) == 2
-    assert "--lam must be positive" in capsys.readouterr().err
+    assert "--lam must be a finite number > 0, got -1.0" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--tol", "-0.1"], "--tol must be a finite number >= 0, got -0.1"),
+        (["--tol", "nan"], "--tol must be a finite number >= 0, got nan"),
+        (["--lr", "0"], "--lr must be a finite number > 0, got 0.0"),
+        (["--n-iterations", "0"], "--n-iterations must be a positive integer, got 0"),
+        (["--epochs", "-1"], "--epochs must be a positive integer, got -1"),
+        (["--seed", "-1"], "--seed must be a whole number in [0, 2^32), got -1"),
+    ],
+)
+def test_every_option_is_checked_before_the_run_folder_is_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str], message: str
+) -> None:
+    out = tmp_path / "run"
+    assert main(["sparse-coding", "train", "--out", str(out), *TINY, *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()  # no config.json of a run that cannot start
+
+
+def test_config_file_values_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--n-atoms must be a positive integer, got 2.5"):
+        SparseCodingConfig(n_atoms=2.5)
+    with pytest.raises(ValueError, match="--non-negative must be true or false, got 'yes'"):
+        SparseCodingConfig(non_negative="yes")
+
+
+def test_resume_after_a_stop_between_log_row_and_checkpoint(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(["sparse-coding", "train", "--out", str(out), "--epochs", "2", *TINY]) == 0
+    log = out / "logs" / "metrics.csv"
+    # As if stopped after epoch 2's row was written but before its checkpoint was saved.
+    state = load_file(out / CHECKPOINT)
+    save_file(state | {"epoch": torch.tensor(1)}, out / CHECKPOINT)
+    assert main(["sparse-coding", "train", "--out", str(out), "--resume", "--epochs", "3"]) == 0
+    header, *rows = log.read_text().split()
+    assert header == "epoch,objective"
+    assert [row.split(",")[0] for row in rows] == ["1", "2", "3"]  # one row per finished epoch
+
+
+def test_resume_of_a_log_without_header(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(["sparse-coding", "train", "--out", str(out), "--epochs", "1", *TINY]) == 0
+    log = out / "logs" / "metrics.csv"
+    log.write_text("".join(log.read_text().splitlines(keepends=True)[1:]) + "2,0.5\n")
+    assert main(["sparse-coding", "train", "--out", str(out), "--resume", "--epochs", "2"]) == 0
+    header, *rows = log.read_text().split()
+    assert header == "epoch,objective" and [row.split(",")[0] for row in rows] == ["1", "2"]
+    assert rows[1] != "2,0.5"  # the stale row of an unfinished epoch was dropped
 
 
 def test_resume_refuses_a_vae_run_and_leaves_it_intact(

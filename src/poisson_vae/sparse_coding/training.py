@@ -2,8 +2,9 @@
 
 A run directory mirrors a VAE's: ``config.json`` (sections ``data`` and ``sparse_coding``),
 ``checkpoints/last.safetensors`` (dictionary, generator state and epoch, rewritten after every
-epoch, so ``--resume`` continues an interrupted run), ``logs/metrics.csv``, and at the end
-``dictionary.safetensors``, ``dictionary.png`` and ``metrics.json`` (written last).
+epoch, so ``--resume`` continues an interrupted run), ``logs/metrics.csv`` (a header, then
+``epoch,objective``: one row per finished epoch), and at the end ``dictionary.safetensors``,
+``dictionary.png`` and ``metrics.json`` (written last).
 """
 
 from __future__ import annotations
@@ -25,10 +26,19 @@ from ..options import option
 from .base import InferenceMethod
 from .dictionary import dictionary_step, initial_dictionary
 
-__all__ = ["SparseCodingConfig", "SparseCodingRun", "code_metrics", "load_run", "train_sparse_coding"]
+__all__ = [
+    "SparseCodingConfig",
+    "SparseCodingRun",
+    "code_metrics",
+    "load_run",
+    "train_sparse_coding",
+]
 
 CHECKPOINT = Path("checkpoints") / "last.safetensors"
 DICTIONARY_FILE = "dictionary.safetensors"
+LOG = Path("logs") / "metrics.csv"
+#: Columns of ``logs/metrics.csv``: the epoch (from 1) and its mean inference objective.
+LOG_HEADER = ("epoch", "objective")
 
 
 @dataclass
@@ -48,22 +58,38 @@ class SparseCodingConfig:
     progress: bool = option(True, "show a progress bar")
 
     def __post_init__(self) -> None:
+        """Check every field's type and range, so a bad value fails before a run folder is made."""
         from . import ALGORITHMS
 
         if self.algorithm not in ALGORITHMS:
             raise ValueError(
                 f"--algorithm {self.algorithm!r} is unknown; choose one of {sorted(ALGORITHMS)}"
             )
-        for name in ("n_atoms", "n_iterations", "epochs", "batch_size", "lam", "lr"):
+        for name in ("n_atoms", "n_iterations", "epochs", "batch_size"):
             value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"--{_flag(name)} must be a positive integer, got {value!r}")
+        for name, zero_allowed in (("lam", False), ("lr", False), ("tol", True)):
+            value = getattr(self, name)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (number and math.isfinite(value) and (value >= 0 if zero_allowed else value > 0)):
+                bound = ">= 0" if zero_allowed else "> 0"
+                raise ValueError(f"--{_flag(name)} must be a finite number {bound}, got {value!r}")
+        for name in ("non_negative", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"--{_flag(name)} must be true or false, got {getattr(self, name)!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ValueError(f"--seed must be a whole number in [0, 2^32), got {self.seed!r}")
 
     def method(self) -> InferenceMethod:
         from . import ALGORITHMS
 
         options = {"lam": self.lam, "n_iterations": self.n_iterations, "tol": self.tol}
         return ALGORITHMS[self.algorithm](non_negative=self.non_negative, **options)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
 
 
 @dataclass
@@ -134,6 +160,28 @@ def _flat(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).flatten(1).float()
 
 
+def _restart_log(path: Path, finished_epochs: int) -> None:
+    """Rewrite the log as its header and the rows of the first ``finished_epochs`` epochs.
+
+    An epoch's row is written just before its checkpoint, so a run stopped between the two has a
+    row its checkpoint lacks; resuming redoes that epoch, and without this would log it twice.
+    Rows of logs written before the header existed are kept the same way.
+    """
+    rows = []
+    if path.is_file():
+        with open(path, newline="") as handle:
+            rows = [
+                row
+                for row in csv.reader(handle)
+                if row and row[0].isdigit() and int(row[0]) <= finished_epochs
+            ]
+    path.parent.mkdir(exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w", newline="") as handle:
+        csv.writer(handle).writerows([LOG_HEADER, *rows])
+    temporary.replace(path)
+
+
 def train_sparse_coding(config: SparseCodingRun, out: str | Path, resume: bool = False) -> dict:
     """Learn a dictionary on ``config.data`` and write the run directory ``out``.
 
@@ -154,19 +202,20 @@ def train_sparse_coding(config: SparseCodingRun, out: str | Path, resume: bool =
             raise ValueError(f"{out} holds a VAE run, not a sparse-coding run; choose another --out")
     splits = config.data.load()
     train, valid = _flat(splits["train"]), _flat(splits["valid"])
+    # Everything that can refuse the recipe runs before the run folder is made.
+    method = recipe.method()
+    generator = torch.Generator().manual_seed(recipe.seed)
+    dictionary = initial_dictionary(train, recipe.n_atoms, "data", generator)
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "config.json").exists():
         (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    generator = torch.Generator().manual_seed(recipe.seed)
-    dictionary = initial_dictionary(train, recipe.n_atoms, "data", generator)
     first_epoch = 0
     if resume and (out / CHECKPOINT).is_file():
         state = load_file(out / CHECKPOINT)
         dictionary, first_epoch = state["dictionary"], int(state["epoch"])
         generator.set_state(state["generator"])
-    method = recipe.method()
-    log = out / "logs" / "metrics.csv"
-    log.parent.mkdir(exist_ok=True)
+    log = out / LOG
+    _restart_log(log, first_epoch)
     steps = math.ceil(len(train) / recipe.batch_size)
     for epoch in range(first_epoch, recipe.epochs):
         order = torch.randperm(len(train), generator=generator)
