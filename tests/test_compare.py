@@ -133,6 +133,21 @@ def test_sparse_coding_run_is_its_own_condition(tmp_path: Path) -> None:
     assert "lca lam=0.5" in markdown and "—" in markdown  # missing NELBO shows a dash
 
 
+def test_hard_threshold_lca_is_another_condition(tmp_path: Path) -> None:
+    runs = []
+    for threshold in ("soft", "hard"):
+        directory = tmp_path / threshold
+        (directory / "eval").mkdir(parents=True)
+        coder = {"algorithm": "lca", "lam": 0.5, "seed": 0, "threshold": threshold}
+        (directory / "config.json").write_text(
+            json.dumps({"sparse_coding": coder, "data": {"data": "natural16"}})
+        )
+        (directory / "eval" / "metrics.json").write_text(json.dumps({"mse_map": 0.3}))
+        runs.append(directory)
+    soft, hard = load_runs(runs)  # the same seed, yet not a repeated condition
+    assert soft.condition.label == "lca lam=0.5" and hard.condition.label == "lca hard lam=0.5"
+
+
 def test_planted_difference_is_significant_and_null_is_not(tmp_path: Path) -> None:
     planted = load_runs(two_conditions(tmp_path / "planted", shift=5.0))
     (row,) = paired_tests(planted, "nelbo")

@@ -29,6 +29,9 @@ SMALL_ESTIMATORS = [
         SparseCodingTransformer(algorithm, n_atoms=4, n_steps=5, n_iterations=50, batch_size=32)
         for algorithm in ("fista", "ista", "lca")
     ),
+    SparseCodingTransformer(
+        "lca", n_atoms=4, n_steps=5, n_iterations=50, batch_size=32, threshold="hard"
+    ),
 ]
 
 
@@ -220,6 +223,24 @@ def test_sparse_coding_non_negative_and_bad_algorithm() -> None:
     assert (codes >= 0).all()
     with pytest.raises(ValueError, match="algorithm"):
         SparseCodingTransformer(algorithm="omp").fit(X)
+
+
+def test_sparse_coding_hard_threshold_is_lca_only() -> None:
+    X = _data(n=100, d=6)
+    estimator = SparseCodingTransformer(
+        "lca", n_atoms=8, lam=0.3, n_steps=10, threshold="hard", random_state=0
+    )
+    codes = estimator.fit_transform(X)
+    assert estimator.get_params()["threshold"] == "hard"
+    active = codes[codes != 0]
+    assert active.size and (np.abs(active) > 0.3).all()  # a hard threshold leaves no small codes
+    soft = clone(estimator).set_params(threshold="soft").fit_transform(X)
+    assert (np.abs(soft[soft != 0]) < 0.3).any()  # the soft one shrinks them
+    unfitted = SparseCodingTransformer("fista", threshold="hard")  # stored as given
+    with pytest.raises(ValueError, match="threshold='hard' needs algorithm='lca'"):
+        unfitted.fit(X)
+    with pytest.raises(ValueError, match="threshold must be one of"):
+        SparseCodingTransformer("lca", threshold="medium").fit(X)
 
 
 def test_package_exports_the_estimators_lazily() -> None:

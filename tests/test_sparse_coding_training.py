@@ -59,6 +59,8 @@ def test_bad_options_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture)
         (["--n-iterations", "0"], "--n-iterations must be a positive integer, got 0"),
         (["--epochs", "-1"], "--epochs must be a positive integer, got -1"),
         (["--seed", "-1"], "--seed must be a whole number in [0, 2^32), got -1"),
+        (["--threshold", "medium"], "--threshold must be one of soft, hard, got 'medium'"),
+        (["--algorithm", "fista", "--threshold", "soft"], "--threshold applies to --algorithm lca"),
     ],
 )
 def test_every_option_is_checked_before_the_run_folder_is_made(
@@ -75,6 +77,23 @@ def test_config_file_values_are_checked(tmp_path: Path) -> None:
         SparseCodingConfig(n_atoms=2.5)
     with pytest.raises(ValueError, match="--non-negative must be true or false, got 'yes'"):
         SparseCodingConfig(non_negative="yes")
+    with pytest.raises(ValueError, match="--threshold applies to --algorithm lca only"):
+        SparseCodingConfig(algorithm="ista", threshold="hard")
+
+
+def test_hard_threshold_lca_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "hard"
+    flags = [*TINY, "--epochs", "1", "--threshold", "hard", "--n-iterations", "100"]
+    assert main(["sparse-coding", "train", "--out", str(out), *flags]) == 0
+    assert json.loads((out / "config.json").read_text())["sparse_coding"]["threshold"] == "hard"
+    assert json.loads((out / "metrics.json").read_text())["threshold"] == "hard"
+    assert SparseCodingConfig(threshold="hard").method().threshold == "hard"
+    assert main(["evaluate", str(out), "--no-gabor"]) == 0
+    evaluated = json.loads((out / "eval" / "metrics.json").read_text())
+    assert evaluated["method"] == "hard threshold, lambda 0.5"
+    # resuming keeps the run's threshold: a different one is refused
+    assert main(["sparse-coding", "train", "--out", str(out), "--resume", "--threshold", "soft"]) == 2
+    assert "--threshold differ from the run being resumed" in capsys.readouterr().err
 
 
 def test_resume_after_a_stop_between_log_row_and_checkpoint(tmp_path: Path) -> None:

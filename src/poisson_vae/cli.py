@@ -376,7 +376,12 @@ def _amortization_gap(args: argparse.Namespace) -> int:
 
 def _sparse_coding(args: argparse.Namespace) -> int:
     from .compare import read_json_object
-    from .sparse_coding.training import SparseCodingConfig, SparseCodingRun, train_sparse_coding
+    from .sparse_coding.training import (
+        SparseCodingConfig,
+        SparseCodingRun,
+        threshold_refusal,
+        train_sparse_coding,
+    )
     from .training import DataConfig
 
     flags = {
@@ -394,6 +399,9 @@ def _sparse_coding(args: argparse.Namespace) -> int:
         _refuse_changed(flags, document, lambda key: "data" if key in data_names else "sparse_coding")
     for key, value in flags.items():
         document.setdefault("data" if key in data_names else "sparse_coding", {})[key] = value
+    algorithm = document["sparse_coding"].get("algorithm", SparseCodingConfig.algorithm)
+    if "threshold" in flags and algorithm != "lca":
+        raise ValueError(threshold_refusal(algorithm))
     config = SparseCodingRun(
         DataConfig(**document["data"]), SparseCodingConfig(**document["sparse_coding"])
     )

@@ -129,7 +129,8 @@ def condition_and_seed(config: dict, path: Path) -> tuple[Condition, int]:
                 data,
                 str(coder["algorithm"]),
                 "-",
-                "-",
+                # hard-threshold LCA is another method (not the Lasso); runs before it existed are soft
+                "hard" if coder.get("threshold", "soft") == "hard" else "-",
                 float(coder["lam"]),
                 "lam",
                 n_latents=_optional_int(coder.get("n_atoms")),

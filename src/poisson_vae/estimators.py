@@ -32,6 +32,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .sparse_coding import ALGORITHMS, InferenceMethod, learn_dictionary
+from .sparse_coding.lca import THRESHOLDS
 from .training import TrainConfig, fit_array
 from .vae import CONFIG_FILE, ModelConfig, load_model
 
@@ -259,6 +260,8 @@ class SparseCodingTransformer(TransformerMixin, BaseEstimator):
         n_iterations: most inference iterations.
         tol: relative change at which inference stops, per sample (codes; LCA: potentials).
         non_negative: constrain codes to a >= 0.
+        threshold: LCA's ``"soft"`` (the Lasso above) or ``"hard"`` threshold (an L0-like energy,
+            non-convex); ISTA and FISTA take only ``"soft"``.
         n_steps: dictionary updates in ``fit``.
         batch_size: samples per dictionary update (drawn with replacement).
         lr: step size of the dictionary update.
@@ -277,6 +280,7 @@ class SparseCodingTransformer(TransformerMixin, BaseEstimator):
         n_iterations: int = 200,
         tol: float = 1e-4,
         non_negative: bool = False,
+        threshold: str = "soft",
         n_steps: int = 200,
         batch_size: int = 256,
         lr: float = 0.1,
@@ -288,6 +292,7 @@ class SparseCodingTransformer(TransformerMixin, BaseEstimator):
         self.n_iterations = n_iterations
         self.tol = tol
         self.non_negative = non_negative
+        self.threshold = threshold
         self.n_steps = n_steps
         self.batch_size = batch_size
         self.lr = lr
@@ -296,11 +301,20 @@ class SparseCodingTransformer(TransformerMixin, BaseEstimator):
     def _method(self) -> InferenceMethod:
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {self.algorithm!r}")
+        if self.threshold not in THRESHOLDS:
+            raise ValueError(f"threshold must be one of {THRESHOLDS}, got {self.threshold!r}")
+        options = {"threshold": self.threshold} if self.algorithm == "lca" else {}
+        if self.threshold != "soft" and not options:
+            raise ValueError(
+                f"threshold={self.threshold!r} needs algorithm='lca'; {self.algorithm} always "
+                "soft-thresholds"
+            )
         return ALGORITHMS[self.algorithm](
             lam=self.lam,
             n_iterations=int(self.n_iterations),
             tol=self.tol,
             non_negative=self.non_negative,
+            **options,
         )
 
     def fit(self, X: Any, y: Any = None) -> SparseCodingTransformer:

@@ -184,7 +184,7 @@ def _evaluate_sparse_run(run: Path, gabor: bool) -> dict:
     cost = torch.tensor(metrics["cost_per_atom"])
     active, _ = active_latents(cost, torch.tensor(metrics["share_per_latent"]))
     recipe = config.sparse_coding
-    label = f"{recipe.algorithm} lambda {recipe.lam:g}"
+    label = recipe.label
     shape = tuple(valid.shape[-2:])
     order = torch.argsort(cost, descending=True)
     save_dictionary_figure(dictionary, shape, out / "dictionary.png", order, f"{label}: atoms by use")
@@ -195,7 +195,8 @@ def _evaluate_sparse_run(run: Path, gabor: bool) -> dict:
             save_gabor_figure(atoms, fit.fitted, fit.r2, out / "gabor_fits.png")
             metrics["gabor"] = gabor_summary(fit)
     identity = {"run": str(run), "data": config.data.data, "latent": recipe.algorithm, "arch": "-"}
-    identity |= {"method": f"lambda {recipe.lam:g}", "seed": recipe.seed, "beta": None}
+    hard = "hard threshold, " if recipe.threshold == "hard" else ""
+    identity |= {"method": f"{hard}lambda {recipe.lam:g}", "seed": recipe.seed, "beta": None}
     identity |= {"epochs": recipe.epochs}
     return _write(out, identity | metrics | {"seconds": time.perf_counter() - started})
 

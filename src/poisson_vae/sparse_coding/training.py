@@ -25,12 +25,14 @@ from ..metrics import active_latents, lifetime_sparsity, population_sparsity
 from ..options import option
 from .base import InferenceMethod
 from .dictionary import dictionary_step, initial_dictionary
+from .lca import THRESHOLDS
 
 __all__ = [
     "SparseCodingConfig",
     "SparseCodingRun",
     "code_metrics",
     "load_run",
+    "threshold_refusal",
     "train_sparse_coding",
 ]
 
@@ -51,6 +53,7 @@ class SparseCodingConfig:
     n_iterations: int = option(300, "maximum inference iterations per batch")
     tol: float = option(1e-3, "relative change of the codes that stops inference early")
     non_negative: bool = option(False, "non-negative codes")
+    threshold: str = option("soft", "LCA's threshold: soft (Lasso) or hard (L0-like); LCA only")
     epochs: int = option(20, "passes over the training data")
     batch_size: int = option(1000, "samples per dictionary update")
     lr: float = option(0.1, "step size of the dictionary update")
@@ -80,16 +83,38 @@ class SparseCodingConfig:
                 raise ValueError(f"--{_flag(name)} must be true or false, got {getattr(self, name)!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
             raise ValueError(f"--seed must be a whole number in [0, 2^32), got {self.seed!r}")
+        if self.threshold not in THRESHOLDS:
+            raise ValueError(
+                f"--threshold must be one of {', '.join(THRESHOLDS)}, got {self.threshold!r}"
+            )
+        if self.threshold != "soft" and self.algorithm != "lca":
+            raise ValueError(threshold_refusal(self.algorithm))
+
+    @property
+    def label(self) -> str:
+        """The method in a few words: ``lca lambda 0.5``, ``lca hard lambda 0.5``."""
+        hard = " hard" if self.threshold == "hard" else ""
+        return f"{self.algorithm}{hard} lambda {self.lam:g}"
 
     def method(self) -> InferenceMethod:
         from . import ALGORITHMS
 
         options = {"lam": self.lam, "n_iterations": self.n_iterations, "tol": self.tol}
+        if self.algorithm == "lca":
+            options["threshold"] = self.threshold
         return ALGORITHMS[self.algorithm](non_negative=self.non_negative, **options)
 
 
 def _flag(name: str) -> str:
     return name.replace("_", "-")
+
+
+def threshold_refusal(algorithm: str) -> str:
+    """The one-line refusal of ``--threshold`` with an algorithm other than LCA."""
+    return (
+        f"--threshold applies to --algorithm lca only ({algorithm} always soft-thresholds); "
+        "drop --threshold or use --algorithm lca"
+    )
 
 
 @dataclass
@@ -242,12 +267,13 @@ def train_sparse_coding(config: SparseCodingRun, out: str | Path, resume: bool =
     metrics = code_metrics(valid, dictionary, method)
     shape = tuple(splits["valid"].shape[-2:])
     order = torch.argsort(torch.tensor(metrics["cost_per_atom"]), descending=True)
-    title = f"{recipe.algorithm} lambda {recipe.lam:g}: atoms by decreasing use"
+    title = f"{recipe.label}: atoms by decreasing use"
     save_dictionary_figure(dictionary, shape, out / "dictionary.png", order=order, title=title)
     summary = {
         "data": config.data.data,
         "algorithm": recipe.algorithm,
         "lam": recipe.lam,
+        "threshold": recipe.threshold,
         "seed": recipe.seed,
     }
     temporary = out / "metrics.json.tmp"
