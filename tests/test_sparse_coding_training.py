@@ -61,6 +61,12 @@ def test_bad_options_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture)
         (["--seed", "-1"], "--seed must be a whole number in [0, 2^32), got -1"),
         (["--threshold", "medium"], "--threshold must be one of soft, hard, got 'medium'"),
         (["--algorithm", "fista", "--threshold", "soft"], "--threshold applies to --algorithm lca"),
+        (["--accelerator", "tpu"], "--accelerator must be one of auto, cpu, gpu, cuda, got 'tpu'"),
+        *(
+            []
+            if torch.cuda.is_available()
+            else [(["--accelerator", "gpu"], "--accelerator gpu: no CUDA device is visible")]
+        ),
     ],
 )
 def test_every_option_is_checked_before_the_run_folder_is_made(
@@ -130,3 +136,17 @@ def test_resume_refuses_a_vae_run_and_leaves_it_intact(
     assert main(["sparse-coding", "train", "--out", str(vae), "--resume", *TINY]) == 2
     assert "holds a VAE run, not a sparse-coding run" in capsys.readouterr().err
     assert (vae / "metrics.json").read_bytes() == before
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_learns_on_cuda_and_writes_cpu_files(tmp_path: Path) -> None:
+    out = tmp_path / "lca"
+    assert (
+        main(
+            ["sparse-coding", "train", "--out", str(out), "--epochs", "1", "--accelerator", "gpu", *TINY]
+        )
+        == 0
+    )
+    dictionary = load_file(out / "dictionary.safetensors")["dictionary"]
+    assert dictionary.device.type == "cpu" and dictionary.shape == (256, 32)
+    assert main(["sparse-coding", "train", "--out", str(out), "--resume", "--epochs", "2"]) == 0

@@ -514,19 +514,25 @@ def finish_run(model: VAE, config: RunConfig, valid: np.ndarray, out: Path) -> d
     return metrics
 
 
-def _accelerator(train_config: TrainConfig) -> str:
-    """Lightning's accelerator for ``--accelerator``; a one-line error when CUDA is asked for and
-    absent (Lightning's own "auto" would also pick Apple's MPS, untested here)."""
-    if train_config.accelerator == "cpu":
+def resolve_accelerator(accelerator: str) -> str:
+    """``cpu`` or ``gpu`` (CUDA) for an ``--accelerator`` of :data:`ACCELERATORS`; a one-line error
+    when CUDA is asked for and absent (Lightning's own "auto" would also pick Apple's MPS, untested
+    here)."""
+    if accelerator == "cpu":
         return "cpu"
     if torch.cuda.is_available():
         return "gpu"
-    if train_config.accelerator == "auto":
+    if accelerator == "auto":
         return "cpu"
     raise ValueError(
-        f"--accelerator {train_config.accelerator}: no CUDA device is visible to torch "
+        f"--accelerator {accelerator}: no CUDA device is visible to torch "
         f"{torch.__version__}; use --accelerator cpu (or auto)"
     )
+
+
+def _accelerator(train_config: TrainConfig) -> str:
+    """Lightning's accelerator for a run's ``--accelerator``."""
+    return resolve_accelerator(train_config.accelerator)
 
 
 def _make_trainer(config: RunConfig, out: Path, callbacks: list[Callback]) -> L.Trainer:

@@ -51,13 +51,16 @@ class SparseCodingConfig:
     n_atoms: int = option(512, "number of atoms K")
     lam: float = option(0.5, "sparsity weight (L1 weight; LCA's threshold)")
     n_iterations: int = option(300, "maximum inference iterations per batch")
-    tol: float = option(1e-3, "relative change of the codes that stops inference early")
+    tol: float = option(
+        1e-3, "relative change (per sample; LCA: of its potentials) that stops inference early"
+    )
     non_negative: bool = option(False, "non-negative codes")
     threshold: str = option("soft", "LCA's threshold: soft (Lasso) or hard (L0-like); LCA only")
     epochs: int = option(20, "passes over the training data")
     batch_size: int = option(1000, "samples per dictionary update")
     lr: float = option(0.1, "step size of the dictionary update")
     seed: int = option(0, "seed of the initial atoms and the batch order")
+    accelerator: str = option("auto", "cpu, gpu, or auto (CUDA when present, else the CPU)")
     progress: bool = option(True, "show a progress bar")
 
     def __post_init__(self) -> None:
@@ -89,6 +92,19 @@ class SparseCodingConfig:
             )
         if self.threshold != "soft" and self.algorithm != "lca":
             raise ValueError(threshold_refusal(self.algorithm))
+        from ..training import ACCELERATORS
+
+        if self.accelerator not in ACCELERATORS:
+            raise ValueError(
+                f"--accelerator must be one of {', '.join(ACCELERATORS)}, got {self.accelerator!r}"
+            )
+
+    def device(self) -> torch.device:
+        """Where inference and the dictionary updates run (a one-line error if CUDA is asked for
+        and absent)."""
+        from ..training import resolve_accelerator
+
+        return torch.device("cuda" if resolve_accelerator(self.accelerator) == "gpu" else "cpu")
 
     @property
     def label(self) -> str:
@@ -225,9 +241,10 @@ def train_sparse_coding(config: SparseCodingRun, out: str | Path, resume: bool =
     if resume and (out / "config.json").is_file():
         if "sparse_coding" not in json.loads((out / "config.json").read_text()):
             raise ValueError(f"{out} holds a VAE run, not a sparse-coding run; choose another --out")
-    splits = config.data.load()
-    train, valid = _flat(splits["train"]), _flat(splits["valid"])
     # Everything that can refuse the recipe runs before the run folder is made.
+    device = recipe.device()
+    splits = config.data.load()
+    train, valid = _flat(splits["train"]).to(device), _flat(splits["valid"]).to(device)
     method = recipe.method()
     generator = torch.Generator().manual_seed(recipe.seed)
     dictionary = initial_dictionary(train, recipe.n_atoms, "data", generator)
@@ -237,7 +254,7 @@ def train_sparse_coding(config: SparseCodingRun, out: str | Path, resume: bool =
     first_epoch = 0
     if resume and (out / CHECKPOINT).is_file():
         state = load_file(out / CHECKPOINT)
-        dictionary, first_epoch = state["dictionary"], int(state["epoch"])
+        dictionary, first_epoch = state["dictionary"].to(device), int(state["epoch"])
         generator.set_state(state["generator"])
     log = out / LOG
     _restart_log(log, first_epoch)
@@ -257,14 +274,15 @@ def train_sparse_coding(config: SparseCodingRun, out: str | Path, resume: bool =
             csv.writer(handle).writerow([epoch + 1, objective])
         (out / CHECKPOINT).parent.mkdir(exist_ok=True)
         state = {
-            "dictionary": dictionary,
+            "dictionary": dictionary.cpu(),
             "epoch": torch.tensor(epoch + 1),
             "generator": generator.get_state(),
         }
         save_file(state, out / CHECKPOINT)
     (out / "metrics.json").unlink(missing_ok=True)
-    save_file({"dictionary": dictionary.contiguous()}, out / DICTIONARY_FILE)
+    save_file({"dictionary": dictionary.cpu().contiguous()}, out / DICTIONARY_FILE)
     metrics = code_metrics(valid, dictionary, method)
+    dictionary = dictionary.cpu()
     shape = tuple(splits["valid"].shape[-2:])
     order = torch.argsort(torch.tensor(metrics["cost_per_atom"]), descending=True)
     title = f"{recipe.label}: atoms by decreasing use"
