@@ -126,6 +126,17 @@ def test_resume_of_a_log_without_header(tmp_path: Path) -> None:
     assert rows[1] != "2,0.5"  # the stale row of an unfinished epoch was dropped
 
 
+def test_resume_of_a_run_older_than_an_option(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(["sparse-coding", "train", "--out", str(out), "--epochs", "1", *TINY]) == 0
+    config = json.loads((out / "config.json").read_text())
+    for key in ("threshold", "accelerator"):  # options the run's version did not have
+        del config["sparse_coding"][key]
+    (out / "config.json").write_text(json.dumps(config))
+    resume = ["sparse-coding", "train", "--out", str(out), "--resume", "--epochs", "2"]
+    assert main([*resume, "--threshold", "soft"]) == 0  # the default the run had
+
+
 def test_resume_refuses_a_vae_run_and_leaves_it_intact(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

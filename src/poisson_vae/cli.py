@@ -396,6 +396,10 @@ def _sparse_coding(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"{args.out} holds a VAE run, not a sparse-coding run; choose another --out"
             )
+        # options newer than the run take their defaults, as the run did
+        document = SparseCodingRun(
+            DataConfig(**document["data"]), SparseCodingConfig(**document["sparse_coding"])
+        ).to_dict()
         _refuse_changed(flags, document, lambda key: "data" if key in data_names else "sparse_coding")
     for key, value in flags.items():
         document.setdefault("data" if key in data_names else "sparse_coding", {})[key] = value
