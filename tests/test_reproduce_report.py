@@ -11,7 +11,7 @@ import pytest
 from poisson_vae.reproduce import report
 from poisson_vae.reproduce.report import claims, matched_mse, render_report, write_report
 from poisson_vae.reproduce.runner import RESULTS, _write_json
-from poisson_vae.reproduce.suites import build_suite
+from poisson_vae.reproduce.suites import _slug, build_suite
 
 
 def vae_result(
@@ -23,12 +23,13 @@ def vae_result(
     k: int = 512,
     data: str = "natural16",
 ) -> tuple[str, dict]:
-    name = f"{family}-{method}-k{k}-beta{beta:g}-s{seed}"
+    arch = "lin|lin" if data != "mnist" else "lin+b|lin+b"
+    name = _slug(family, arch, method, f"k{k}", f"beta{beta:g}", f"s{seed}")  # the suites' names
     config = {
         "data": {"data": data},
         "model": {
             "latent": family,
-            "arch": "lin|lin" if data != "mnist" else "lin+b|lin+b",
+            "arch": arch,
             "method": method,
             "n_latents": k,
         },
@@ -164,6 +165,14 @@ def test_gap_claim_leaves_out_a_seed_it_cannot_match() -> None:
     claim = claims(suite, results)[2]
     assert claim["n"] == 2 and claim["verdict"] == "reproduced"
     assert "left out, no LCA point as sparse as the encoder: seed 2" in claim["numbers"]
+
+
+def test_gap_claim_is_untestable_not_missing_before_its_jobs_finish() -> None:
+    suite = build_suite("natural16-rate-distortion", "paper")
+    results = rate_distortion_results({1.0: 100.0}, gap_lca=60.0)  # lin|lin runs only
+    found = {c["claim"]: c for c in claims(suite, results)}
+    conv = next(text for text in found if "amortisation gap, `conv+b|lin`" in text)
+    assert found[conv]["verdict"] == "not testable (too few paired seeds)"
 
 
 def test_gap_jobs_of_a_failed_vae_are_listed_as_not_run(tmp_path: Path) -> None:

@@ -176,8 +176,9 @@ def test_slurm_parameters_ask_one_task_per_gpu() -> None:
     }
     assert submitit_parameters("local", options) == {"timeout_min": 90}
     # sparse-coding and gap jobs do not train through Lightning: one task on one GPU
-    single = submitit_parameters("slurm", options, kind="gap")
+    single = submitit_parameters("slurm", options, kind="sparse")
     assert single["gpus_per_node"] == 1 and single["tasks_per_node"] == 1
+    assert "gpus_per_node" not in submitit_parameters("slurm", options, kind="gap")  # CPU work
     job = _with_devices(tiny_job("poisson", 0), 4)
     assert {"devices": "4", "strategy": "ddp", "accelerator": "gpu"}.items() <= job.config[
         "train"

@@ -66,13 +66,16 @@ def _gap_source(gap: dict, results: dict) -> tuple[str, float] | None:
     return source["config"]["model"]["arch"], float(source["config"]["train"].get("beta", 1.0))
 
 
-def _gaps_at_beta_1(results: dict) -> dict[str, list[dict]]:
-    """``{arch: gap results}`` of the gaps measured on beta = 1 P-VAE dictionaries."""
+def _gaps_at_beta_1(suite: Suite, results: dict) -> dict[str, list[dict]]:
+    """``{arch: finished gap results}`` for every network whose beta = 1 P-VAE dictionary the
+    suite measures a gap on (an empty list while none has finished)."""
+    vaes = {job.name: job for job in suite.jobs if job.kind == "vae"}
     gaps: dict[str, list[dict]] = {}
-    for result in results.values():
-        source = _gap_source(result, results) if result["kind"] == "gap" else None
-        if source is not None and source[1] == 1.0:
-            gaps.setdefault(source[0], []).append(result)
+    for job in suite.jobs:
+        source = vaes.get(job.after or "")
+        if job.kind == "gap" and source is not None and source.config["train"].get("beta") == 1.0:
+            finished = [results[job.name]] if job.name in results else []
+            gaps.setdefault(source.config["model"]["arch"], []).extend(finished)
     return gaps
 
 
@@ -306,7 +309,7 @@ def claims(suite: Suite, results: dict[str, dict]) -> list[dict]:
         vaes = [r for r in records if r.condition.family == "poisson" and r.condition.arch == "lin|lin"]
         found.append(_monotone_claim("mse_map rises with beta", "mse_map", vaes))
         found.append(_monotone_claim("lifetime sparsity rises with beta", "lifetime_sparsity", vaes))
-        found += [_gap_claim(gaps, arch) for arch, gaps in _gaps_at_beta_1(results).items()]
+        found += [_gap_claim(gaps, arch) for arch, gaps in _gaps_at_beta_1(suite, results).items()]
     elif suite.name == "mnist-geometry":
         k10 = [r for r in records if _k(r, results) == 10]
         found.append(
@@ -376,7 +379,7 @@ def _zoo_tables(suite: Suite, records: list[RunRecord]) -> list[str]:
     return lines
 
 
-def _rate_distortion_tables(records: list[RunRecord], results: dict) -> list[str]:
+def _rate_distortion_tables(suite: Suite, records: list[RunRecord], results: dict) -> list[str]:
     rows = []
     for beta, (mse_published, sparsity_published) in BETA_SWEEP.items():
         match = {"family": "poisson", "beta": beta, "arch": "lin|lin"}
@@ -405,7 +408,10 @@ def _rate_distortion_tables(records: list[RunRecord], results: dict) -> list[str
         coder_rows.append([f"{name}, published (van Hateren)", "—", f"{mse:.1f}", f"{sparsity:.3f}"])
     lines += ["### Sparse coding (dictionary learning on the same patches)", ""]
     lines += _table(["algorithm", "lambda", "mse_map", "lifetime sparsity"], coder_rows)
-    for arch, gaps in _gaps_at_beta_1(results).items():
+    gaps_by_arch = _gaps_at_beta_1(suite, results)
+    for arch, gaps in gaps_by_arch.items():
+        if not gaps:
+            continue
         samples = gaps[0]["config"].get("n_samples")
         on = f", on {samples:,} validation patches" if samples else ""
         lines += ["", f"### Amortisation gap: LCA on each P-VAE dictionary (beta = 1, `{arch}`{on})", ""]
@@ -422,10 +428,12 @@ def _rate_distortion_tables(records: list[RunRecord], results: dict) -> list[str
                     _cell([p["lifetime_sparsity"] for p in points]),
                 ]
             )
-        for name, label in (
+        # the published gap is the conv P-VAE's: beside it, or beside the only network run
+        published_rows = (
             ("P-VAE (conv)", "P-VAE encoder, published (`conv+b|lin`, van Hateren)"),
             ("LCA on the P-VAE dictionary", "LCA on its dictionary, published"),
-        ):
+        )
+        for name, label in published_rows if len(gaps_by_arch) == 1 or arch.startswith("conv") else ():
             mse, sparsity = SPARSE_CODING[name]
             gap_rows.append([label, "—", f"{mse:.1f}", f"{sparsity:.3f}"])
         lines += _table(["codes from", "lambda", "mse_map", "lifetime sparsity"], gap_rows)
@@ -604,7 +612,7 @@ def render_report(
     lines += [*_table(["claim", "ours", "test", "BH-adjusted p", "verdict"], claim_rows), ""]
     lines += ["## Tables", ""]
     if suite.name == "natural16-rate-distortion":
-        lines += _rate_distortion_tables(records, results)
+        lines += _rate_distortion_tables(suite, records, results)
         figure = _rate_distortion_figure(records, results, out)
         if figure is not None:
             lines += ["## Figures", "", f"![rate-distortion]({figure.relative_to(out)})", ""]

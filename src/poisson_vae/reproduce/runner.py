@@ -179,10 +179,11 @@ def _local_executor(options: dict) -> tuple[Any, int | None]:
 
 def submitit_parameters(cluster: str, options: dict, kind: str = "vae") -> dict[str, Any]:
     """The ``update_parameters`` of a submitit executor for ``cluster`` (``slurm`` or ``local``)
-    and a job of ``kind``: only VAE training spreads over several GPUs, other jobs get one."""
+    and a job of ``kind``: only VAE training spreads over several GPUs, dictionary learning gets
+    one, and a gap job (CPU inference on a trained dictionary) none."""
     gpus = int(options.get("gpus_per_job") or 0)
     if kind != "vae":
-        gpus = min(gpus, 1)
+        gpus = min(gpus, 1) if kind == "sparse" else 0
     parameters: dict[str, Any] = {"timeout_min": int(options.get("timeout_min") or 24 * 60)}
     if cluster == "slurm":
         parameters["cpus_per_task"] = int(options.get("cpus_per_job") or 2)
@@ -211,7 +212,8 @@ def _with_devices(job: Job, gpus: int) -> Job:
     """The job with the training engine's multi-GPU settings when given several GPUs.
 
     Lightning's batch size is per device: each of the ``gpus`` replicas takes ``batch_size / gpus``
-    samples, so that the recipe's batch (and its number of steps per epoch) is kept.
+    samples, so that the recipe's batch (and its number of steps per epoch) is kept. The run's
+    ``config.json`` records that per-device batch beside ``devices``: resume it on as many.
     """
     if job.kind != "vae" or gpus < 2:
         return job

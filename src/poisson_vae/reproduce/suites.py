@@ -193,7 +193,9 @@ def _rate_distortion(scale: str) -> Suite:
     if scale == "small":  # 15 VAEs, 18 dictionaries and 15 gap jobs within the 45 minutes
         settings["epochs"] = 60
     # The beta sweep is the paper's lin|lin one; its amortisation gap is the conv P-VAE's (beta 1).
-    settings["archs"] = ("lin|lin",) if scale == "small" else ("lin|lin", "conv+b|lin (beta 1)")
+    settings["archs"] = ("lin|lin",)
+    if scale == "paper":
+        settings["gap_archs"] = ("lin|lin", "conv+b|lin")
     data_section = _data_section(data, settings)
     coder = _SMALL_CODER if scale == "small" else _PAPER_CODER
     recipe_options = _train_options(data, settings["epochs"])
