@@ -19,7 +19,7 @@ on a 2-sample slice, records its peak resident memory (CUDA: allocated memory) a
 once on the full batch and reports the rise of the peak over the baseline, then times ``--repeats``
 more runs (median reported). ``objective`` is the mean per-sample objective of the codes (evaluated
 in float64), ``nonzero`` the fraction of non-zero codes, ``iterations`` the steps the torch solvers
-ran (the last sample's, with stopping). The batch is prepared in a subprocess of its
+ran (with stopping: until the slowest sample settled). The batch is prepared in a subprocess of its
 own too: Linux carries a process's peak RSS across fork and exec, so a parent that had loaded the
 data set would hide the workers' peaks.
 
@@ -149,7 +149,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=900, help="most steps of the torch solvers")
     parser.add_argument("--tol", type=float, default=1e-4, help="stopping tolerance of *_tol")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--device", default="cpu", help="where LCA runs (scikit-learn: the CPU)")
+    parser.add_argument("--device", default="cpu", help="where the torch solvers run (scikit-learn: the CPU)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--json", help="also write the figures to this file")

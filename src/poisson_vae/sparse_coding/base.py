@@ -158,8 +158,9 @@ class InferenceMethod(ABC):
     sample has settled. The state is the code for ISTA and FISTA (a code that is still all-zero
     after the first steps stays zero: it is the minimiser) and the potentials for LCA, whose codes
     sit at zero while the potentials rise towards the threshold. Because each sample stops on its
-    own trajectory, its code does not depend on the other samples of the batch. Checking only every
-    few iterations keeps the device-to-host synchronisation cheap.
+    own trajectory, its code does not depend on the other samples of the batch (up to the
+    floating-point rounding of batched products). Checking only every few iterations keeps the
+    device-to-host synchronisation cheap.
 
     Args:
         lam: L1 weight (LCA: the threshold); >= 0.
@@ -213,22 +214,30 @@ class InferenceMethod(ABC):
         check_inputs(x, dictionary)
         x, dictionary = x.detach(), dictionary.detach()
         trace: list[torch.Tensor] = []
-        codes = previous = torch.zeros(x.shape[0], dictionary.shape[1], dtype=x.dtype, device=x.device)
+        latest = previous = torch.zeros(x.shape[0], dictionary.shape[1], dtype=x.dtype, device=x.device)
+        # frozen holds each settled sample's codes from the check at which it settled
         settled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        frozen = torch.zeros_like(latest)
         converged, any_settled, iteration = False, False, 0
+
+        def current() -> torch.Tensor:
+            return torch.where(settled[:, None], frozen, latest) if any_settled else latest
+
         steps = itertools.islice(self._iterate(x, dictionary), self.n_iterations)
         for iteration, (latest, state) in enumerate(steps, start=1):
-            # a settled sample keeps the codes it had when it settled
-            codes = torch.where(settled[:, None], codes, latest) if any_settled else latest
             if self.record_objective:
-                trace.append(self.objective(x, dictionary, codes))
+                trace.append(self.objective(x, dictionary, current()))
             if self.tol > 0 and iteration % self.check_every == 0:
-                settled |= self._settled(state, previous)
-                any_settled = bool(settled.any())
-                if any_settled and bool(settled.all()):
-                    converged = True
-                    break
+                newly = self._settled(state, previous) & ~settled
+                if bool(newly.any()):
+                    frozen[newly] = latest[newly]
+                    settled |= newly
+                    any_settled = True
+                    if bool(settled.all()):
+                        converged = True
+                        break
                 previous = state
+        codes = current()
         if not bool(torch.isfinite(codes).all()):
             raise FloatingPointError(
                 f"{type(self).__name__} produced non-finite codes; its step is too large for this "
