@@ -149,7 +149,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=900, help="most steps of the torch solvers")
     parser.add_argument("--tol", type=float, default=1e-4, help="stopping tolerance of *_tol")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--device", default="cpu", help="where the torch solvers run (scikit-learn: the CPU)")
+    parser.add_argument(
+        "--device", default="cpu", help="where the torch solvers run (scikit-learn: the CPU)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--json", help="also write the figures to this file")
