@@ -191,7 +191,7 @@ def _build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="RUN",
         help="evaluated runs on the same data (pvae train or pvae sparse-coding train, then pvae "
-        "evaluate) to draw beside the gap, one point each",
+        "evaluate) to draw beside the gap, one point each; give the VAE's RUN before this flag",
     )
 
     reproduce = commands.add_parser(
