@@ -202,10 +202,7 @@ class TrainConfig:
             raise ValueError(f"--warmup-clip-factor must be >= 1, got {self.warmup_clip_factor}")
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"--seed must be a whole number in [0, 2^32), got {self.seed}")
-        if self.accelerator not in ACCELERATORS:
-            raise ValueError(
-                f"--accelerator must be one of {', '.join(ACCELERATORS)}, got {self.accelerator!r}"
-            )
+        check_accelerator(self.accelerator)
         self.devices = str(self.devices)
         if self.devices != "auto" and not (self.devices.isdigit() and int(self.devices) > 0):
             raise ValueError(f"--devices must be a positive count or 'auto', got {self.devices!r}")
@@ -512,6 +509,12 @@ def finish_run(model: VAE, config: RunConfig, valid: np.ndarray, out: Path) -> d
     temporary.write_text(json.dumps(summary | metrics, indent=2) + "\n")
     temporary.replace(out / METRICS_FILE)
     return metrics
+
+
+def check_accelerator(accelerator: str) -> None:
+    """Raise a one-line ``ValueError`` unless ``accelerator`` is one of :data:`ACCELERATORS`."""
+    if accelerator not in ACCELERATORS:
+        raise ValueError(f"--accelerator must be one of {', '.join(ACCELERATORS)}, got {accelerator!r}")
 
 
 def resolve_accelerator(accelerator: str) -> str:

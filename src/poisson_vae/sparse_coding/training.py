@@ -92,12 +92,9 @@ class SparseCodingConfig:
             )
         if self.threshold != "soft" and self.algorithm != "lca":
             raise ValueError(threshold_refusal(self.algorithm))
-        from ..training import ACCELERATORS
+        from ..training import check_accelerator
 
-        if self.accelerator not in ACCELERATORS:
-            raise ValueError(
-                f"--accelerator must be one of {', '.join(ACCELERATORS)}, got {self.accelerator!r}"
-            )
+        check_accelerator(self.accelerator)
 
     def device(self) -> torch.device:
         """Where inference and the dictionary updates run (a one-line error if CUDA is asked for
