@@ -14,11 +14,17 @@ Example::
                      ("clf", LogisticRegression())])
     pipe.fit(X_train, y_train)  # X_train (N, D)
 
-Training and inference run on the CPU in float32; outputs are float64 numpy arrays.
+Training runs in float32 (on the CPU unless ``accelerator`` says otherwise). Inference
+(``transform``, ``inverse_transform``, ``sample_codes``) runs in float64 on the CPU, as scikit-learn
+users expect: a sample's code then depends on that sample alone, not on the size of its batch, the
+thread count or the CPU's instruction set (float32 matrix products are blocked differently for
+each, which moves results by ~1e-7, and an iterative solver's stopping rule can amplify that).
+Outputs are float64 numpy arrays.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -44,9 +50,14 @@ def _seed(random_state: Any) -> int:
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
-def _as_tensor(X: np.ndarray) -> torch.Tensor:
-    """(N, D) float32 CPU tensor, always a copy (read-only or memory-mapped inputs are fine)."""
-    return torch.tensor(np.asarray(X), dtype=torch.float32)
+def _as_tensor(X: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(N, D) CPU tensor, always a copy (read-only or memory-mapped inputs are fine)."""
+    return torch.tensor(np.asarray(X), dtype=dtype)
+
+
+def _float64_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A float64 copy of a trained model on the CPU, in eval mode, for batch-independent inference."""
+    return copy.deepcopy(model).to(device="cpu", dtype=torch.float64).eval()
 
 
 #: Constructor parameters that are fields of :class:`~poisson_vae.vae.ModelConfig` (besides K).
@@ -187,29 +198,30 @@ class PoissonVAETransformer(TransformerMixin, BaseEstimator):
         self.loss_curve_ = curve
         return self
 
-    def _codes(self, X: Any) -> torch.Tensor:
+    def _inputs(self, X: Any) -> torch.Tensor:
+        """X (N, D) validated, as a float64 tensor."""
         check_is_fitted(self, "model_")
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return _as_tensor(X)
+        return _as_tensor(X, torch.float64)
 
     def transform(self, X: Any) -> np.ndarray:
         """Deterministic posterior means (P-VAE: the rates) of X (N, D), as (N, K) float64."""
-        data = self._codes(X)
+        data = self._inputs(X)
         with torch.no_grad():
-            mean = self.model_.encode(data).mean
-        return mean.numpy().astype(np.float64)
+            mean = _float64_copy(self.model_).encode(data).mean
+        return mean.numpy()
 
     def sample_codes(self, X: Any, random_state: Any = None) -> np.ndarray:
         """Hard posterior samples (temperature 0) of X (N, D), (N, K) float64.
 
         For the P-VAE these are spike counts (non-negative integers); ``random_state`` seeds the draw.
         """
-        data = self._codes(X)
+        data = self._inputs(X)
+        model = _float64_copy(self.model_)
         generator = torch.Generator().manual_seed(_seed(random_state))
         with torch.no_grad():
-            code = self.model_.encode(data)
-            z = self.model_.latent.rsample(code, 0.0, False, generator)
-        return z.numpy().astype(np.float64)
+            z = model.latent.rsample(model.encode(data), 0.0, False, generator)
+        return z.numpy()
 
     def inverse_transform(self, Z: Any) -> np.ndarray:
         """Decode codes Z (N, K) into (N, D) reconstructions (float64)."""
@@ -218,8 +230,8 @@ class PoissonVAETransformer(TransformerMixin, BaseEstimator):
         if Z.ndim != 2 or Z.shape[1] != self.model_.config.n_latents:
             raise ValueError(f"Z must be (N, {self.model_.config.n_latents}) codes, got shape {Z.shape}")
         with torch.no_grad():
-            x = self.model_.decode(_as_tensor(Z))
-        return x.reshape(Z.shape[0], -1).numpy().astype(np.float64)
+            x = _float64_copy(self.model_).decode(_as_tensor(Z, torch.float64))
+        return x.reshape(Z.shape[0], -1).numpy()
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> PoissonVAETransformer:
@@ -337,9 +349,8 @@ class SparseCodingTransformer(TransformerMixin, BaseEstimator):
         """Sparse codes of X (N, D) under the learned dictionary, (N, K) float64."""
         check_is_fitted(self, "components_")
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        dictionary = torch.tensor(self.components_.T, dtype=torch.float32)
-        codes = self._method().infer(_as_tensor(X), dictionary).codes
-        return codes.numpy().astype(np.float64)
+        dictionary = torch.tensor(self.components_.T, dtype=torch.float64)
+        return self._method().infer(_as_tensor(X, torch.float64), dictionary).codes.numpy()
 
 
 #: Estimator checks that cannot pass, by estimator class, with the reason (for
