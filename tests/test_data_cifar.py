@@ -76,3 +76,44 @@ def test_missing_batch_and_bad_pickle(tmp_path) -> None:
 def test_missing_source_says_where_to_get_it(tmp_path) -> None:
     with pytest.raises(DataFileError, match="cs.toronto.edu"):
         load_dataset("cifar16", data_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("form", ["tarball", "folder"])
+def test_a_crafted_batch_runs_no_code(tmp_path, form: str) -> None:
+    import builtins
+
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (builtins.open, (str(marker), "w"))
+
+    contents = batches()
+    contents[TEST_BATCH] = pickle.dumps({b"data": Exploit(), b"labels": [1]})
+    if form == "tarball":
+        write_tarball(tmp_path / "data", contents)
+    else:
+        (tmp_path / "data" / FOLDER).mkdir(parents=True)
+        for name, raw in contents.items():
+            (tmp_path / "data" / FOLDER / name).write_bytes(raw)
+    with pytest.raises(DataFileError, match="refused to load .*open"):
+        load_cifar16(tmp_path / "data")
+    assert not marker.exists()
+
+
+def test_an_array_of_python_objects_is_refused(tmp_path) -> None:
+    contents = batches()
+    contents[TEST_BATCH] = pickle.dumps({b"data": np.array([b"x", 1], dtype=object), b"labels": [1, 2]})
+    write_tarball(tmp_path, contents)
+    with pytest.raises(DataFileError, match="Python objects"):
+        load_cifar16(tmp_path)
+
+
+def test_a_python2_style_batch_loads(tmp_path) -> None:
+    # The real batches were pickled by Python 2 (protocol 2) with numpy.core.multiarray names.
+    contents = batches()
+    for name, raw in contents.items():
+        batch = pickle.loads(raw)
+        contents[name] = pickle.dumps(batch, protocol=2).replace(b"numpy._core", b"numpy.core")
+    write_tarball(tmp_path, contents)
+    assert load_cifar16(tmp_path)["train"].shape == (20, 1, 16, 16)

@@ -23,7 +23,7 @@ from poisson_vae.training import (
     fit_array,
     train,
 )
-from poisson_vae.vae import ModelConfig
+from poisson_vae.vae import CheckpointError, ModelConfig
 
 FINAL_FILES = ("model.safetensors", "dictionary.png", "metrics.json")
 
@@ -129,6 +129,22 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path) -> None:
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 160
     steps = [int(s) for s in logged(run, "step")]
     assert min(steps) < 10 and max(steps) >= 155  # the log of the first part is kept
+
+
+def test_a_crafted_checkpoint_runs_no_code_on_resume(tmp_path) -> None:
+    import builtins
+
+    run, marker = tmp_path / "run", tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (builtins.open, (str(marker), "w"))
+
+    assert train(small_config(epochs=4), run, callbacks=[_Interrupt()]) is None
+    torch.save({"state_dict": Exploit()}, run / "checkpoints" / "last.ckpt")
+    with pytest.raises(CheckpointError, match="last.ckpt is unreadable"):
+        train(small_config(epochs=4), run, resume=True)
+    assert not marker.exists()
 
 
 class _Poison(L.Callback):

@@ -466,8 +466,9 @@ def check_run_directory(out: Path, resume: bool) -> Path | None:
             "it, or delete the checkpoint to start again"
         )
     try:
+        # Weights only: a checkpoint is data, and unpickling anything else could run code.
         # Memory-mapped: checks the file's structure without reading its tensors twice.
-        torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)["state_dict"]
+        torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["state_dict"]
     except Exception as error:
         raise CheckpointError(
             f"{checkpoint} is unreadable ({type(error).__name__}); delete it to restart the run "
@@ -625,6 +626,7 @@ def train(
                 train_dataloaders=_loader(splits["train"], batch_size, shuffle=True),
                 val_dataloaders=_loader(splits["valid"], max(batch_size, 2000), shuffle=False),
                 ckpt_path=checkpoint,
+                weights_only=True,  # explicit: torch < 2.6 defaults to unpickling anything
             )
         except SystemExit:
             # Lightning turns Ctrl+C into a graceful shutdown and exit(1), ignoring SIGINT from then on.

@@ -5,10 +5,15 @@ folder, in ``--data-dir``. Each 32 x 32 image is converted to grey, standardised
 R(f) = f exp(-(f / f0)^4); one random 16 x 16 patch is cut from each (``patches_per_image``); the
 training batches give the training patches and the test batch the validation patches; patches are
 standardised as natural16's.
+
+The batches are Python pickles. They are read by a restricted unpickler that builds only what a
+CIFAR-10 batch holds (dicts, lists, bytes, strings, numbers and numeric numpy arrays), so a crafted
+file cannot run code.
 """
 
 from __future__ import annotations
 
+import io
 import pickle
 import tarfile
 from pathlib import Path
@@ -30,12 +35,48 @@ HOW_TO_GET = (
 )
 
 
+def _numeric_dtype(*args: object) -> np.dtype:
+    """``numpy.dtype`` for an unpickled array, refusing dtypes that hold Python objects."""
+    dtype = np.dtype(*args)  # type: ignore[call-overload]
+    if dtype.hasobject:
+        raise pickle.UnpicklingError("an array of Python objects is not CIFAR data")
+    return dtype
+
+
+def _latin1_bytes(text: str, encoding: str) -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles written by Python 3 use it for bytes (latin-1 only)."""
+    if encoding != "latin1":
+        raise pickle.UnpicklingError(f"refused to decode bytes as {encoding!r} in a CIFAR batch")
+    return text.encode("latin1")
+
+
+# The callables a pickled numeric numpy array needs, under the module names numpy 1 and 2 use.
+_RECONSTRUCT = np.ndarray((0,), dtype=np.uint8).__reduce__()[0]
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): _numeric_dtype,
+    ("_codecs", "encode"): _latin1_bytes,
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """An unpickler that resolves no global except those a numeric numpy array needs."""
+
+    def find_class(self, module: str, name: str) -> object:
+        allowed = _ALLOWED_GLOBALS.get((module, name))
+        if allowed is None:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}: not part of a CIFAR batch")
+        return allowed
+
+
 def _unpickle(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     try:
-        batch = pickle.loads(raw, encoding="bytes")
+        batch = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
         images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    except (pickle.UnpicklingError, KeyError, ValueError, EOFError, TypeError) as error:
+    except (pickle.UnpicklingError, KeyError, ValueError, EOFError, TypeError, IndexError) as error:
         raise DataFileError(
             f"{name} is not a CIFAR-10 batch ({type(error).__name__}: {error})"
         ) from None
