@@ -11,8 +11,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from poisson_vae.training import DataConfig, RunConfig, TrainConfig, train
-from poisson_vae.vae import ModelConfig
+from poisson_vae.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from poisson_vae.training import train
 
 
 class SaveReplica(L.Callback):

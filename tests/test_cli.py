@@ -41,7 +41,7 @@ def test_train_end_to_end_and_resume_refusals(tmp_path: Path, capsys: pytest.Cap
     assert code == 2 and "already holds a run" in err and err.count("\n") == 1
 
     code, _, err = run_cli(capsys, "train", "--out", str(out), "--resume", "--n-latents", "32")
-    assert code == 2 and "--n-latents differ from the run being resumed" in err
+    assert code == 2 and "--n-latents differs from the run being resumed" in err
 
     code, stdout, _ = run_cli(capsys, "train", "--out", str(out), "--resume", "--epochs", "3")
     assert code == 0 and "validation" in stdout
@@ -84,15 +84,15 @@ def test_config_file_with_flag_overrides(tmp_path: Path, capsys: pytest.CaptureF
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--temperature-end", "-0.1"], "--temperature-end must be a number >= 0"),
-        (["--latent", "gamma"], "--latent 'gamma' is unknown"),
+        (["--temperature-end", "-0.1"], "--temperature-end must be a finite number >= 0"),
+        (["--latent", "gamma"], "--latent must be one of poisson, gaussian, laplace"),
         (["--arch", "lin"], "--arch 'lin' is malformed"),
         (["--arch", "cnn|lin"], "unknown network 'cnn'"),
         (["--n-latents", "0"], "--n-latents must be a positive integer"),
-        (["--epochs", "0"], "--epochs must be positive"),
-        (["--lr", "nan"], "--lr must be positive"),
+        (["--epochs", "0"], "--epochs must be a positive integer, got 0"),
+        (["--lr", "nan"], "--lr must be a finite number > 0, got nan"),
         (["--devices", "two"], "--devices must be a positive count"),
-        (["--data", "imagenet"], "--data 'imagenet' is unknown"),
+        (["--data", "imagenet"], "--data must be a dataset of `pvae data list` or npy:PATH"),
         (["--config", "missing.json"], "--config missing.json does not exist"),
     ],
 )
@@ -110,10 +110,10 @@ def test_bad_input_is_one_line_and_leaves_no_run(
     ("document", "message"),
     [
         ({"data": {"contrast_normalise": "false"}}, "data.contrast_normalise must be true or false"),
-        ({"train": {"epochs": 1.5}}, "train.epochs must be a whole number, got 1.5"),
-        ({"train": {"seed": "1"}}, 'train.seed must be a whole number, got "1"'),
-        ({"model": {"arch": 5}}, "model.arch must be a string, got 5"),
-        ({"data": {"n_train": "200"}}, 'data.n_train must be a whole number (or null), got "200"'),
+        ({"train": {"epochs": 1.5}}, "train.epochs must be a positive integer, got 1.5"),
+        ({"train": {"seed": "1"}}, "train.seed must be a whole number in [0, 2^32), got '1'"),
+        ({"model": {"arch": 5}}, "model.arch must be a string 'encoder|decoder', got 5"),
+        ({"data": {"n_train": "200"}}, "data.n_train must be a positive integer, got '200'"),
         ({"data": "mnist"}, "section 'data' must be an object of options"),
     ],
 )
@@ -241,7 +241,7 @@ def test_data_prepare_of_missing_data_is_one_line(capsys: pytest.CaptureFixture,
 
 def test_invalid_preprocessing_flags(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     code, _, err = run_cli(capsys, "train", "--out", str(tmp_path / "r"), "--whiten-f0", "0.9")
-    assert code == 2 and "--whiten-f0 must lie in (0, 0.5]" in err
+    assert code == 2 and "--whiten-f0 must be a number in (0, 0.5]" in err
     code, _, err = run_cli(capsys, "data", "prepare", "mnist", "--patch-size", "8")
     assert code == 2 and "mnist does not take --patch-size" in err
 
@@ -293,9 +293,9 @@ def test_sample_decodes_prior_draws_into_a_png(capsys: pytest.CaptureFixture, tm
 
 
 def _parsed_config(tmp_path: Path, *argv: str):
-    from poisson_vae.cli import _build_parser, _run_config
+    from poisson_vae.cli import _run_config, build_parser
 
-    return _run_config(_build_parser().parse_args(["train", "--out", str(tmp_path / "run"), *argv]))
+    return _run_config(build_parser().parse_args(["train", "--out", str(tmp_path / "run"), *argv]))
 
 
 def test_paper_recipe_per_dataset_with_file_and_flag_overrides(tmp_path: Path) -> None:
@@ -316,7 +316,7 @@ def test_paper_recipe_per_dataset_with_file_and_flag_overrides(tmp_path: Path) -
 
 def test_unknown_recipe_is_one_line(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     code, _, err = run_cli(capsys, "train", "--out", str(tmp_path / "run"), "--recipe", "fast")
-    assert code == 2 and err.strip() == "pvae: error: --recipe 'fast' is unknown; choose one of paper"
+    assert code == 2 and err.strip() == "pvae: error: --recipe must be one of paper, got 'fast'"
     assert not (tmp_path / "run").exists()
 
 
@@ -327,7 +327,7 @@ def test_reproduce_refusals_are_one_line(capsys: pytest.CaptureFixture, tmp_path
     )
     assert "suite vanhateren16 needs the vanhateren16 data, which is absent" in capsys.readouterr().err
     assert main(["reproduce", "natural16-zoo", "--workers", "0"]) == 2
-    assert "--workers must be at least 1" in capsys.readouterr().err
+    assert "--workers must be a positive integer, got 0" in capsys.readouterr().err
     assert main(["reproduce", "natural16-zoo", "--executor", "dask", "--out", str(tmp_path / "o")]) == 2
     assert "--executor must be one of local, slurm, submitit-local" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

@@ -104,7 +104,7 @@ def test_a_folder_is_not_a_file(tmp_path) -> None:
     with pytest.raises(DataFileError, match="adir.npy is a folder, not a file"):
         load_user_arrays(tmp_path / "adir.npy")
     reason = dataset_availability(f"npy:{tmp_path / 'adir.npy'}")
-    assert reason is not None and "is a folder, not a file" in reason
+    assert reason is not None and "is a folder, not a file" in str(reason)
     assert "does not exist" in str(dataset_availability(f"npy:{tmp_path / 'absent.npy'}"))
 
 

@@ -47,7 +47,7 @@ def test_truncated_image_is_named(tmp_path) -> None:
 
 
 def test_missing_source_says_where_it_goes(tmp_path) -> None:
-    with pytest.raises(DataFileError, match="--data-dir"):
+    with pytest.raises(DataFileError, match="pass data_dir pointing at"):
         load_dataset("vanhateren16")
     with pytest.raises(DataFileError, match="no .iml or .imc files"):
         load_dataset("vanhateren16", data_dir=str(tmp_path))

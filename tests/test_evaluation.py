@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from poisson_vae.cli import main
+from poisson_vae.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from poisson_vae.evaluation import evaluate_run
-from poisson_vae.training import DataConfig, RunConfig, TrainConfig, train
-from poisson_vae.vae import CheckpointError, ModelConfig
+from poisson_vae.training import train
+from poisson_vae.vae import CheckpointError
 
 
 def _tiny_run(out: Path, data: DataConfig, **model) -> Path:

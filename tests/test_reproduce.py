@@ -85,6 +85,6 @@ def test_a_killed_invocation_without_results_adds_no_time(
 
 
 def test_an_unknown_executor_is_refused_before_anything_is_written(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="--executor must be one of local, slurm, submitit-local"):
+    with pytest.raises(ValueError, match="executor must be one of local, slurm, submitit-local"):
         reproduce("natural16-zoo", out=tmp_path / "zoo", executor="dask")
     assert not (tmp_path / "zoo").exists()

@@ -86,6 +86,6 @@ def test_data_dir_reaches_every_job(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 def test_unknown_suite_and_scale() -> None:
     with pytest.raises(ValueError, match="unknown suite 'nope'; choose one of natural16-zoo"):
         build_suite("nope", "small")
-    with pytest.raises(ValueError, match="--scale must be one of small, paper"):
+    with pytest.raises(ValueError, match="scale must be one of small, paper, got 'huge'"):
         build_suite("natural16-zoo", "huge")
     assert set(SUITES) >= {"natural16-zoo", "natural16-rate-distortion", "mnist-geometry"}

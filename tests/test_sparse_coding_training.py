@@ -10,7 +10,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from poisson_vae.cli import main
-from poisson_vae.sparse_coding.training import CHECKPOINT, SparseCodingConfig
+from poisson_vae.config import SparseCodingConfig
+from poisson_vae.runs import Run
+from poisson_vae.sparse_coding.training import inference_method
+
+CHECKPOINT = Run.CHECKPOINT["sparse-coding"]
 
 TINY = ["--n-train", "1000", "--n-valid", "300", "--n-atoms", "32", "--batch-size", "250"]
 TINY += ["--lam", "0.5", "--no-progress"]
@@ -25,7 +29,7 @@ def test_train_resume_and_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["sparse-coding", "train", "--out", str(out), "--epochs", "1", *TINY]) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert main(["sparse-coding", "train", "--out", str(out), "--resume", "--lam", "5"]) == 2
-    assert "--lam differ from the run being resumed" in capsys.readouterr().err
+    assert "--lam differs from the run being resumed" in capsys.readouterr().err
     # resuming reads the run's own settings: only the new epoch count is given
     assert main(["sparse-coding", "train", "--out", str(out), "--resume", "--epochs", "3"]) == 0
     header, *rows = (out / "logs" / "metrics.csv").read_text().split()
@@ -44,7 +48,7 @@ def test_train_resume_and_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_bad_options_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "run"
     assert main(["sparse-coding", "train", "--out", str(out), "--algorithm", "omp", *TINY]) == 2
-    assert "--algorithm 'omp' is unknown" in capsys.readouterr().err
+    assert "--algorithm must be one of lca, ista, fista, got 'omp'" in capsys.readouterr().err
     assert main(["sparse-coding", "train", "--out", str(out), *TINY, "--lam", "-1"]) == 2
     assert "--lam must be a finite number > 0, got -1.0" in capsys.readouterr().err
     assert not out.exists()
@@ -79,11 +83,11 @@ def test_every_option_is_checked_before_the_run_folder_is_made(
 
 
 def test_config_file_values_are_checked(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="--n-atoms must be a positive integer, got 2.5"):
+    with pytest.raises(ValueError, match="n_atoms must be a positive integer, got 2.5"):
         SparseCodingConfig(n_atoms=2.5)
-    with pytest.raises(ValueError, match="--non-negative must be true or false, got 'yes'"):
+    with pytest.raises(ValueError, match="non_negative must be true or false, got 'yes'"):
         SparseCodingConfig(non_negative="yes")
-    with pytest.raises(ValueError, match="--threshold applies to --algorithm lca only"):
+    with pytest.raises(ValueError, match="threshold applies to algorithm lca only"):
         SparseCodingConfig(algorithm="ista", threshold="hard")
 
 
@@ -93,13 +97,13 @@ def test_hard_threshold_lca_run(tmp_path: Path, capsys: pytest.CaptureFixture) -
     assert main(["sparse-coding", "train", "--out", str(out), *flags]) == 0
     assert json.loads((out / "config.json").read_text())["sparse_coding"]["threshold"] == "hard"
     assert json.loads((out / "metrics.json").read_text())["threshold"] == "hard"
-    assert SparseCodingConfig(threshold="hard").method().threshold == "hard"
+    assert inference_method(SparseCodingConfig(threshold="hard")).threshold == "hard"
     assert main(["evaluate", str(out), "--no-gabor"]) == 0
     evaluated = json.loads((out / "eval" / "metrics.json").read_text())
     assert evaluated["method"] == "hard threshold, lambda 0.5"
     # resuming keeps the run's threshold: a different one is refused
     assert main(["sparse-coding", "train", "--out", str(out), "--resume", "--threshold", "soft"]) == 2
-    assert "--threshold differ from the run being resumed" in capsys.readouterr().err
+    assert "--threshold differs from the run being resumed" in capsys.readouterr().err
 
 
 def test_resume_after_a_stop_between_log_row_and_checkpoint(tmp_path: Path) -> None:

@@ -13,17 +13,9 @@ import pytest
 import torch
 
 from poisson_vae import load_model
-from poisson_vae.training import (
-    DataConfig,
-    NonFiniteLossError,
-    RunConfig,
-    RunExistsError,
-    TrainConfig,
-    VAEModule,
-    fit_array,
-    train,
-)
-from poisson_vae.vae import CheckpointError, ModelConfig
+from poisson_vae.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from poisson_vae.training import NonFiniteLossError, RunExistsError, VAEModule, fit_array, train
+from poisson_vae.vae import CheckpointError
 
 FINAL_FILES = ("model.safetensors", "dictionary.png", "metrics.json")
 
@@ -108,7 +100,8 @@ def test_tensorboard_without_the_package_is_a_clear_error(
 
 def test_existing_run_is_not_overwritten(tmp_path) -> None:
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(RunExistsError, match="--resume"):
+    (tmp_path / "metrics.json").write_text("{}")  # a run that finished
+    with pytest.raises(RunExistsError, match="pass resume to continue it"):
         train(small_config(), tmp_path)
 
 

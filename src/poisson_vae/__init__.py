@@ -1,5 +1,6 @@
 """poisson-vae: the Poisson Variational Autoencoder (Vafaii, Galor & Yates, NeurIPS 2024)."""
 
+from .config import ModelConfig
 from .distributions import (
     INDICATORS,
     RelaxedPoisson,
@@ -11,7 +12,7 @@ from .distributions import (
 from .gabor import fit_gabors, gabor_summary
 from .latents import LatentCode, PoissonLatent
 from .sparse_coding import FISTA, ISTA, LCA
-from .vae import VAE, CheckpointError, ModelConfig, build_vae, load_model, save_model
+from .vae import VAE, CheckpointError, build_vae, load_model, save_model
 
 __version__ = "0.1.0"
 

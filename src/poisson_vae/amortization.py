@@ -22,17 +22,18 @@ from pathlib import Path
 
 import torch
 
+from .config import RunConfig, choice, integer
+from .errors import ConfigError, braces
 from .figures import save_rate_distortion_points
+from .latents import LATENT_FAMILIES
 from .metrics import lifetime_sparsity
 from .nets import LinearDecoder
+from .runs import Run, check_output_path
 from .sparse_coding import ALGORITHMS
 from .sparse_coding.dictionary import normalise_atoms
-from .vae import CONFIG_FILE, load_model
+from .vae import load_model
 
 __all__ = ["amortization_gap", "render_gap_table"]
-
-#: Latent families whose codes are non-negative: inference on their dictionary is kept non-negative.
-NON_NEGATIVE = {"poisson", "categorical", "gaussian-relu", "gaussian-exp"}
 
 
 def _vae_row(model, x: torch.Tensor, seed: int) -> dict:
@@ -59,7 +60,7 @@ def _compared_rows(directories: Sequence[str | Path], data: str) -> list[dict]:
         ValueError: a run that is not evaluated (saying to run ``pvae evaluate``), lacks mse_map or
             lifetime sparsity, or was trained on other data than ``data``.
     """
-    from .compare import load_runs, read_json_object
+    from .compare import load_runs
 
     if not directories:
         return []
@@ -67,16 +68,17 @@ def _compared_rows(directories: Sequence[str | Path], data: str) -> list[dict]:
     for record in load_runs(directories):
         condition, metrics = record.condition, record.metrics
         if condition.data != data:
-            raise ValueError(
-                f"--compare {record.directory} was trained on {condition.data}, the VAE on {data}; "
-                "compare runs on the same data"
+            raise ConfigError(
+                f"{{0}} {braces(str(record.directory))} was trained on {braces(condition.data)}, "
+                f"the VAE on {braces(data)}; compare runs on the same data",
+                "compare",
             )
         if not {"mse_map", "lifetime_sparsity"} <= set(metrics):
-            raise ValueError(
-                f"{record.directory}/eval/metrics.json lacks mse_map or lifetime_sparsity; "
+            raise ConfigError(
+                f"{Run(record.directory).eval_metrics_path} lacks mse_map or lifetime_sparsity; "
                 f"evaluate it again with `pvae evaluate {record.directory}`"
             )
-        evaluated = read_json_object(record.directory / "eval" / "metrics.json")
+        evaluated = Run(record.directory).eval_metrics()
         rows.append(
             {
                 "source": f"{condition.label}, seed {record.seed}",
@@ -120,29 +122,26 @@ def amortization_gap(
         One row per point: the VAE's encoder, then each lambda (mse_map, lifetime sparsity, zeros,
         samples), then each compared run (with its directory as ``run``).
     """
-    from .training import RunConfig
-
-    run = Path(run)
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"--algorithm {algorithm!r} is unknown; choose one of {sorted(ALGORITHMS)}")
-    if not lams or any(not lam > 0 for lam in lams):
-        raise ValueError(f"--lam needs positive values, got {list(lams)}")
-    for name, value in (("--n-samples", n_samples), ("--n-iterations", n_iterations)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    model = load_model(run)
+    source = Run(run)
+    choice(ALGORITHMS)("algorithm", algorithm)
+    if not lams or not all(isinstance(lam, (int, float)) and lam > 0 for lam in lams):
+        raise ConfigError(f"{{0}} needs positive values, got {braces(repr(list(lams)))}", "lams")
+    integer(1)("n_samples", n_samples)
+    integer(1)("n_iterations", n_iterations)
+    config = source.config(RunConfig)
+    model = load_model(source.directory)
     if not isinstance(model.decoder, LinearDecoder) or model.decoder.linear.bias is not None:
-        raise ValueError(
-            f"{run} has decoder {model.config.arch!r}: the gap needs a linear decoder ('...|lin')"
+        raise ConfigError(
+            f"{source.directory} has decoder {model.config.arch!r}: the gap needs a linear decoder "
+            "('...|lin')"
         )
-    config = RunConfig.load(run / CONFIG_FILE)
     compared = _compared_rows(compare, config.data.data)
     valid = config.data.load()["valid"]
     # Evenly spaced samples: validation sets are stored image by image, so the first ones are not
     # representative.
     x = torch.as_tensor(valid[:: max(1, len(valid) // n_samples)][:n_samples])
     if non_negative is None:
-        non_negative = config.model.latent in NON_NEGATIVE
+        non_negative = LATENT_FAMILIES[config.model.latent].non_negative
     rows = [_vae_row(model, x, seed)]
     dictionary = normalise_atoms(model.decoder.dictionary.detach().double()).float()
     flat = x.flatten(1)
@@ -163,7 +162,7 @@ def amortization_gap(
         )
     sweep = rows[1:]
     rows += compared
-    out = Path(out) if out is not None else run / "amortization_gap"
+    out = check_output_path(out) if out is not None else source.gap_dir
     out.mkdir(parents=True, exist_ok=True)
     label = f"{config.model.latent} {config.model.arch}"
     (out / "amortization_gap.md").write_text(render_gap_table(rows, label))

@@ -1,35 +1,33 @@
 """The ``pvae`` command line.
 
-``pvae train`` exposes every field of :class:`~poisson_vae.training.DataConfig`,
-:class:`~poisson_vae.vae.ModelConfig` and :class:`~poisson_vae.training.TrainConfig` as a flag
+Each command is a small parser function next to its handler (``set_defaults(handler=...)``).
+``pvae train`` exposes every field of :class:`~poisson_vae.config.DataConfig`,
+:class:`~poisson_vae.config.ModelConfig` and :class:`~poisson_vae.config.TrainConfig` as a flag
 (``n_latents`` -> ``--n-latents``); ``--recipe paper`` starts from the paper's settings for the
 dataset, ``--config FILE`` (a JSON file of the same shape as a run's ``config.json``) overrides
-the recipe, and flags override both. Errors are reported in one line, with what to do.
+the recipe, and flags override both (:meth:`~poisson_vae.config.RunConfig.resolve`). Errors are
+reported in one line, with what to do; errors about fields name their flags (:func:`main` is the
+one place that translates).
+
+Importing this module and building its parser loads neither Lightning nor numba.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-__all__ = ["main"]
+__all__ = ["build_parser", "flag", "main"]
 
-# Flags that may differ from the stored configuration when a run is resumed.
-RESUMABLE = {
-    "epochs",
-    "accelerator",
-    "devices",
-    "num_nodes",
-    "strategy",
-    "progress",
-    "cache_dir",
-    "data_dir",
-}
+
+def flag(name: str) -> str:
+    """The command-line flag of a field: ``n_latents`` -> ``--n-latents``."""
+    return "--" + name.replace("_", "-")
 
 
 _SCALARS = {"int": int, "float": float, "bool": bool, "str": str}
@@ -43,12 +41,13 @@ def _field_type(annotation: object) -> type:
 def _add_config_flags(
     parser: argparse.ArgumentParser, config_classes: dict[str, type], skip: frozenset | set = frozenset()
 ) -> None:
+    """One flag per field of each configuration class, in a group per section; a flag that is not
+    given is absent from the parsed namespace (so that only given flags override)."""
     for section, kind in config_classes.items():
         group = parser.add_argument_group(f"{section} options")
         for item in dataclasses.fields(kind):
             if not item.metadata.get("cli", True) or item.name in skip:
                 continue
-            flag = "--" + item.name.replace("_", "-")
             default = item.default if item.default is not dataclasses.MISSING else None
             help_text = item.metadata.get("help", "")
             if default is not None:
@@ -56,14 +55,14 @@ def _add_config_flags(
             kind_of_value = _field_type(item.type)
             if kind_of_value is bool:
                 group.add_argument(
-                    flag,
+                    flag(item.name),
                     action=argparse.BooleanOptionalAction,
                     default=argparse.SUPPRESS,
                     help=help_text,
                 )
             else:
                 group.add_argument(
-                    flag,
+                    flag(item.name),
                     type=kind_of_value,
                     default=argparse.SUPPRESS,
                     help=help_text,
@@ -71,6 +70,13 @@ def _add_config_flags(
                 )
 
 
+def _given(args: argparse.Namespace, *exclude: str) -> dict[str, Any]:
+    """The configuration fields given as flags (the namespace minus the command's own options)."""
+    own = {"command", "handler", "run", "out", "resume", "config", "recipe", "sparse_command", *exclude}
+    return {key: value for key, value in vars(args).items() if key not in own}
+
+
+# --- pvae --version --------------------------------------------------------------------------
 def _version_text() -> str:
     """The package's and torch's versions, the devices, and the sampler each kind of device runs."""
     import torch
@@ -97,176 +103,120 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    from .training import DataConfig, TrainConfig
-    from .vae import ModelConfig
+# --- pvae train ------------------------------------------------------------------------------
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    from .config import DataConfig, ModelConfig, TrainConfig
 
-    parser = argparse.ArgumentParser(
-        prog="pvae", description="Poisson VAE: train sparse spike-count autoencoders."
-    )
-    parser.add_argument(
-        "--version",
-        action=_VersionAction,
-        help="show the versions, the devices and the sampler each device runs, and exit",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    train = commands.add_parser(
+    parser = commands.add_parser(
         "train",
         help="train a VAE and write its run directory",
         description="Train a VAE; writes config.json, checkpoints/, logs/, model.safetensors, "
         "dictionary.png and metrics.json into --out.",
     )
-    train.add_argument("--out", type=Path, required=True, help="run directory")
-    train.add_argument("--config", type=Path, help="JSON configuration (as a run's config.json)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out")
-    train.add_argument(
+    parser.add_argument("--out", type=Path, required=True, help="run directory")
+    parser.add_argument("--config", type=Path, help="JSON configuration (as a run's config.json)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument(
         "--recipe",
-        help="start from a named recipe's training options for the dataset: 'paper' (SPEC 2); "
-        "--config and flags override it",
+        help="start from a named recipe's training options for the dataset: 'paper' (the paper's "
+        "settings); --config and flags override it",
     )
-    _add_config_flags(train, {"data": DataConfig, "model": ModelConfig, "train": TrainConfig})
+    _add_config_flags(parser, {"data": DataConfig, "model": ModelConfig, "train": TrainConfig})
+    parser.set_defaults(handler=_train)
 
-    summary = commands.add_parser(
+
+def _run_config(args: argparse.Namespace):
+    """The configuration of ``pvae train``: the resumed run's, or --config, --recipe and flags."""
+    from .config import DataConfig, RunConfig, load_config
+    from .errors import ConfigError, braces
+    from .recipes import recipe
+    from .runs import Run
+
+    run = Run(args.out)
+    overrides = _given(args)
+    stored = run.stored_config(RunConfig) if args.resume and run.started else None
+    base = None
+    if args.config is not None:
+        if not args.config.is_file():
+            what = "is a folder, not a JSON file" if args.config.is_dir() else "does not exist"
+            raise ConfigError(f"{{0}} {braces(str(args.config))} {what}", "config")
+        load_config(args.config, RunConfig)  # the file alone is valid (errors name the file)
+        base = _read_document(args.config)
+    from_recipe = None
+    if args.recipe is not None:
+        data = overrides.get("data", (base or {}).get("data", {}).get("data", DataConfig.data))
+        from_recipe = recipe(args.recipe, data)
+        for name in (base or {}).get("train", {}):  # a --config file overrides the recipe
+            from_recipe.pop(name, None)
+    return RunConfig.resolve(
+        overrides,
+        stored=None if stored is None else stored.to_dict(),
+        base=base,
+        recipe=from_recipe,
+    )
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .runs import Run
+    from .training import NonFiniteLossError, train
+
+    run = Run(args.out)
+    config = _run_config(args)
+    try:
+        metrics = train(config, args.out, resume=args.resume)
+    except NonFiniteLossError as error:
+        if run.checkpoint.is_file():
+            advice = (
+                f"the last good checkpoint is {run.checkpoint}; lower --lr or --grad-clip and resume"
+            )
+        else:
+            advice = "no epoch finished; lower --lr or --grad-clip and start again"
+        print(f"pvae: error: {error}; {advice}", file=sys.stderr)
+        return 1
+    if metrics is None:
+        if run.checkpoint.is_file() and not run.is_replica():
+            print(
+                f"pvae: interrupted; continue with: pvae train --out {args.out} --resume",
+                file=sys.stderr,
+            )
+            return 130
+        return 0
+    shown = ("nelbo", "sse", "kl", "mse_map", "portion_zeros", "lifetime_sparsity", "n_active")
+    print("validation: " + ", ".join(f"{key} {metrics[key]:.4g}" for key in shown))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _read_document(path: Path) -> dict:
+    """The sections of a ``--config`` file as given (so that its unset fields stay unset)."""
+    from .errors import ConfigError
+    from .files import read_json
+
+    return read_json(path, ConfigError)
+
+
+# --- pvae model-summary ----------------------------------------------------------------------
+def _add_model_summary(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
         "model-summary", help="layer table and trainable parameter count of a model"
     )
-    summary.add_argument("--latent", default="poisson", help="latent family")
-    summary.add_argument("--arch", default="lin|lin", help="networks as 'encoder|decoder'")
-    summary.add_argument("--n-latents", type=int, default=512, help="number of latents K")
-    summary.add_argument("--input-size", type=int, default=16, help="side of the square input")
-
-    sample = commands.add_parser("sample", help="decode draws from a trained model's prior into a PNG")
-    sample.add_argument("run", type=Path, help="run directory of a finished `pvae train`")
-    sample.add_argument("--n", type=int, default=64, help="number of samples")
-    sample.add_argument("--seed", type=int, default=0, help="seed of the prior draws")
-    sample.add_argument("--out", type=Path, help="PNG to write (default: RUN/samples.png)")
-
-    evaluate = commands.add_parser(
-        "evaluate",
-        help="metrics, figures, Gabor fits and geometry of a trained run into RUN/eval",
-        description="Evaluate a finished run: writes RUN/eval/metrics.json, report.md and figures.",
-    )
-    evaluate.add_argument("run", type=Path, help="run directory of a finished `pvae train`")
-    evaluate.add_argument("--seed", type=int, help="seed of hard samples and KNN draws (default: run's)")
-    evaluate.add_argument(
-        "--geometry", action=argparse.BooleanOptionalAction, default=True, help="KNN and shattering"
-    )
-    evaluate.add_argument(
-        "--gabor", action=argparse.BooleanOptionalAction, default=True, help="Gabor fits of the atoms"
-    )
-    evaluate.add_argument(
-        "--shattering-samples",
-        type=int,
-        help="fit the shattering classifiers on this many training samples (default: all)",
-    )
-
-    compare = commands.add_parser(
-        "compare",
-        help="paper-style tables over seeds and conditions of evaluated runs",
-        description="Aggregate evaluated runs by condition: mean and 99 %% CI over seeds, paired "
-        "t-tests (Benjamini-Hochberg), a rate-distortion plot; writes OUT/COMPARE.md.",
-    )
-    compare.add_argument("runs", type=Path, nargs="+", help="evaluated run directories")
-    compare.add_argument("--out", type=Path, default=Path("compare"), help="output folder")
-    compare.add_argument(
-        "--unpaired", action="store_true", help="write the tables even when seed sets differ"
-    )
-
-    gap = commands.add_parser(
-        "amortization-gap",
-        help="sparse inference with a trained VAE's dictionary against its encoder",
-        description="Run LCA / ISTA / FISTA with a VAE's linear decoder as the dictionary at several "
-        "lambdas; writes RUN/amortization_gap/ (table, JSON, rate-distortion figure). --compare adds "
-        "other evaluated runs (VAEs, sparse coders) to the table and figure.",
-    )
-    gap.add_argument("run", type=Path, help="run directory of a VAE with a linear decoder")
-    gap.add_argument("--algorithm", default="lca", help="lca, ista or fista (default: lca)")
-    gap.add_argument("--lam", default="0.1,0.3,1,3", help="comma-separated lambdas")
-    gap.add_argument("--n-samples", type=int, default=2000, help="validation samples used")
-    gap.add_argument("--n-iterations", type=int, default=900, help="maximum inference iterations")
-    gap.add_argument("--out", type=Path, help="output folder (default: RUN/amortization_gap)")
-    gap.add_argument(
-        "--compare",
-        type=Path,
-        nargs="+",
-        default=[],
-        metavar="RUN",
-        help="evaluated runs on the same data (pvae train or pvae sparse-coding train, then pvae "
-        "evaluate) to draw beside the gap, one point each; give the VAE's RUN before this flag",
-    )
-
-    reproduce = commands.add_parser(
-        "reproduce",
-        help="run a suite of the paper's experiments and write REPORT.md",
-        description="Run (or resume) the jobs of a suite through a process pool or submitit and "
-        "write OUT/REPORT.md: the paper's tables with the published numbers beside ours, and a "
-        "computed verdict on each claim. Finished jobs are skipped; failed ones are listed.",
-    )
-    reproduce.add_argument(
-        "suite",
-        help="natural16-zoo, natural16-rate-distortion, mnist-geometry, vanhateren16 or cifar16",
-    )
-    reproduce.add_argument("--scale", default="small", help="small (a laptop) or paper (default: small)")
-    reproduce.add_argument("--out", type=Path, help="output folder (default: reproduce/SUITE-SCALE)")
-    reproduce.add_argument(
-        "--executor", default="local", help="local (process pool), slurm or submitit-local"
-    )
-    reproduce.add_argument(
-        "--workers", type=int, default=2, help="parallel jobs of the local executor (default: 2)"
-    )
-    reproduce.add_argument("--partition", help="SLURM partition")
-    reproduce.add_argument(
-        "--gpus-per-job", type=int, default=0, help="GPUs per job; several run data-parallel (slurm)"
-    )
-    reproduce.add_argument("--cpus-per-job", type=int, default=2, help="CPUs per job (submitit)")
-    reproduce.add_argument(
-        "--timeout-min", type=int, default=24 * 60, help="time limit per job (submitit)"
-    )
-    reproduce.add_argument("--retry-failed", action="store_true", help="run failed jobs again")
-    reproduce.add_argument(
-        "--report-only", action="store_true", help="only rewrite REPORT.md from finished jobs"
-    )
-    reproduce.add_argument("--data-dir", help="folder of the source files the suite's data needs")
-    reproduce.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-    sparse = commands.add_parser("sparse-coding", help="sparse-coding baselines (LCA, ISTA, FISTA)")
-    sparse_commands = sparse.add_subparsers(dest="sparse_command", required=True, metavar="ACTION")
-    sparse_train = sparse_commands.add_parser(
-        "train",
-        help="learn a dictionary by alternating sparse inference and dictionary updates",
-        description="Learn a dictionary; writes config.json, checkpoints/, logs/, "
-        "dictionary.safetensors, dictionary.png and metrics.json into --out.",
-    )
-    sparse_train.add_argument("--out", type=Path, required=True, help="run directory")
-    sparse_train.add_argument("--resume", action="store_true", help="continue the run in --out")
-    from .sparse_coding.training import SparseCodingConfig
-
-    _add_config_flags(sparse_train, {"data": DataConfig, "sparse coding": SparseCodingConfig})
-
-    data = commands.add_parser("data", help="list and prepare datasets")
-    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    listing = data_commands.add_parser(
-        "list", help="every dataset, its source, licence and availability"
-    )
-    listing.add_argument("--data-dir", help="folder of source files to check availability against")
-    download = data_commands.add_parser(
-        "download", help="opt-in: fetch MNIST's files from the canonical mirrors, checksums verified"
-    )
-    download.add_argument("name", choices=["mnist"], help="dataset to download")
-    download.add_argument("--data-dir", required=True, help="folder to download into")
-    prepare = data_commands.add_parser("prepare", help="build a dataset and cache its arrays")
-    prepare.add_argument("name", help="dataset name (see `pvae data list`) or npy:PATH")
-    _add_config_flags(prepare, {"data": DataConfig}, skip={"data"})
-    return parser
+    parser.add_argument("--latent", default="poisson", help="latent family")
+    parser.add_argument("--arch", default="lin|lin", help="networks as 'encoder|decoder'")
+    parser.add_argument("--n-latents", type=int, default=512, help="number of latents K")
+    parser.add_argument("--input-size", type=int, default=16, help="side of the square input")
+    parser.set_defaults(handler=_model_summary)
 
 
 def _model_summary(args: argparse.Namespace) -> int:
     import torch
 
-    from .vae import ModelConfig, build_vae
+    from .config import ModelConfig
+    from .errors import ConfigError
+    from .vae import build_vae
 
     size = args.input_size
     if size < 1:
-        raise ValueError(f"--input-size must be a positive integer, got {size}")
+        raise ConfigError(f"{{0}} must be a positive integer, got {size}", "input_size")
     config = ModelConfig(
         latent=args.latent, arch=args.arch, n_latents=args.n_latents, input_shape=(1, size, size)
     )
@@ -300,14 +250,25 @@ def _model_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- pvae sample -----------------------------------------------------------------------------
+def _add_sample(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("sample", help="decode draws from a trained model's prior into a PNG")
+    parser.add_argument("run", type=Path, help="run directory of a finished `pvae train`")
+    parser.add_argument("--n", type=int, default=64, help="number of samples")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the prior draws")
+    parser.add_argument("--out", type=Path, help="PNG to write (default: RUN/samples.png)")
+    parser.set_defaults(handler=_sample)
+
+
 def _sample(args: argparse.Namespace) -> int:
     import torch
 
+    from .errors import ConfigError
     from .figures import save_sample_grid
     from .vae import load_model
 
     if args.n < 1:
-        raise ValueError(f"--n must be a positive integer, got {args.n}")
+        raise ConfigError(f"{{0}} must be a positive integer, got {args.n}", "n")
     model = load_model(args.run)
     generator = torch.Generator().manual_seed(args.seed)
     with torch.no_grad():
@@ -317,11 +278,38 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- pvae evaluate ---------------------------------------------------------------------------
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "evaluate",
+        help="metrics, figures, Gabor fits and geometry of a trained run into RUN/eval",
+        description="Evaluate a finished run: writes RUN/eval/metrics.json, report.md and figures.",
+    )
+    parser.add_argument("run", type=Path, help="run directory of a finished `pvae train`")
+    parser.add_argument("--seed", type=int, help="seed of hard samples and KNN draws (default: run's)")
+    parser.add_argument(
+        "--geometry", action=argparse.BooleanOptionalAction, default=True, help="KNN and shattering"
+    )
+    parser.add_argument(
+        "--gabor", action=argparse.BooleanOptionalAction, default=True, help="Gabor fits of the atoms"
+    )
+    parser.add_argument(
+        "--shattering-samples",
+        type=int,
+        help="fit the shattering classifiers on this many training samples (default: all)",
+    )
+    parser.set_defaults(handler=_evaluate)
+
+
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import EVAL_DIR, evaluate_run
+    from .errors import ConfigError
+    from .evaluation import evaluate_run
+    from .runs import Run
 
     if args.shattering_samples is not None and args.shattering_samples < 10:
-        raise ValueError(f"--shattering-samples must be at least 10, got {args.shattering_samples}")
+        raise ConfigError(
+            f"{{0}} must be at least 10, got {args.shattering_samples}", "shattering_samples"
+        )
     metrics = evaluate_run(
         args.run,
         geometry=args.geometry,
@@ -335,25 +323,71 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"Gabor-like active atoms: {metrics['gabor']['fraction_gabor']:.2f}")
     if "knn" in metrics:
         print("KNN: " + ", ".join(f"N={n} {row['mean']:.3f}" for n, row in metrics["knn"].items()))
-    print(f"wrote {args.run / EVAL_DIR}")
+    print(f"wrote {Run(args.run).eval_dir}")
     return 0
+
+
+# --- pvae compare ----------------------------------------------------------------------------
+def _add_compare(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "compare",
+        help="paper-style tables over seeds and conditions of evaluated runs",
+        description="Aggregate evaluated runs by condition: mean and 99 %% CI over seeds, paired "
+        "t-tests (Benjamini-Hochberg), a rate-distortion plot; writes OUT/COMPARE.md.",
+    )
+    parser.add_argument("runs", type=Path, nargs="+", help="evaluated run directories")
+    parser.add_argument("--out", type=Path, default=Path("compare"), help="output folder")
+    parser.add_argument(
+        "--unpaired", action="store_true", help="write the tables even when seed sets differ"
+    )
+    parser.set_defaults(handler=_compare)
 
 
 def _compare(args: argparse.Namespace) -> int:
     from .compare import compare
 
-    path = compare(args.runs, args.out, strict=not args.unpaired)
+    path = compare(args.runs, args.out, unpaired=args.unpaired)
     print(f"wrote {path}")
     return 0
 
 
+# --- pvae amortization-gap -------------------------------------------------------------------
+def _add_amortization_gap(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "amortization-gap",
+        help="sparse inference with a trained VAE's dictionary against its encoder",
+        description="Run LCA / ISTA / FISTA with a VAE's linear decoder as the dictionary at several "
+        "lambdas; writes RUN/amortization_gap/ (table, JSON, rate-distortion figure). --compare adds "
+        "other evaluated runs (VAEs, sparse coders) to the table and figure.",
+    )
+    parser.add_argument("run", type=Path, help="run directory of a VAE with a linear decoder")
+    parser.add_argument("--algorithm", default="lca", help="lca, ista or fista (default: lca)")
+    parser.add_argument("--lam", default="0.1,0.3,1,3", help="comma-separated lambdas")
+    parser.add_argument("--n-samples", type=int, default=2000, help="validation samples used")
+    parser.add_argument("--n-iterations", type=int, default=900, help="maximum inference iterations")
+    parser.add_argument("--out", type=Path, help="output folder (default: RUN/amortization_gap)")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="RUN",
+        help="evaluated runs on the same data (pvae train or pvae sparse-coding train, then pvae "
+        "evaluate) to draw beside the gap, one point each; give the VAE's RUN before this flag",
+    )
+    parser.set_defaults(handler=_amortization_gap)
+
+
 def _amortization_gap(args: argparse.Namespace) -> int:
     from .amortization import amortization_gap
+    from .errors import ConfigError, braces
 
     try:
         lams = tuple(float(value) for value in args.lam.split(","))
     except ValueError:
-        raise ValueError(f"--lam {args.lam!r} must be comma-separated numbers, e.g. 0.1,0.3,1") from None
+        raise ConfigError(
+            f"{{0}} {braces(repr(args.lam))} must be comma-separated numbers, e.g. 0.1,0.3,1", "lam"
+        ) from None
     rows = amortization_gap(
         args.run,
         args.algorithm,
@@ -374,183 +408,46 @@ def _amortization_gap(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sparse_coding(args: argparse.Namespace) -> int:
-    from .compare import read_json_object
-    from .sparse_coding.training import (
-        SparseCodingConfig,
-        SparseCodingRun,
-        threshold_refusal,
-        train_sparse_coding,
+# --- pvae reproduce --------------------------------------------------------------------------
+def _add_reproduce(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "reproduce",
+        help="run a suite of the paper's experiments and write REPORT.md",
+        description="Run (or resume) the jobs of a suite through a process pool or submitit and "
+        "write OUT/REPORT.md: the paper's tables with the published numbers beside ours, and a "
+        "computed verdict on each claim. Finished jobs are skipped; failed ones are listed. "
+        "Ctrl+C stops the sweep; the next invocation resumes its unfinished jobs.",
     )
-    from .training import DataConfig
-
-    flags = {
-        k: v for k, v in vars(args).items() if k not in ("command", "sparse_command", "out", "resume")
-    }
-    data_names = {f.name for f in dataclasses.fields(DataConfig)}
-    document: dict[str, dict] = {"data": {}, "sparse_coding": {}}
-    stored_path = args.out / "config.json"
-    if args.resume and stored_path.is_file():
-        document = read_json_object(stored_path)
-        if "sparse_coding" not in document:
-            raise ValueError(
-                f"{args.out} holds a VAE run, not a sparse-coding run; choose another --out"
-            )
-        # options newer than the run take their defaults, as the run did
-        document = SparseCodingRun(
-            DataConfig(**document["data"]), SparseCodingConfig(**document["sparse_coding"])
-        ).to_dict()
-        _refuse_changed(flags, document, lambda key: "data" if key in data_names else "sparse_coding")
-    for key, value in flags.items():
-        document.setdefault("data" if key in data_names else "sparse_coding", {})[key] = value
-    algorithm = document["sparse_coding"].get("algorithm", SparseCodingConfig.algorithm)
-    if "threshold" in flags and algorithm != "lca":
-        raise ValueError(threshold_refusal(algorithm))
-    config = SparseCodingRun(
-        DataConfig(**document["data"]), SparseCodingConfig(**document["sparse_coding"])
+    parser.add_argument(
+        "suite",
+        help="natural16-zoo, natural16-rate-distortion, mnist-geometry, vanhateren16 or cifar16",
     )
-    metrics = train_sparse_coding(config, args.out, resume=args.resume)
-    shown = ("mse_map", "portion_zeros", "lifetime_sparsity", "n_active")
-    print("validation: " + ", ".join(f"{key} {metrics[key]:.4g}" for key in shown))
-    print(f"wrote {args.out}")
-    return 0
-
-
-def _data(args: argparse.Namespace) -> int:
-    from .data import DATASETS, USER_ARRAYS, cache_dir, dataset_availability
-    from .training import DataConfig
-
-    if args.data_command == "list":
-        for info in [*DATASETS.values(), USER_ARRAYS]:
-            reason = info.availability(args.data_dir)
-            status = "available" if reason is None else f"not available: {reason}"
-            labels = "labels" if info.labels else "no labels"
-            print(f"{info.name}  ({info.shape}; {info.size}; {labels})")
-            print(f"    source:  {info.source}")
-            print(f"    licence: {info.licence}")
-            for line in info.details:
-                print(f"      {line}")
-            print(f"    {status}")
-        return 0
-    if args.data_command == "download":
-        from .data.mnist import download_mnist
-
-        folder = download_mnist(args.data_dir)
-        print(f"downloaded and verified; use: pvae train --data mnist --data-dir {folder}")
-        return 0
-    flags = {
-        key: value for key, value in vars(args).items() if key not in ("command", "data_command", "name")
-    }
-    config = DataConfig(data=args.name, **flags)
-    reason = dataset_availability(config.data, config.data_dir)
-    if reason is not None:
-        raise FileNotFoundError(reason)
-    splits = config.load()
-    for key, array in splits.items():
-        print(f"{key}: {array.shape} {array.dtype}")
-    if not config.data.startswith("npy:"):
-        print(f"cached in {cache_dir(config.cache_dir)}")
-    return 0
-
-
-def _section_of(name: str) -> str:
-    from .training import DataConfig, TrainConfig
-    from .vae import ModelConfig
-
-    for section, kind in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
-        if name in {f.name for f in dataclasses.fields(kind)}:
-            return section
-    raise KeyError(name)
-
-
-def _refuse_changed(flags: dict, document: dict, section_of: Callable[[str], str]) -> None:
-    """Refuse flags that differ from the stored configuration of the run being resumed (only
-    :data:`RESUMABLE` ones may change)."""
-    from .training import resolve_source
-
-    changed = sorted(
-        key
-        for key, value in flags.items()
-        if key not in RESUMABLE
-        and document.get(section_of(key), {}).get(key)
-        != (resolve_source(value) if key == "data" else value)
+    parser.add_argument("--scale", default="small", help="small (a laptop) or paper (default: small)")
+    parser.add_argument("--out", type=Path, help="output folder (default: reproduce/SUITE-SCALE)")
+    parser.add_argument(
+        "--executor", default="local", help="local (process pool), slurm or submitit-local"
     )
-    if changed:
-        listed = ", ".join("--" + key.replace("_", "-") for key in changed)
-        raise ValueError(f"{listed} differ from the run being resumed; drop them or use a new --out")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="parallel jobs of the local executor (default: 2)"
+    )
+    parser.add_argument("--partition", help="SLURM partition")
+    parser.add_argument(
+        "--gpus-per-job", type=int, default=0, help="GPUs per job; several run data-parallel (slurm)"
+    )
+    parser.add_argument("--cpus-per-job", type=int, default=2, help="CPUs per job (submitit)")
+    parser.add_argument("--timeout-min", type=int, default=24 * 60, help="time limit per job (submitit)")
+    parser.add_argument("--retry-failed", action="store_true", help="run failed jobs again")
+    parser.add_argument(
+        "--report-only", action="store_true", help="only rewrite REPORT.md from finished jobs"
+    )
+    parser.add_argument("--data-dir", help="folder of the source files the suite's data needs")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_reproduce)
 
 
-def _run_config(args: argparse.Namespace):
-    from .training import DataConfig, RunConfig
-    from .vae import CONFIG_FILE
-
-    flags = {
-        key: value
-        for key, value in vars(args).items()
-        if key not in ("command", "out", "config", "resume", "recipe")
-    }
-    stored_path = args.out / CONFIG_FILE
-    if args.resume and stored_path.is_file():
-        for name, given in (("--recipe", args.recipe), ("--config", args.config)):
-            if given is not None:
-                raise ValueError(
-                    f"{name} applies to a new run; the run being resumed keeps its "
-                    f"{stored_path}: drop {name} or use a new --out"
-                )
-        document = RunConfig.load(stored_path).to_dict()
-        _refuse_changed(flags, document, _section_of)
-    elif args.config is not None:
-        if not args.config.is_file():
-            raise FileNotFoundError(f"--config {args.config} does not exist")
-        document = RunConfig.load(args.config).to_dict()
-    else:
-        document = {}
-    if args.recipe is not None:
-        from .recipes import recipe
-
-        data = flags.get("data", document.get("data", {}).get("data", DataConfig.data))
-        from_file = json.loads(args.config.read_text()).get("train", {}) if args.config else {}
-        for key, value in recipe(args.recipe, data).items():
-            if key not in from_file:
-                flags.setdefault(key, value)
-    for key, value in flags.items():
-        document.setdefault(_section_of(key), {})[key] = value
-    return RunConfig.from_dict(document)
-
-
-def _train(args: argparse.Namespace) -> int:
-    from .training import CHECKPOINT, NonFiniteLossError, _is_launched_replica, train
-
-    config = _run_config(args)
-    try:
-        metrics = train(config, args.out, resume=args.resume)
-    except NonFiniteLossError as error:
-        checkpoint = args.out / CHECKPOINT
-        if checkpoint.is_file():
-            advice = f"the last good checkpoint is {checkpoint}; lower --lr or --grad-clip and resume"
-        else:
-            advice = "no epoch finished; lower --lr or --grad-clip and start again"
-        print(f"pvae: error: {error}; {advice}", file=sys.stderr)
-        return 1
-    if metrics is None:
-        if (args.out / CHECKPOINT).is_file() and not _is_launched_replica():
-            print(
-                f"pvae: interrupted; continue with: pvae train --out {args.out} --resume",
-                file=sys.stderr,
-            )
-            return 130
-        return 0
-    shown = ("nelbo", "sse", "kl", "mse_map", "portion_zeros", "lifetime_sparsity", "n_active")
-    print("validation: " + ", ".join(f"{key} {metrics[key]:.4g}" for key in shown))
-    print(f"wrote {args.out}")
-    return 0
-
-
-def _reproduce(args: argparse.Namespace, argv: list[str] | None) -> int:
+def _reproduce(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     from .reproduce import reproduce
 
-    if args.workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {args.workers}")
     options = {
         "workers": args.workers,
         "partition": args.partition,
@@ -575,39 +472,173 @@ def _reproduce(args: argparse.Namespace, argv: list[str] | None) -> int:
     return 0
 
 
+# --- pvae sparse-coding ----------------------------------------------------------------------
+def _add_sparse_coding(commands: argparse._SubParsersAction) -> None:
+    from .config import DataConfig, SparseCodingConfig
+
+    parser = commands.add_parser("sparse-coding", help="sparse-coding baselines (LCA, ISTA, FISTA)")
+    actions = parser.add_subparsers(dest="sparse_command", required=True, metavar="ACTION")
+    train = actions.add_parser(
+        "train",
+        help="learn a dictionary by alternating sparse inference and dictionary updates",
+        description="Learn a dictionary; writes config.json, checkpoints/, logs/, "
+        "dictionary.safetensors, dictionary.png and metrics.json into --out.",
+    )
+    train.add_argument("--out", type=Path, required=True, help="run directory")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    _add_config_flags(train, {"data": DataConfig, "sparse coding": SparseCodingConfig})
+    train.set_defaults(handler=_sparse_coding_train)
+
+
+def _sparse_coding_train(args: argparse.Namespace) -> int:
+    from .config import SparseCodingRunConfig, threshold_refusal
+    from .runs import Run
+    from .sparse_coding.training import train_sparse_coding
+
+    run = Run(args.out)
+    stored = run.stored_config(SparseCodingRunConfig) if args.resume and run.started else None
+    config = SparseCodingRunConfig.resolve(
+        _given(args), stored=None if stored is None else stored.to_dict()
+    )
+    if "threshold" in _given(args) and config.sparse_coding.algorithm != "lca":
+        raise threshold_refusal(config.sparse_coding.algorithm)  # given, even if soft: a mistake
+    metrics = train_sparse_coding(config, args.out, resume=args.resume)
+    shown = ("mse_map", "portion_zeros", "lifetime_sparsity", "n_active")
+    print("validation: " + ", ".join(f"{key} {metrics[key]:.4g}" for key in shown))
+    print(f"wrote {args.out}")
+    return 0
+
+
+# --- pvae data -------------------------------------------------------------------------------
+def _add_data(commands: argparse._SubParsersAction) -> None:
+    from .config import DataConfig
+
+    parser = commands.add_parser("data", help="list and prepare datasets")
+    actions = parser.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="every dataset, its source, licence and availability")
+    listing.add_argument("--data-dir", help="folder of source files to check availability against")
+    listing.set_defaults(handler=_data_list)
+    download = actions.add_parser(
+        "download", help="opt-in: fetch MNIST's files from the canonical mirrors, checksums verified"
+    )
+    download.add_argument("name", choices=["mnist"], help="dataset to download")
+    download.add_argument("--data-dir", required=True, help="folder to download into")
+    download.set_defaults(handler=_data_download)
+    prepare = actions.add_parser("prepare", help="build a dataset and cache its arrays")
+    prepare.add_argument("name", help="dataset name (see `pvae data list`) or npy:PATH")
+    _add_config_flags(prepare, {"data": DataConfig}, skip={"data"})
+    prepare.set_defaults(handler=_data_prepare)
+
+
+def _data_list(args: argparse.Namespace) -> int:
+    from .data import DATASETS, USER_ARRAYS
+
+    for info in [*DATASETS.values(), USER_ARRAYS]:
+        reason = info.availability(args.data_dir)
+        status = "available" if reason is None else f"not available: {_message(reason)}"
+        labels = "labels" if info.labels else "no labels"
+        print(f"{info.name}  ({info.shape}; {info.size}; {labels})")
+        print(f"    source:  {info.source}")
+        print(f"    licence: {info.licence}")
+        for line in info.details:
+            print(f"      {line}")
+        print(f"    {status}")
+    return 0
+
+
+def _data_download(args: argparse.Namespace) -> int:
+    from .data.mnist import download_mnist
+
+    folder = download_mnist(args.data_dir)
+    print(f"downloaded and verified; use: pvae train --data mnist --data-dir {folder}")
+    return 0
+
+
+def _data_prepare(args: argparse.Namespace) -> int:
+    from .config import DataConfig
+    from .data import cache_dir, dataset_availability
+
+    config = DataConfig(data=args.name, **_given(args, "data_command", "name"))
+    reason = dataset_availability(config.data, config.data_dir)
+    if reason is not None:
+        raise reason
+    splits = config.load()
+    for key, array in splits.items():
+        print(f"{key}: {array.shape} {array.dtype}")
+    if not config.data.startswith("npy:"):
+        print(f"cached in {cache_dir(config.cache_dir)}")
+    return 0
+
+
+# --- the parser and the entry point ----------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The ``pvae`` parser (building it imports neither Lightning nor numba)."""
+    parser = argparse.ArgumentParser(
+        prog="pvae", description="Poisson VAE: train sparse spike-count autoencoders."
+    )
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        help="show the versions, the devices and the sampler each device runs, and exit",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (
+        _add_train,
+        _add_model_summary,
+        _add_sample,
+        _add_evaluate,
+        _add_compare,
+        _add_amortization_gap,
+        _add_reproduce,
+        _add_sparse_coding,
+        _add_data,
+    ):
+        add(commands)
+    return parser
+
+
+def _message(error: BaseException, given: Mapping[str, Any] | None = None) -> str:
+    """The first line of an error; fields named by their flags (or ``section.field`` for values
+    read from a configuration file)."""
+    from .errors import FieldError
+
+    if isinstance(error, FieldError):
+
+        def namer(section: str | None, name: str) -> str:
+            from_file = section is not None and (given is None or name not in given)
+            return f"{section}.{name}" if from_file else flag(name)
+
+        text = error.render(namer)
+    else:
+        text = str(error)
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pvae`` command."""
-    parser = _build_parser()
-    args = parser.parse_args(argv)
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    args = build_parser().parse_args(argv)
+    handler: Callable[..., int] = args.handler
+    try:
+        return handler(args, argv) if handler is _reproduce else handler(args)
+    except Exception as error:
+        if not _refused(error):
+            raise
+        print(f"pvae: error: {_message(error, _given(args))}", file=sys.stderr)
+        return 2
 
+
+def _refused(error: Exception) -> bool:
+    """Whether ``error`` is bad input (reported in one line) rather than a bug (a traceback)."""
+    from .errors import FieldError
     from .vae import CheckpointError
 
-    try:
-        if args.command == "train":
-            return _train(args)
-        if args.command == "data":
-            return _data(args)
-        if args.command == "model-summary":
-            return _model_summary(args)
-        if args.command == "sample":
-            return _sample(args)
-        if args.command == "evaluate":
-            return _evaluate(args)
-        if args.command == "compare":
-            return _compare(args)
-        if args.command == "amortization-gap":
-            return _amortization_gap(args)
-        if args.command == "sparse-coding":
-            return _sparse_coding(args)
-        if args.command == "reproduce":
-            return _reproduce(args, argv)
-    except (ValueError, OSError, CheckpointError, MisconfigurationException) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"pvae: error: {message}", file=sys.stderr)
-        return 2
-    parser.error(f"unknown command {args.command!r}")
-    return 2
+    if isinstance(error, (FieldError, ValueError, OSError, CheckpointError)):
+        return True
+    if "lightning" in sys.modules:  # Lightning's own refusals of a configuration
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+        return isinstance(error, MisconfigurationException)
+    return False
 
 
 if __name__ == "__main__":

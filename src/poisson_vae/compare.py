@@ -12,7 +12,6 @@ the algorithm (``lca``, ``ista``, ...) and their sparsity penalty ``lam`` stands
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from poisson_vae import stats
+from . import stats
+from .errors import ConfigError, braces
+from .runs import Run
 
 __all__ = [
     "TESTED_METRICS",
@@ -94,19 +95,6 @@ class RunRecord:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def read_json_object(path: Path) -> dict:
-    """The JSON object in ``path``; one-line ValueError naming the file when it is unreadable."""
-    try:
-        document = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); re-create it") from None
-    except OSError as error:
-        raise ValueError(f"cannot read {path}: {error.strerror}") from None
-    if not isinstance(document, dict):
-        raise ValueError(f"{path} must hold a JSON object, got {type(document).__name__}")
-    return document
-
-
 def condition_and_seed(config: dict, path: Path) -> tuple[Condition, int]:
     """Condition and seed of a run from its ``config.json`` (a VAE run or a sparse-coding run)."""
     try:
@@ -167,14 +155,12 @@ def flat_metrics(document: dict) -> dict[str, float]:
 
 
 def _load_run(directory: Path) -> RunRecord:
-    """One run directory as a :class:`RunRecord`."""
-    config_path, metrics_path = directory / "config.json", directory / "eval" / "metrics.json"
-    if not config_path.is_file():
-        raise ValueError(f"{directory} has no config.json; is it a run directory?")
-    if not metrics_path.is_file():
-        raise ValueError(f"{directory} has no eval/metrics.json: run `pvae evaluate {directory}` first")
-    condition, seed = condition_and_seed(read_json_object(config_path), config_path)
-    return RunRecord(directory, condition, seed, flat_metrics(read_json_object(metrics_path)))
+    """One evaluated run folder as a :class:`RunRecord`."""
+    run = Run(directory)
+    document = run.config_document()
+    metrics = run.eval_metrics()
+    condition, seed = condition_and_seed(document, run.config_path)
+    return RunRecord(directory, condition, seed, flat_metrics(metrics))
 
 
 def _by_condition(runs: Iterable[RunRecord]) -> dict[Condition, dict[int, RunRecord]]:
@@ -253,8 +239,7 @@ def _seed_mismatch(seeds: dict[Condition, list[int]]) -> str | None:
         if seeds[a] != seeds[b]:
             return (
                 f"conditions '{a.label}' and '{b.label}' on {a.data} were run with different seeds: "
-                f"{seeds[a]} vs {seeds[b]}; paired tests need the same seeds — "
-                "train the missing seeds or pass --unpaired"
+                f"{seeds[a]} vs {seeds[b]}; paired tests need the same seeds"
             )
     return None
 
@@ -265,7 +250,7 @@ def check_seeds(runs: Sequence[RunRecord]) -> None:
     for conditions in _by_data(grouped).values():
         message = _seed_mismatch({condition: sorted(grouped[condition]) for condition in conditions})
         if message:
-            raise ValueError(message)
+            raise ConfigError(braces(message) + " — train the missing seeds or set {0}", "unpaired")
 
 
 def paired_tests(runs: Sequence[RunRecord], metric: str, alpha: float = _ALPHA) -> list[dict]:
@@ -478,21 +463,21 @@ def save_rate_distortion_figure(runs: Sequence[RunRecord], path: str | Path) -> 
 
 
 def compare(
-    directories: Iterable[str | Path], out: str | Path | None = None, strict: bool = True
+    directories: Iterable[str | Path], out: str | Path | None = None, unpaired: bool = False
 ) -> Path:
     """Load evaluated runs and write ``COMPARE.md`` and ``rate_distortion.png`` into ``out``.
 
     Args:
         directories: run directories, each evaluated by ``pvae evaluate``.
         out: output folder, created if needed; default ``compare`` in the working directory.
-        strict: refuse (ValueError) when conditions on one data set were run with different seeds;
-            otherwise the tables are still written and the tests section says why it is missing.
+        unpaired: write the tables even when conditions on one data set were run with different
+            seeds (the tests section then says why it is missing); otherwise refuse.
 
     Returns:
         The path of ``COMPARE.md``.
     """
     runs = load_runs(directories)
-    if strict:
+    if not unpaired:
         check_seeds(runs)
     out = Path("compare") if out is None else Path(out)
     out.mkdir(parents=True, exist_ok=True)

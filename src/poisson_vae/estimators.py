@@ -25,9 +25,7 @@ Outputs are float64 numpy arrays.
 from __future__ import annotations
 
 import copy
-import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +35,14 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .sparse_coding import ALGORITHMS, InferenceMethod, learn_dictionary
-from .sparse_coding.lca import THRESHOLDS
-from .training import TrainConfig, fit_array
-from .vae import CONFIG_FILE, ModelConfig, load_model
+from .config import ModelConfig, SparseCodingConfig, TrainConfig
+from .runs import Run
+from .sparse_coding import InferenceMethod, learn_dictionary
+from .sparse_coding.training import inference_method
+from .training import fit_array
+from .vae import load_model
 
-__all__ = ["EXPECTED_FAILED_CHECKS", "PoissonVAETransformer", "SparseCodingTransformer"]
+__all__ = ["PoissonVAETransformer", "SparseCodingTransformer"]
 
 
 def _seed(random_state: Any) -> int:
@@ -157,35 +157,24 @@ class PoissonVAETransformer(TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     def _configs(self, n_features: int) -> tuple[ModelConfig, TrainConfig]:
-        """The model and training configurations of the parameters; one-line errors name them."""
-        for name in ("n_latents", "epochs", "batch_size", "lr_restarts"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise ValueError(f"{name} must be an integer, got {value!r}")
+        """The model and training configurations of the parameters (errors name them)."""
         if self.accelerator not in ("cpu", "gpu", "auto"):
             raise ValueError(f"accelerator must be 'cpu', 'gpu' or 'auto', got {self.accelerator!r}")
         train_options = (
-            "lr", "lr_min", "warmup_epochs", "weight_decay", "grad_clip", "warmup_clip_factor",
-            "beta", "beta_start", "beta_hold_fraction", "temperature_start", "temperature_end",
-            "anneal_fraction", "accelerator",
+            "epochs", "batch_size", "lr", "lr_min", "warmup_epochs", "weight_decay", "grad_clip",
+            "warmup_clip_factor", "lr_restarts", "beta", "beta_start", "beta_hold_fraction",
+            "temperature_start", "temperature_end", "anneal_fraction", "accelerator",
         )  # fmt: skip
-        try:
-            model = ModelConfig(
-                n_latents=int(self.n_latents),
-                input_shape=(1, 1, n_features),
-                **{name: getattr(self, name) for name in _MODEL_PARAMETERS},
-            )
-            train = TrainConfig(
-                epochs=int(self.epochs),
-                batch_size=int(self.batch_size),
-                lr_restarts=int(self.lr_restarts),
-                seed=_seed(self.random_state),
-                progress=bool(self.verbose),
-                **{name: getattr(self, name) for name in train_options},
-            )
-        except (TypeError, ValueError) as error:  # "--n-latents must ..." -> "n_latents must ..."
-            message = re.sub(r"--([a-z-]+)", lambda m: m.group(1).replace("-", "_"), str(error))
-            raise ValueError(message) from None
+        model = ModelConfig(
+            n_latents=self.n_latents,
+            input_shape=(1, 1, n_features),
+            **{name: getattr(self, name) for name in _MODEL_PARAMETERS},
+        )
+        train = TrainConfig(
+            seed=_seed(self.random_state),
+            progress=bool(self.verbose),
+            **{name: getattr(self, name) for name in train_options},
+        )
         return model, train
 
     def fit(self, X: Any, y: Any = None) -> PoissonVAETransformer:
@@ -243,10 +232,9 @@ class PoissonVAETransformer(TransformerMixin, BaseEstimator):
         (N, C*H*W).
         """
         model = load_model(path)
-        document = json.loads((Path(path) / CONFIG_FILE).read_text())
         params = {name: getattr(model.config, name) for name in (*_MODEL_PARAMETERS, "n_latents")}
         names = set(cls._get_param_names())
-        recipe = document.get("train", {})
+        recipe = Run(path).config_document().get("train", {})
         params |= {name: value for name, value in recipe.items() if name in names}
         if "seed" in recipe:
             params["random_state"] = recipe["seed"]
@@ -311,23 +299,16 @@ class SparseCodingTransformer(TransformerMixin, BaseEstimator):
         self.random_state = random_state
 
     def _method(self) -> InferenceMethod:
-        if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {self.algorithm!r}")
-        if self.threshold not in THRESHOLDS:
-            raise ValueError(f"threshold must be one of {THRESHOLDS}, got {self.threshold!r}")
-        options = {"threshold": self.threshold} if self.algorithm == "lca" else {}
-        if self.threshold != "soft" and not options:
-            raise ValueError(
-                f"threshold={self.threshold!r} needs algorithm='lca'; {self.algorithm} always "
-                "soft-thresholds"
-            )
-        return ALGORITHMS[self.algorithm](
+        """The inference method of the parameters (checked by the sparse-coding configuration)."""
+        config = SparseCodingConfig(
+            algorithm=self.algorithm,
             lam=self.lam,
-            n_iterations=int(self.n_iterations),
+            n_iterations=self.n_iterations,
             tol=self.tol,
             non_negative=self.non_negative,
-            **options,
+            threshold=self.threshold,
         )
+        return inference_method(config)
 
     def fit(self, X: Any, y: Any = None) -> SparseCodingTransformer:
         """Learn the dictionary from X (N, D); ``y`` is ignored. Returns self."""
@@ -351,11 +332,3 @@ class SparseCodingTransformer(TransformerMixin, BaseEstimator):
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         dictionary = torch.tensor(self.components_.T, dtype=torch.float64)
         return self._method().infer(_as_tensor(X, torch.float64), dictionary).codes.numpy()
-
-
-#: Estimator checks that cannot pass, by estimator class, with the reason (for
-#: ``parametrize_with_checks(..., expected_failed_checks=...)``).
-EXPECTED_FAILED_CHECKS: dict[type, dict[str, str]] = {
-    PoissonVAETransformer: {},
-    SparseCodingTransformer: {},
-}

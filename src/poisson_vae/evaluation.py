@@ -1,19 +1,20 @@
 """``pvae evaluate``: the paper's metrics, figures, Gabor analysis and geometry of a trained run.
 
-Evaluation reads only the run's ``config.json`` and weights and the dataset registry; it needs
-neither a GPU nor the training engine's state. It writes ``RUN/eval/metrics.json`` (written last,
-so its presence means the evaluation finished), ``RUN/eval/report.md`` and PNG figures beside them.
+Evaluation reads only the run's configuration and weights (through :class:`~poisson_vae.runs.Run`)
+and the dataset registry; it needs neither a GPU nor the training engine's state. It writes the
+run's ``eval/metrics.json`` (written last, so its presence means the evaluation finished),
+``eval/report.md`` and PNG figures beside them.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .config import RunConfig
 from .figures import (
     save_dictionary_figure,
     save_gabor_figure,
@@ -24,11 +25,11 @@ from .figures import (
 )
 from .metrics import ACTIVE_RULE, active_latents, evaluate_model
 from .nets import LinearDecoder
-from .vae import CONFIG_FILE, VAE, CheckpointError, load_model
+from .runs import Run
+from .vae import VAE, load_model
 
-__all__ = ["EVAL_DIR", "evaluate_run", "representation_features"]
+__all__ = ["evaluate_run", "representation_features"]
 
-EVAL_DIR = "eval"
 KNN_SIZES = (200, 1000, 5000)
 
 
@@ -42,15 +43,6 @@ def representation_features(model: VAE, data: np.ndarray, batch_size: int = 2000
         x = torch.as_tensor(data[start : start + batch_size]).to(device)
         features.append(model.encode(x).features.double().cpu())
     return torch.cat(features).numpy()
-
-
-def _load_config(run: Path):
-    from .training import RunConfig
-
-    path = run / CONFIG_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{run} has no {CONFIG_FILE}: is it a `pvae train` run directory?")
-    return RunConfig.load(path)
 
 
 def _gabor(model: VAE, active: torch.Tensor, shape: tuple[int, int], out: Path) -> dict:
@@ -114,24 +106,20 @@ def evaluate_run(
     Returns:
         The metrics written to ``RUN/eval/metrics.json``.
     """
-    run = Path(run)
-    if (run / CONFIG_FILE).is_file() and "sparse_coding" in json.loads((run / CONFIG_FILE).read_text()):
+    run = Run(run)
+    if run.kind == "sparse-coding":
         return _evaluate_sparse_run(run, gabor)
-    config = _load_config(run)
-    model = load_model(run)
+    config = run.config(RunConfig)
+    model = load_model(run.directory)
     seed = config.train.seed if seed is None else seed
-    out = run / EVAL_DIR
+    out = run.eval_dir
     out.mkdir(exist_ok=True)
-    (out / "metrics.json").unlink(missing_ok=True)
+    run.eval_metrics_path.unlink(missing_ok=True)
     started = time.perf_counter()
     splits = config.data.load()
     valid = splits["valid"]
-    metrics = evaluate_model(model, valid, seed=seed)
-    kl = torch.tensor(metrics["kl_per_latent"])
-    shares, spectrum = (
-        torch.tensor(metrics[key]) for key in ("share_per_latent", "reconstruction_spectrum")
-    )
-    active, _ = active_latents(kl, shares, spectrum)
+    metrics = _model_metrics(run, model, valid, seed)
+    kl, active = torch.tensor(metrics["kl_per_latent"]), torch.tensor(metrics["active"])
     label = f"{config.model.latent} {config.model.arch} ({config.model.method})"
     save_kl_figure(kl, active, out / "kl_per_latent.png", title=f"{label}: KL per latent")
     with torch.no_grad():
@@ -152,34 +140,50 @@ def evaluate_run(
             metrics["gabor"] = _gabor(model, active, shape, out)
     if geometry and "train_labels" in splits and "valid_labels" in splits:
         metrics |= _geometry(model, splits, seed, shattering_samples)
-    identity = {"run": str(run), "data": config.data.data, "latent": config.model.latent}
+    identity = {"run": str(run.directory), "data": config.data.data, "latent": config.model.latent}
     identity |= {"arch": config.model.arch, "method": config.model.method}
     identity |= {"seed": config.train.seed, "beta": config.train.beta, "epochs": config.train.epochs}
     metrics = identity | metrics | {"seconds": time.perf_counter() - started}
-    return _write(out, metrics)
+    return _write(run, metrics)
 
 
-def _write(out: Path, metrics: dict) -> dict:
-    (out / "report.md").write_text(render_report(metrics))
-    temporary = out / "metrics.json.tmp"
-    temporary.write_text(json.dumps(metrics, indent=2) + "\n")
-    temporary.replace(out / "metrics.json")
+def _model_metrics(run: Run, model: VAE, valid: np.ndarray, seed: int) -> dict:
+    """The validation metrics of :func:`~poisson_vae.metrics.evaluate_model`: those the finished
+    run recorded when they were computed with this seed on these samples, else computed anew."""
+    if run.finished:
+        recorded = run.metrics()
+        if (
+            recorded.get("seed") == seed
+            and recorded.get("n_samples") == len(valid)
+            and "active" in recorded
+        ):
+            return {key: value for key, value in recorded.items() if key not in _SUMMARY}
+    return evaluate_model(model, valid, seed=seed)
+
+
+#: What a run's metrics.json says about the run rather than its model's metrics.
+_SUMMARY = ("data", "latent", "arch", "method", "epochs", "seed")
+
+
+def _write(run: Run, metrics: dict) -> dict:
+    (run.eval_dir / "report.md").write_text(render_report(metrics))
+    run.write_eval_metrics(metrics)
     return metrics
 
 
-def _evaluate_sparse_run(run: Path, gabor: bool) -> dict:
+def _evaluate_sparse_run(run: Run, gabor: bool) -> dict:
     """The same metrics and figures for a ``pvae sparse-coding train`` run (no KL: the L1 cost)."""
     from .gabor import fit_gabors, gabor_summary
-    from .sparse_coding.training import code_metrics, load_run
+    from .sparse_coding.training import code_metrics, inference_method, load_run
 
     started = time.perf_counter()
-    config, dictionary = load_run(run)
-    out = run / EVAL_DIR
+    config, dictionary = load_run(run.directory)
+    out = run.eval_dir
     out.mkdir(exist_ok=True)
-    (out / "metrics.json").unlink(missing_ok=True)
+    run.eval_metrics_path.unlink(missing_ok=True)
     valid = config.data.load()["valid"]
     metrics = code_metrics(
-        torch.from_numpy(valid).flatten(1).float(), dictionary, config.sparse_coding.method()
+        torch.from_numpy(valid).flatten(1).float(), dictionary, inference_method(config.sparse_coding)
     )
     cost = torch.tensor(metrics["cost_per_atom"])
     active, _ = active_latents(cost, torch.tensor(metrics["share_per_latent"]))
@@ -194,11 +198,12 @@ def _evaluate_sparse_run(run: Path, gabor: bool) -> dict:
             fit = fit_gabors(atoms)
             save_gabor_figure(atoms, fit.fitted, fit.r2, out / "gabor_fits.png")
             metrics["gabor"] = gabor_summary(fit)
-    identity = {"run": str(run), "data": config.data.data, "latent": recipe.algorithm, "arch": "-"}
+    identity = {"run": str(run.directory), "data": config.data.data, "latent": recipe.algorithm}
+    identity |= {"arch": "-"}
     hard = "hard threshold, " if recipe.threshold == "hard" else ""
     identity |= {"method": f"{hard}lambda {recipe.lam:g}", "seed": recipe.seed, "beta": None}
     identity |= {"epochs": recipe.epochs}
-    return _write(out, identity | metrics | {"seconds": time.perf_counter() - started})
+    return _write(run, identity | metrics | {"seconds": time.perf_counter() - started})
 
 
 def _format(value: object) -> str:

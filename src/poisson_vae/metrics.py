@@ -13,6 +13,7 @@ __all__ = [
     "ACTIVE_RULE",
     "active_latents",
     "evaluate_model",
+    "explained_variance",
     "lifetime_sparsity",
     "population_sparsity",
     "reconstruction_shares",
@@ -248,13 +249,13 @@ def _evaluate_model(model: torch.nn.Module, data: torch.Tensor, batch_size: int,
         "sse": float(sse_all.mean()),
         "kl": float(kl_all.mean()),
         "mse_map": float(torch.cat(mse_map).mean()),
-        "r2": float(1 - sse_all.sum() / energy_all.sum()),
-        "r2_median": float((1 - sse_all / energy_all.clamp_min(1e-12)).median()),
+        **explained_variance(sse_all, energy_all),
         "portion_zeros": float((z == 0).double().mean()),
         "lifetime_sparsity": lifetime_sparsity(z),
         "population_sparsity": population_sparsity(z),
         "n_active": int(active.sum()),
         "active_fraction": float(active.double().mean()),
+        "active": active.tolist(),
         "active_rule": ACTIVE_RULE,
         "active_threshold": threshold,
         "kl_per_latent": kl_per_latent.tolist(),
@@ -262,6 +263,28 @@ def _evaluate_model(model: torch.nn.Module, data: torch.Tensor, batch_size: int,
         "n_directions": used_directions(spectrum),
         "reconstruction_spectrum": spectrum.tolist(),
     }
-    if any(isinstance(v, float) and not math.isfinite(v) for v in metrics.values()):
-        raise FloatingPointError(f"evaluation produced non-finite metrics: {metrics}")
+    bad = sorted(
+        name for name, value in metrics.items() if isinstance(value, float) and not math.isfinite(value)
+    )
+    if bad:
+        raise FloatingPointError(
+            f"evaluation produced non-finite {', '.join(bad)} (NELBO {metrics['nelbo']:.4g}); the "
+            "model's outputs overflow: check its training log"
+        )
     return metrics
+
+
+def explained_variance(sse: torch.Tensor, energy: torch.Tensor) -> dict[str, float | None]:
+    """``r2`` (pooled: one minus the total squared error over the total energy of the samples
+    about their own means) and ``r2_median`` (the median of the per-sample ratio over the samples
+    that vary); None where undefined: no sample varies (constant images, or 1 x 1 pixel).
+
+    Args:
+        sse: (N,) squared error of each sample's reconstruction.
+        energy: (N,) squared deviation of each sample from its own mean.
+    """
+    varying = energy > 0
+    if not bool(varying.any()):
+        return {"r2": None, "r2_median": None}
+    ratio = 1 - sse[varying] / energy[varying]
+    return {"r2": float(1 - sse.sum() / energy.sum()), "r2_median": float(ratio.median())}

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import ConfigError, braces
+
 __all__ = [
     "Architecture",
     "ConvDecoder",
@@ -51,15 +53,23 @@ def parse_architecture(text: str) -> Architecture:
     """Parse ``'enc|dec'`` (each side optionally ``+b``) into an :class:`Architecture`."""
     sides = text.strip().split("|")
     if len(sides) != 2:
-        raise ValueError(f"--arch {text!r} is malformed: write 'encoder|decoder', e.g. 'lin|lin'")
+        raise ConfigError(
+            f"{{0}} {braces(repr(text))} is malformed: write 'encoder|decoder', e.g. 'lin|lin'", "arch"
+        )
     parsed = []
     for side, known in zip(sides, (ENCODERS, DECODERS)):
         name, _, suffix = side.strip().partition("+")
         if suffix not in ("", "b"):
-            raise ValueError(f"--arch {text!r}: only '+b' may follow a network name, got '+{suffix}'")
+            raise ConfigError(
+                f"{{0}} {braces(repr(text))}: only '+b' may follow a network name, "
+                f"got {braces(repr('+' + suffix))}",
+                "arch",
+            )
         if name not in known:
-            raise ValueError(
-                f"--arch {text!r}: unknown network {name!r}; this version provides {', '.join(known)}"
+            raise ConfigError(
+                f"{{0}} {braces(repr(text))}: unknown network {braces(repr(name))}; this version "
+                f"provides {', '.join(known)}",
+                "arch",
             )
         parsed += [name, suffix == "b"]
     return Architecture(*parsed)
@@ -276,9 +286,10 @@ DECODER_CHANNELS = 256
 
 def _conv_stages(shape: tuple[int, ...]) -> tuple[int, int]:
     if len(shape) != 3 or shape[1] != shape[2] or shape[1] not in CONV_STAGES:
-        raise ValueError(
+        raise ConfigError(
             f"conv networks are defined for 16x16 and 28x28 inputs, got {tuple(shape[1:])}; "
-            "use --arch 'lin|lin' or 'mlp|lin' for other sizes"
+            "use {0} 'lin|lin' or 'mlp|lin' for other sizes",
+            "arch",
         )
     return CONV_STAGES[shape[1]]
 

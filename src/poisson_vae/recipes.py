@@ -10,6 +10,8 @@ temperature ramped to the family's final value over the first half).
 
 from __future__ import annotations
 
+from .errors import ConfigError, braces
+
 __all__ = ["RECIPES", "recipe"]
 
 _VAN_HATEREN = {
@@ -52,11 +54,15 @@ def recipe(name: str, dataset: str) -> dict[str, float | int]:
         ValueError: an unknown recipe, or a recipe without settings for the dataset.
     """
     if name not in RECIPES:
-        raise ValueError(f"--recipe {name!r} is unknown; choose one of {', '.join(sorted(RECIPES))}")
+        raise ConfigError(
+            f"{{0}} must be one of {', '.join(sorted(RECIPES))}, got {braces(repr(name))}", "recipe"
+        )
     key = "npy" if dataset.startswith("npy:") else dataset
     if key not in RECIPES[name]:
-        raise ValueError(
-            f"--recipe {name} has no settings for --data {dataset}; "
-            f"it covers {', '.join(sorted(RECIPES[name]))}"
+        raise ConfigError(
+            f"{{0}} {name} has no settings for {{1}} {braces(dataset)}; "
+            f"it covers {', '.join(sorted(RECIPES[name]))}",
+            "recipe",
+            "data",
         )
     return dict(RECIPES[name][key])

@@ -1,287 +1,45 @@
-"""Training on Lightning: the paper's recipe (SPEC 2), checkpoints, resume and the run directory.
+"""Training on Lightning: the paper's recipe, checkpoints, resume, and the files of a VAE run.
 
-A run directory holds::
-
-    config.json           data, model and training configuration
-    checkpoints/last.ckpt Lightning's trainer state (weights, optimiser, schedules, loop position)
-    logs/version_N/       CSV logs, one folder per start (the first and each resume)
-    tensorboard/          optional TensorBoard logs
-    model.safetensors     final weights                    } written only when
-    dictionary.png        decoder atoms sorted by KL       } the run finishes,
-    metrics.json          validation metrics               } metrics.json last
+The run folder and its files belong to :class:`~poisson_vae.runs.Run`; this module fills it:
+``config.json`` at the start, ``checkpoints/last.ckpt`` after every epoch (the full trainer state:
+weights, optimiser, schedules, loop position and every random state, so that a resumed run
+continues exactly as an uninterrupted one), CSV logs per start, and at the end the weights, the
+dictionary figure and ``metrics.json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import math
-import os
+import random
 import signal
 import warnings
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
 from torch.utils.data import DataLoader, Dataset
 
-from .data import Preprocessing, load_dataset
+from .config import ModelConfig, RunConfig, TrainConfig, resolve_accelerator
+from .errors import ConfigError
 from .figures import save_dictionary_figure
+from .files import write_atomic
 from .metrics import evaluate_model
 from .nets import LinearDecoder, parse_architecture
-from .options import option
+from .runs import Run, RunExistsError
 from .schedules import learning_rate_factor, linear_ramp
-from .vae import CONFIG_FILE, VAE, CheckpointError, ModelConfig, build_vae, save_model
+from .vae import VAE, CheckpointError, build_vae, load_model, save_model
 
-__all__ = [
-    "DataConfig",
-    "NonFiniteLossError",
-    "RunConfig",
-    "RunExistsError",
-    "TrainConfig",
-    "VAEModule",
-    "fit_array",
-    "train",
-]
-
-CHECKPOINT = Path("checkpoints") / "last.ckpt"
-
-
-class _DropAdvertisement(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in record.getMessage()
-
-
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdvertisement())
-METRICS_FILE = "metrics.json"
-
-
-#: Values of ``--accelerator``: ``auto`` takes CUDA when present (``gpu`` and ``cuda`` require it).
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+__all__ = ["NonFiniteLossError", "RunExistsError", "VAEModule", "fit_array", "train"]
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
-
-
-class RunExistsError(FileExistsError):
-    """The output directory already holds a run."""
-
-
-def resolve_source(data: str) -> str:
-    """A dataset name as given, or ``npy:PATH`` with PATH made absolute."""
-    if isinstance(data, str) and data.startswith("npy:"):
-        return "npy:" + os.path.abspath(os.path.expanduser(data[len("npy:") :]))
-    return data
-
-
-@dataclass
-class DataConfig:
-    """Which data, how much of it, and where processed arrays are cached."""
-
-    data: str = option("natural16", "dataset: natural16, mnist, or npy:PATH (see `pvae data list`)")
-    n_train: int | None = option(None, "training samples (natural16: 80,000; others: all)")
-    n_valid: int | None = option(None, "validation samples (natural16: 20,000; others: all)")
-    data_seed: int = option(0, "seed of natural16's patch positions")
-    data_dir: str | None = option(None, "folder of source files you supply (e.g. MNIST's IDX files)")
-    whiten_f0: float | None = option(None, "whitening cut-off in cycles/pixel (dataset default)")
-    contrast_normalise: bool | None = option(None, "local contrast normalisation (dataset default)")
-    patch_size: int | None = option(None, "side of the square patches (dataset default)")
-    patches_per_image: int | None = option(None, "random patches per image (dataset default)")
-    cache_dir: str | None = option(
-        None, "processed-array cache (default: $PVAE_CACHE_DIR or user cache)"
-    )
-
-    def __post_init__(self) -> None:
-        # Absolute paths, so that the stored config.json works from any folder.
-        self.data = resolve_source(self.data)
-        for name in ("data_dir", "cache_dir"):
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, os.path.abspath(os.path.expanduser(value)))
-        for name in ("n_train", "n_valid"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
-        if self.whiten_f0 is not None and not 0 < self.whiten_f0 <= 0.5:
-            raise ValueError(f"--whiten-f0 must lie in (0, 0.5] cycles/pixel, got {self.whiten_f0}")
-        if self.patch_size is not None and self.patch_size < 2:
-            raise ValueError(f"--patch-size must be at least 2, got {self.patch_size}")
-        if self.patches_per_image is not None and self.patches_per_image < 1:
-            raise ValueError(f"--patches-per-image must be positive, got {self.patches_per_image}")
-        if not 0 <= self.data_seed < 2**32:
-            raise ValueError(f"--data-seed must be a whole number in [0, 2^32), got {self.data_seed}")
-
-    def load(self) -> dict[str, np.ndarray]:
-        """The dataset's train and validation arrays (and labels), from the cache when built."""
-        preprocessing = Preprocessing(
-            self.whiten_f0, self.contrast_normalise, self.patch_size, self.patches_per_image
-        )
-        return load_dataset(
-            self.data,
-            self.n_train,
-            self.n_valid,
-            self.data_seed,
-            self.cache_dir,
-            self.data_dir,
-            preprocessing,
-        )
-
-
-@dataclass
-class TrainConfig:
-    """The optimisation recipe (defaults: the paper's van Hateren recipe, SPEC 2) and the hardware."""
-
-    epochs: int = option(100, "training epochs (the paper: 3000)")
-    batch_size: int = option(1000, "samples per batch (per device)")
-    lr: float = option(5e-3, "peak learning rate of Adamax")
-    lr_min: float = option(1e-5, "learning rate at the end of the cosine")
-    warmup_epochs: float = option(5, "epochs of linear learning-rate warm-up")
-    weight_decay: float = option(0.0, "Adamax weight decay")
-    grad_clip: float = option(500.0, "gradient-norm clip")
-    warmup_clip_factor: float = option(3.0, "clip multiplier during warm-up")
-    lr_restarts: int = option(0, "warm restarts of the cosine after warm-up (the paper's MNIST: 2)")
-    beta: float = option(1.0, "final KL weight")
-    beta_start: float = option(1e-4, "initial KL weight of the linear ramp")
-    beta_hold_fraction: float | None = option(
-        None,
-        "fraction of the steps beta stays at --beta-start (default: 0.01 with a "
-        "non-linear decoder, else 0)",
-    )
-    temperature_start: float = option(1.0, "initial sampler temperature")
-    temperature_end: float | None = option(
-        None, "final sampler temperature (default: poisson 0.05, categorical 0.1)"
-    )
-    anneal_fraction: float = option(0.5, "fraction of the steps over which beta and temperature ramp")
-    seed: int = option(0, "seed of initialisation, shuffling and sampling")
-    accelerator: str = option("auto", "cpu, gpu, or auto (CUDA when present, else the CPU)")
-    devices: str | int = option("auto", "devices per node: a count or 'auto'")
-    num_nodes: int = option(1, "nodes for multi-node data parallelism")
-    strategy: str = option("auto", "Lightning strategy, e.g. ddp")
-    val_every: int = option(5, "validate every this many epochs")
-    log_every: int = option(10, "log training metrics every this many steps")
-    tensorboard: bool = option(False, "also log to TensorBoard")
-    progress: bool = option(True, "show a progress bar")
-
-    def __post_init__(self) -> None:
-        positive = (
-            "epochs",
-            "batch_size",
-            "lr",
-            "grad_clip",
-            "num_nodes",
-            "val_every",
-            "log_every",
-        )
-        for name in positive:
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
-        non_negative = ("lr_min", "warmup_epochs", "weight_decay", "beta", "beta_start")
-        non_negative += ("temperature_start", "temperature_end")
-        for name in non_negative:
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"--{name.replace('_', '-')} must be a number >= 0, got {value}")
-        if not 0 <= self.anneal_fraction <= 1:
-            raise ValueError(f"--anneal-fraction must lie in [0, 1], got {self.anneal_fraction}")
-        hold = self.beta_hold_fraction
-        if hold is not None and not 0 <= hold <= self.anneal_fraction:
-            raise ValueError(
-                f"--beta-hold-fraction must lie in [0, --anneal-fraction = {self.anneal_fraction}], "
-                f"got {hold}"
-            )
-        if not (isinstance(self.lr_restarts, int) and self.lr_restarts >= 0):
-            raise ValueError(f"--lr-restarts must be an integer >= 0, got {self.lr_restarts}")
-        if self.warmup_clip_factor < 1:
-            raise ValueError(f"--warmup-clip-factor must be >= 1, got {self.warmup_clip_factor}")
-        if not 0 <= self.seed < 2**32:
-            raise ValueError(f"--seed must be a whole number in [0, 2^32), got {self.seed}")
-        check_accelerator(self.accelerator)
-        self.devices = str(self.devices)
-        if self.devices != "auto" and not (self.devices.isdigit() and int(self.devices) > 0):
-            raise ValueError(f"--devices must be a positive count or 'auto', got {self.devices!r}")
-
-
-@dataclass
-class RunConfig:
-    """Everything that defines a run; saved as ``config.json``."""
-
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, document: dict) -> RunConfig:
-        sections = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
-        unknown = sorted(set(document) - set(sections))
-        if unknown:
-            raise ValueError(f"unknown configuration section(s) {unknown}; known: {sorted(sections)}")
-        parts = {}
-        for name, kind in sections.items():
-            values = document.get(name, {})
-            if not isinstance(values, dict):
-                raise ValueError(f"section {name!r} must be an object of options, got {values!r}")
-            known = {f.name: f for f in fields(kind)}
-            extra = sorted(set(values) - set(known))
-            if extra:
-                raise ValueError(f"unknown option(s) {extra} in section {name!r}")
-            for key, value in values.items():
-                _check_type(f"{name}.{key}", value, str(known[key].type))
-            parts[name] = kind(**values)
-        return cls(**parts)
-
-    @classmethod
-    def load(cls, path: str | Path) -> RunConfig:
-        try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not valid JSON ({error})") from None
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"{path}: {error}") from None
-
-
-_TYPE_NAMES = {
-    "bool": "true or false",
-    "int": "a whole number",
-    "float": "a number",
-    "str": "a string",
-}
-
-
-def _check_type(name: str, value: object, annotation: str) -> None:
-    """Refuse a configuration value whose JSON type does not match its field's annotation, e.g.
-    ``"false"`` for a flag (a non-empty string would otherwise count as true)."""
-    allowed = [part.strip() for part in annotation.split("|")]
-    if value is None and "None" in allowed:
-        return
-    for kind in allowed:
-        if kind == "bool" and isinstance(value, bool):
-            return
-        if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
-            return
-        if kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return
-        if kind == "str" and isinstance(value, str):
-            return
-        if kind.startswith("tuple[int") and isinstance(value, (list, tuple)):
-            if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-                return
-    expected = " or ".join(
-        _TYPE_NAMES.get(kind, "a list of whole numbers" if kind.startswith("tuple") else kind)
-        for kind in allowed
-        if kind != "None"
-    )
-    expected += " (or null)" if "None" in allowed else ""
-    raise ValueError(f"{name} must be {expected}, got {json.dumps(value)}")
 
 
 class _BatchedTensors(Dataset):
@@ -412,23 +170,70 @@ class VAEModule(L.LightningModule):
         self.log("val/nelbo", nelbo, prog_bar=True, sync_dist=True, batch_size=len(batch))
 
 
-class _ReseedPerRank(Callback):
-    """Same initial weights on every rank (seeded before the model is built), different noise."""
+class _RandomState(Callback):
+    """Every random state in the checkpoint, so that a resumed run draws what an uninterrupted
+    one would have: torch's (CPU and CUDA; the compiled samplers key their counters from it, and
+    it shuffles the batches), numpy's and Python's.
+
+    A new run seeds each rank apart (same initial weights, seeded before the model is built;
+    different noise). A resumed run restores the saved states on one device; under data
+    parallelism only rank 0's state is saved, and the other ranks are seeded apart from it.
+    """
+
+    def __init__(self) -> None:
+        self.restored: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        numpy_state = np.random.get_state()  # noqa: NPY002 (numpy's global state, whoever uses it)
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [
+                numpy_state[0],
+                torch.from_numpy(numpy_state[1].astype(np.int64)),
+                *numpy_state[2:],
+            ],
+            "python": list(random.getstate()),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.restored = state_dict
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        torch.manual_seed(module.config.train.seed * 1000 + trainer.global_rank + 1)
+        seed = module.config.train.seed
+        state = self.restored
+        if state is None or trainer.global_rank > 0:
+            torch.manual_seed(seed * 1000 + trainer.global_rank + 1 + 7919 * trainer.current_epoch)
+            return
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        name, keys, *rest = state["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))  # noqa: NPY002
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
 
 
-def _is_launched_replica() -> bool:
-    """True in the extra processes that a multi-device launcher starts (they re-run this code)."""
-    return any(os.environ.get(name, "0") != "0" for name in ("LOCAL_RANK", "NODE_RANK", "RANK"))
+class _AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written beside their final name, then renamed into place.
+
+    Lightning's own writer stages the file under ``$TMPDIR`` and moves it; across file systems
+    (a tmpfs ``/tmp``, a run on NFS) the move copies into the truncated final file, so a kill at
+    that moment left an empty checkpoint, and every interrupted save left a full-size temporary
+    file behind (with mode 0600).
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
+    ) -> None:
+        write_atomic(Path(path), lambda temporary: torch.save(checkpoint, temporary))
 
 
 def _tensorboard_logger(out: Path) -> Logger:
     import importlib.util
 
     if not any(importlib.util.find_spec(name) for name in ("tensorboard", "tensorboardX")):
-        raise ValueError("--tensorboard needs the tensorboard package: pip install tensorboard")
+        raise ConfigError("{0} needs the tensorboard package: pip install tensorboard", "tensorboard")
     from lightning.pytorch.loggers import TensorBoardLogger
 
     return TensorBoardLogger(out, name="tensorboard")
@@ -443,60 +248,42 @@ class _ProgressBar(TQDMProgressBar):
         return metrics
 
 
-def check_out_is_a_folder(out: Path) -> None:
-    """Refuse an ``--out`` that is, or lies inside, a file, before any work is done."""
-    existing = next((path for path in (out, *out.parents) if path.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise ValueError(f"--out {out}: {existing} is a file, not a folder; choose another --out")
-
-
-def check_run_directory(out: Path, resume: bool) -> Path | None:
-    """Refuse an ``out`` that holds a run (unless resuming); the checkpoint to resume from, if any."""
-    checkpoint = out / CHECKPOINT
-    check_out_is_a_folder(out)
-    if not resume and (out / CONFIG_FILE).exists() and not _is_launched_replica():
-        raise RunExistsError(
-            f"{out} already holds a run: pass --resume to continue it, or choose another --out"
-        )
-    if not (resume and checkpoint.is_file()):
-        return None
-    if not (out / CONFIG_FILE).is_file():
-        raise CheckpointError(
-            f"{checkpoint} has no {out / CONFIG_FILE} beside it to say what it trained; restore "
-            "it, or delete the checkpoint to start again"
-        )
+def _check_checkpoint(run: Run, module: VAEModule) -> None:
+    """Refuse a checkpoint that cannot be read, or that another model wrote, in one line."""
+    checkpoint = run.checkpoint
     try:
         # Weights only: a checkpoint is data, and unpickling anything else could run code.
         # Memory-mapped: checks the file's structure without reading its tensors twice.
-        torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["state_dict"]
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["state_dict"]
     except Exception as error:
         raise CheckpointError(
             f"{checkpoint} is unreadable ({type(error).__name__}); delete it to restart the run "
             "from scratch, or restore a copy"
         ) from None
-    return checkpoint
+    expected = {name: tuple(tensor.shape) for name, tensor in module.state_dict().items()}
+    found = {name: tuple(tensor.shape) for name, tensor in state.items()}
+    if found != expected:
+        differing = sorted(set(found) ^ set(expected)) or sorted(
+            name for name in expected if found[name] != expected[name]
+        )
+        raise CheckpointError(
+            f"{checkpoint} does not fit the model {run.config_path} describes ({differing[0]} "
+            f"{found.get(differing[0], 'absent')} against {expected.get(differing[0], 'absent')}); "
+            "restore the run's own config.json, or delete the checkpoint to start again"
+        )
 
 
-def write_config(out: Path, config: RunConfig) -> None:
-    """Write ``config.json`` of a new run (a resumed run keeps its own)."""
-    config_path = out / CONFIG_FILE
-    if _is_launched_replica() or config_path.exists():
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-
-
-def finish_run(model: VAE, config: RunConfig, valid: np.ndarray, out: Path) -> dict:
+def finish_run(model: VAE, config: RunConfig, valid: np.ndarray, run: Run) -> dict:
     """Write the final weights, figure and metrics of a finished run (metrics.json last)."""
-    (out / METRICS_FILE).unlink(missing_ok=True)
-    save_model(model, out)
+    run.metrics_path.unlink(missing_ok=True)
+    save_model(model, run.directory)
     metrics = evaluate_model(model, valid, seed=config.train.seed)
     if isinstance(model.decoder, LinearDecoder):
         order = torch.argsort(torch.tensor(metrics["kl_per_latent"]), descending=True)
         save_dictionary_figure(
             model.decoder.dictionary,
             tuple(config.model.input_shape[1:]),
-            out / "dictionary.png",
+            run.figure_path,
             order=order,
             title=f"{config.model.latent} {config.model.arch}: atoms by decreasing KL",
         )
@@ -506,49 +293,25 @@ def finish_run(model: VAE, config: RunConfig, valid: np.ndarray, out: Path) -> d
         "epochs": config.train.epochs,
         "seed": config.train.seed,
     }
-    temporary = out / (METRICS_FILE + ".tmp")
-    temporary.write_text(json.dumps(summary | metrics, indent=2) + "\n")
-    temporary.replace(out / METRICS_FILE)
+    run.write_metrics(summary | metrics)
     return metrics
 
 
-def check_accelerator(accelerator: str) -> None:
-    """Raise a one-line ``ValueError`` unless ``accelerator`` is one of :data:`ACCELERATORS`."""
-    if accelerator not in ACCELERATORS:
-        raise ValueError(f"--accelerator must be one of {', '.join(ACCELERATORS)}, got {accelerator!r}")
-
-
-def resolve_accelerator(accelerator: str) -> str:
-    """``cpu`` or ``gpu`` (CUDA) for an ``--accelerator`` of :data:`ACCELERATORS`; a one-line error
-    when CUDA is asked for and absent (Lightning's own "auto" would also pick Apple's MPS, untested
-    here)."""
-    if accelerator == "cpu":
-        return "cpu"
-    if torch.cuda.is_available():
-        return "gpu"
-    if accelerator == "auto":
-        return "cpu"
-    raise ValueError(
-        f"--accelerator {accelerator}: no CUDA device is visible to torch "
-        f"{torch.__version__}; use --accelerator cpu (or auto)"
-    )
-
-
 def _accelerator(train_config: TrainConfig) -> str:
-    """Lightning's accelerator for a run's ``--accelerator``."""
+    """Lightning's accelerator for a run's ``accelerator``."""
     return resolve_accelerator(train_config.accelerator)
 
 
-def _make_trainer(config: RunConfig, out: Path, callbacks: list[Callback]) -> L.Trainer:
+def _make_trainer(config: RunConfig, run: Run, callbacks: list[Callback]) -> L.Trainer:
     """The Lightning trainer of a run; it writes nothing until it runs."""
     # Every start of the run (the first and each resume) logs into its own logs/version_N/.
-    loggers: list[Logger] = [CSVLogger(out, name="logs")]
+    loggers: list[Logger] = [CSVLogger(run.directory, name=run.LOGS)]
     if config.train.tensorboard:
-        loggers.append(_tensorboard_logger(out))
+        loggers.append(_tensorboard_logger(run.directory))
     # Without a monitored metric, top-1 keeps the newest checkpoint: one file, rewritten every epoch.
     checkpointing = ModelCheckpoint(
-        dirpath=out / CHECKPOINT.parent,
-        filename=CHECKPOINT.stem,
+        dirpath=run.checkpoint.parent,
+        filename=run.checkpoint.stem,
         save_top_k=1,
         save_on_train_epoch_end=True,
         enable_version_counter=False,
@@ -562,9 +325,10 @@ def _make_trainer(config: RunConfig, out: Path, callbacks: list[Callback]) -> L.
         num_nodes=train_config.num_nodes,
         strategy=train_config.strategy,
         logger=loggers,
+        plugins=[_AtomicCheckpointIO()],
         callbacks=[
             checkpointing,
-            _ReseedPerRank(),
+            _RandomState(),
             *([_ProgressBar()] if train_config.progress else []),
             *callbacks,
         ],
@@ -586,17 +350,33 @@ def _ignore_lightning_noise() -> None:
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
 
 
+def _quiet_lightning() -> logging.Filter:
+    """Drop Lightning's advertisement of its paid logger (remove the filter when done)."""
+
+    class _DropAdvertisement(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "litlogger" not in record.getMessage()
+
+    drop = _DropAdvertisement()
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(drop)
+    return drop
+
+
 def train(
     config: RunConfig,
     out: str | Path,
     resume: bool = False,
     callbacks: list[Callback] | None = None,
 ) -> dict | None:
-    """Train a VAE and write its run directory.
+    """Train a VAE and write its run folder.
+
+    A new run refuses a folder that holds a run; resuming continues from the last checkpoint
+    (bit for bit as if uninterrupted, on one device), extends a run to more ``epochs``, or only
+    evaluates a finished run again.
 
     Args:
         config: the run configuration (its ``model.input_shape`` is taken from the data).
-        out: run directory.
+        out: run folder.
         resume: continue the run in ``out`` from its last checkpoint (or start it if there is none).
         callbacks: extra Lightning callbacks.
 
@@ -604,38 +384,62 @@ def train(
         The validation metrics, or None on processes other than rank 0 and when interrupted.
 
     Raises:
-        NonFiniteLossError: the loss diverged; ``out/checkpoints/last.ckpt`` holds the last good state.
+        NonFiniteLossError: the loss diverged; the run's checkpoint holds the last good state.
         RunExistsError: ``out`` holds a run and ``resume`` is False.
+        RunBusyError: another process is training the run in ``out``.
+        CheckpointError: the checkpoint is unreadable or belongs to another model.
     """
-    out = Path(out)
-    checkpoint = check_run_directory(out, resume)
-    splits = config.data.load()
-    model_config = dataclasses.replace(config.model, input_shape=splits["train"].shape[1:])
-    config = dataclasses.replace(config, model=model_config)
-    trainer = _make_trainer(config, out, callbacks or [])
-    write_config(out, config)
-    L.seed_everything(config.train.seed, verbose=False)
-    module = VAEModule(config)
-    batch_size = config.train.batch_size
-    with warnings.catch_warnings():
-        _ignore_lightning_noise()
-        warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
-        try:
-            trainer.fit(
-                module,
-                train_dataloaders=_loader(splits["train"], batch_size, shuffle=True),
-                val_dataloaders=_loader(splits["valid"], max(batch_size, 2000), shuffle=False),
-                ckpt_path=checkpoint,
-                weights_only=True,  # explicit: torch < 2.6 defaults to unpickling anything
-            )
-        except SystemExit:
-            # Lightning turns Ctrl+C into a graceful shutdown and exit(1), ignoring SIGINT from then on.
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            if not trainer.interrupted:
-                raise
-    if trainer.interrupted or not trainer.is_global_zero:
-        return None
-    return finish_run(module.model.cpu(), config, splits["valid"], out)
+    run = Run(out)
+    with run.session(resume):
+        splits = config.data.load()
+        model_config = dataclasses.replace(config.model, input_shape=splits["train"].shape[1:])
+        config = dataclasses.replace(config, model=model_config)
+        if resume and run.finished and not run.checkpoint.is_file():
+            return _evaluate_finished(run, config, splits["valid"])
+        trainer = _make_trainer(config, run, callbacks or [])
+        L.seed_everything(config.train.seed, verbose=False)
+        module = VAEModule(config)
+        checkpoint = run.checkpoint if resume and run.checkpoint.is_file() else None
+        if checkpoint is not None:
+            _check_checkpoint(run, module)
+        run.write_config(config)
+        batch_size = config.train.batch_size
+        advertisement = _quiet_lightning()
+        with warnings.catch_warnings():
+            _ignore_lightning_noise()
+            warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+            try:
+                trainer.fit(
+                    module,
+                    train_dataloaders=_loader(splits["train"], batch_size, shuffle=True),
+                    val_dataloaders=_loader(splits["valid"], max(batch_size, 2000), shuffle=False),
+                    ckpt_path=checkpoint,
+                    weights_only=True,  # explicit: torch < 2.6 defaults to unpickling anything
+                )
+            except SystemExit:
+                # Lightning turns Ctrl+C into a graceful shutdown and exit(1), ignoring SIGINT
+                # from then on.
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                if not trainer.interrupted:
+                    raise
+            finally:
+                logging.getLogger("lightning.pytorch.utilities.rank_zero").removeFilter(advertisement)
+        if trainer.interrupted or not trainer.is_global_zero:
+            return None
+        return finish_run(module.model.cpu(), config, splits["valid"], run)
+
+
+def _evaluate_finished(run: Run, config: RunConfig, valid: np.ndarray) -> dict:
+    """Resuming a finished run whose checkpoint is gone: evaluate its final weights again, or
+    refuse to extend it (its optimiser state is lost)."""
+    trained = run.metrics().get("epochs", config.train.epochs)
+    if config.train.epochs > trained:
+        raise CheckpointError(
+            f"{run.directory} finished {trained} epochs and its checkpoint is gone, so it cannot be "
+            f"extended to {config.train.epochs}; start a new run instead"
+        )
+    model = load_model(run.directory)
+    return finish_run(model, config, valid, run)
 
 
 class _EpochLoss(Callback):

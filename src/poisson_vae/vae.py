@@ -10,9 +10,8 @@ to take the expectation over the posterior:
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -20,95 +19,21 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .distributions import INDICATORS
-from .latents import LATENT_FAMILIES, LatentCode, build_latent
+from .config import ModelConfig
+from .errors import CheckpointError, ConfigError
+from .files import read_json, write_atomic, write_json
+from .latents import LATENT_FAMILIES, LatentCode
 from .nets import LinearDecoder, build_networks, parse_architecture
-from .options import option
+from .runs import Run
 
 __all__ = [
-    "METHODS",
     "VAE",
     "CheckpointError",
     "LossTerms",
-    "ModelConfig",
     "build_vae",
     "load_model",
     "save_model",
 ]
-
-METHODS = ("mc", "exact", "straight-through")
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-
-
-class CheckpointError(RuntimeError):
-    """A run directory's weights or configuration are missing or unreadable."""
-
-
-@dataclass
-class ModelConfig:
-    """What to build: latent family, networks, size and training method."""
-
-    latent: str = option(
-        "poisson", "latent family: poisson, gaussian, gaussian-relu, gaussian-exp, laplace, categorical"
-    )
-    arch: str = option("lin|lin", "networks as 'encoder|decoder', e.g. 'lin|lin'")
-    n_latents: int = option(512, "number of latents K")
-    input_shape: tuple[int, int, int] = option(
-        (1, 16, 16), "shape of one sample (set from the data)", cli=False
-    )
-    method: str = option("mc", "expectation of the loss: " + " | ".join(METHODS))
-    indicator: str = option("sigmoid", "soft indicator of the relaxed sampler")
-    excitatory_only: bool = option(False, "restrict rate changes to dr >= 1")
-    init_std: float | None = option(
-        None,
-        "std of the initial weights (default: 0.05 with a linear decoder, else 0.1; "
-        "gaussian-exp: a fifth of that)",
-    )
-
-    def __post_init__(self) -> None:
-        self.input_shape = tuple(int(s) for s in self.input_shape)  # type: ignore[assignment]
-        if self.latent not in LATENT_FAMILIES:
-            raise ValueError(
-                f"--latent {self.latent!r} is unknown; choose one of {sorted(LATENT_FAMILIES)}"
-            )
-        parse_architecture(self.arch)
-        if self.n_latents < 1:
-            raise ValueError(f"--n-latents must be a positive integer, got {self.n_latents}")
-        if self.method not in METHODS:
-            raise ValueError(f"--method {self.method!r} is unknown; choose one of {', '.join(METHODS)}")
-        with torch.random.fork_rng(devices=[]):  # validating a config must not consume RNG draws
-            family = build_latent(self.latent, 1)
-        if self.method == "exact" and not family.supports_exact:
-            raise ValueError(
-                f"--method exact needs closed-form posterior moments, which --latent {self.latent} "
-                "lacks; use --method mc"
-            )
-        if self.method == "exact" and parse_architecture(self.arch).decoder != "lin":
-            raise ValueError("--method exact needs a linear decoder (--arch '...|lin')")
-        if self.method == "straight-through" and not family.supports_straight_through:
-            raise ValueError(
-                f"--method straight-through needs a hard sample; --latent {self.latent} has none "
-                "(poisson and categorical do)"
-            )
-        if self.excitatory_only and self.latent != "poisson":
-            raise ValueError("--excitatory-only applies to --latent poisson only")
-        if self.indicator not in INDICATORS:
-            raise ValueError(
-                f"--indicator {self.indicator!r} is unknown; choose one of {sorted(INDICATORS)}"
-            )
-        if self.init_std is not None and not (math.isfinite(self.init_std) and self.init_std > 0):
-            raise ValueError(f"--init-std must be a positive number, got {self.init_std}")
-        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
-            raise ValueError(f"input_shape must be (channels, height, width), got {self.input_shape}")
-
-    @classmethod
-    def from_dict(cls, values: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown model option(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
 
 
 @dataclass
@@ -206,26 +131,23 @@ class VAE(nn.Module):
 
 
 def build_vae(config: ModelConfig) -> VAE:
-    """Build a freshly initialised VAE from its configuration (SPEC 1 and 2)."""
+    """Build a freshly initialised VAE from its configuration.
+
+    Weights start as N(0, 0.05^2) with a linear decoder and N(0, 0.1^2) otherwise (the paper's
+    recipe), scaled by the family's ``init_std_scale``, or N(0, init_std^2) when given; biases
+    start at zero.
+    """
+    config = ModelConfig(**asdict(config))  # checked again: a config may have been edited
     arch = parse_architecture(config.arch)
-    n_outputs = config.n_latents * LATENT_FAMILIES[config.latent][0].params_per_latent
+    family = LATENT_FAMILIES[config.latent]
+    n_outputs = config.n_latents * family.params_per_latent
     encoder, decoder = build_networks(arch, config.input_shape, n_outputs, config.n_latents)
     linear_decoder = arch.decoder == "lin"
-    options = {}
-    if config.latent == "poisson":
-        options = {
-            "prior_log_rate_range": (-6.0, -4.0) if linear_decoder else (-6.0, -2.0),
-            "excitatory_only": config.excitatory_only,
-            "indicator": config.indicator,
-        }
-    latent = build_latent(config.latent, config.n_latents, **options)
-    # SPEC 2: N(0, 0.05^2) weights with a linear decoder, N(0, 0.1^2) otherwise; zero biases.
-    std = config.init_std if config.init_std is not None else (0.05 if linear_decoder else 0.1)
-    if config.init_std is None and config.latent == "gaussian-exp":
-        # exp of the initial samples must stay near 1: at 0.05, whitened patches give posterior
-        # standard deviations up to ~e^3 and exp(z) in the thousands, which training does not
-        # recover from quickly (NELBO 3.6e5 after 15 epochs on natural16; 165 from 0.01).
-        std /= 5
+    options = {name: getattr(config, name) for name in family.model_options}
+    latent = family.from_config(config.n_latents, options, linear_decoder)
+    std = config.init_std
+    if std is None:
+        std = (0.05 if linear_decoder else 0.1) * family.init_std_scale
     for module in (*encoder.modules(), *decoder.modules()):
         if isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, std=std)
@@ -235,39 +157,62 @@ def build_vae(config: ModelConfig) -> VAE:
 
 
 def save_model(model: VAE, directory: str | Path) -> None:
-    """Write ``model.safetensors`` and ``config.json`` (key ``model``) into ``directory``."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write the weights (safetensors) and the ``model`` section of ``config.json`` into
+    ``directory``, each atomically; other sections of an existing ``config.json`` are kept."""
+    run = Run(directory)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-    temporary = directory / (WEIGHTS_FILE + ".tmp")
-    save_file(state, temporary, metadata={"format": "poisson-vae"})
-    temporary.replace(directory / WEIGHTS_FILE)
-    config_path = directory / CONFIG_FILE
-    document = json.loads(config_path.read_text()) if config_path.exists() else {}
+    write_atomic(
+        run.directory / Run.WEIGHTS["vae"],
+        lambda temporary: save_file(state, temporary, metadata={"format": "poisson-vae"}),
+    )
+    document = read_json(run.config_path, CheckpointError) if run.config_path.is_file() else {}
     document["model"] = asdict(model.config)
-    config_path.write_text(json.dumps(document, indent=2) + "\n")
+    write_json(run.config_path, document)
+
+
+def _device(map_location: str | torch.device) -> torch.device:
+    """``map_location`` as a device that exists here; a one-line error otherwise."""
+    try:
+        device = torch.device(map_location)
+    except (RuntimeError, TypeError) as error:
+        raise CheckpointError(f"map_location {map_location!r} is not a device ({error})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CheckpointError(
+            f"map_location {map_location!r}: no CUDA device is visible to torch {torch.__version__}; "
+            "load on the CPU (map_location='cpu')"
+        )
+    return device
 
 
 def load_model(directory: str | Path, map_location: str | torch.device = "cpu") -> VAE:
-    """Load a model written by :func:`save_model` (or by ``pvae train``) from ``directory``."""
-    directory = Path(directory)
-    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-    for path in (config_path, weights_path):
-        if not path.is_file():
-            raise CheckpointError(
-                f"{path} is missing: point at a directory written by `pvae train` (a finished run)"
-            )
+    """Load a model written by :func:`save_model` (or by ``pvae train``) from ``directory``.
+
+    Args:
+        directory: the folder (a finished run of ``pvae train``, or one :func:`save_model` wrote).
+        map_location: the device the returned model lives on.
+
+    Returns:
+        The model on ``map_location``, in eval mode.
+    """
+    run = Run(directory)
+    device = _device(map_location)
     try:
-        config = ModelConfig.from_dict(json.loads(config_path.read_text())["model"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{config_path} is unreadable ({error}); re-create the run") from None
+        weights_path = run.require_weights("vae")
+    except ConfigError as error:
+        raise CheckpointError(str(error)) from None
+    document = read_json(run.config_path, CheckpointError)
+    if not isinstance(document, dict) or "model" not in document:
+        raise CheckpointError(f"{run.config_path} has no 'model' section; re-create the run")
+    try:
+        config = ModelConfig.from_dict(document["model"])
+    except ConfigError as error:
+        raise CheckpointError(f"{run.config_path}: {error}") from None
     model = build_vae(config)
     try:
-        state = load_file(weights_path, device=str(map_location))
-        model.load_state_dict(state)
+        model.load_state_dict(load_file(weights_path, device="cpu"))
     except (SafetensorError, RuntimeError, OSError) as error:
         message = str(error).splitlines()[0]
         raise CheckpointError(
-            f"{weights_path} is corrupt or does not match config ({message})"
+            f"{weights_path} is corrupt or does not match {run.config_path} ({message})"
         ) from None
-    return model.eval()
+    return model.to(device).eval()

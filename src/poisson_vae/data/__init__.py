@@ -9,12 +9,14 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError, braces
 from .arrays import load_user_arrays
 from .cache import cache_dir, cached_arrays
 from .cifar import cifar_sources, load_cifar16
@@ -34,11 +36,13 @@ __all__ = [
     "cached_arrays",
     "check_array",
     "dataset_availability",
+    "dataset_names",
     "load_dataset",
     "load_mnist",
     "load_natural16",
     "load_user_arrays",
     "read_idx",
+    "resolve_source",
 ]
 
 USER_PREFIX = "npy:"
@@ -54,23 +58,23 @@ class DatasetInfo:
     labels: bool
     source: str
     licence: str
-    availability: Callable[[str | None], str | None]  # data_dir -> None, or why it is unavailable
+    availability: Callable[[str | None], DataFileError | None]  # data_dir -> None, or why not
     details: tuple[str, ...] = ()
 
 
-def _natural16_availability(data_dir: str | None) -> str | None:
+def _natural16_availability(data_dir: str | None) -> DataFileError | None:
     missing = [name for name in ("skimage", "sklearn") if importlib.util.find_spec(name) is None]
-    return f"needs {' and '.join(missing)}" if missing else None
+    return DataFileError(f"needs {' and '.join(missing)}") if missing else None
 
 
-def _reason(check: Callable[[str | None], object]) -> Callable[[str | None], str | None]:
+def _reason(check: Callable[[str | None], object]) -> Callable[[str | None], DataFileError | None]:
     """An availability test from a function that raises DataFileError when the data is missing."""
 
-    def availability(data_dir: str | None) -> str | None:
+    def availability(data_dir: str | None) -> DataFileError | None:
         try:
             check(data_dir)
         except DataFileError as error:
-            return str(error)
+            return error
         return None
 
     return availability
@@ -128,20 +132,34 @@ USER_ARRAYS = DatasetInfo(
 )
 
 
+def dataset_names() -> tuple[str, ...]:
+    """The registered dataset names (``npy:PATH`` aside)."""
+    return tuple(DATASETS)
+
+
+def resolve_source(data: str) -> str:
+    """A dataset name as given, or ``npy:PATH`` with PATH made absolute."""
+    if isinstance(data, str) and data.startswith(USER_PREFIX):
+        return USER_PREFIX + os.path.abspath(os.path.expanduser(data[len(USER_PREFIX) :]))
+    return data
+
+
 def _known_names() -> str:
-    """The names ``--data`` accepts, for error messages."""
+    """The names ``data`` accepts, for error messages."""
     return ", ".join([*sorted(DATASETS), f"{USER_PREFIX}PATH"])
 
 
-def dataset_availability(name: str, data_dir: str | None = None) -> str | None:
-    """None when ``name`` can be loaded now, else the reason it cannot."""
+def dataset_availability(name: str, data_dir: str | None = None) -> DataFileError | None:
+    """None when ``name`` can be loaded now, else the reason it cannot (an error to raise)."""
     if name.startswith(USER_PREFIX):
         path = Path(name[len(USER_PREFIX) :])
         if path.is_dir():
-            return f"{path} is a folder, not a file; give the path of a .npy or .npz file"
-        return None if path.is_file() else f"{path} does not exist"
+            return DataFileError(f"{path} is a folder, not a file; give the path of a .npy or .npz file")
+        return None if path.is_file() else DataFileError(f"{path} does not exist")
     if name not in DATASETS:
-        return f"unknown dataset {name!r}; choose one of {_known_names()} (see `pvae data list`)"
+        return DataFileError(
+            f"unknown dataset {name!r}; choose one of {_known_names()} (see `pvae data list`)"
+        )
     return DATASETS[name].availability(data_dir)
 
 
@@ -179,7 +197,9 @@ def _subset(splits: dict[str, np.ndarray], n_train: int | None, n_valid: int | N
             continue
         available = len(splits[split])
         if n > available:
-            raise ValueError(f"{name} has {available} {split} samples; --n-{split} {n} asks for more")
+            raise ConfigError(
+                f"{braces(name)} has {available} {split} samples; {{0}} {n} asks for more", f"n_{split}"
+            )
         out[split] = splits[split][:n]
         if f"{split}_labels" in splits:
             out[f"{split}_labels"] = splits[f"{split}_labels"][:n]
@@ -233,13 +253,15 @@ def _options(name: str, preprocessing: Preprocessing) -> dict:
     given = preprocessing.given()
     unsupported = sorted(set(given) - set(defaults))
     if unsupported:
-        flags = ", ".join("--" + option.replace("_", "-") for option in unsupported)
-        raise ValueError(f"{name} does not take {flags}")
+        listed = ", ".join(f"{{{index}}}" for index in range(len(unsupported)))
+        raise ConfigError(f"{braces(name)} does not take {listed}", *unsupported)
     options = defaults | given
     if key == USER_PREFIX and "patches_per_image" in given and options["patch_size"] is None:
-        raise ValueError(
-            f"{name}: --patches-per-image needs --patch-size (without it each image is kept whole); "
-            "add --patch-size or drop --patches-per-image"
+        raise ConfigError(
+            f"{braces(name)}: {{0}} needs {{1}} (without it each image is kept whole); "
+            "add {1} or drop {0}",
+            "patches_per_image",
+            "patch_size",
         )
     return options
 
@@ -357,7 +379,7 @@ def load_dataset(
         )
         splits = _subset(full, n_train, n_valid, name)
     else:
-        raise ValueError(f"--data {name!r} is unknown; choose one of {_known_names()}")
+        raise ConfigError(f"{{0}} must be one of {_known_names()}, got {braces(repr(name))}", "data")
     for split in ("train", "valid"):
         splits[split] = check_array(splits[split], f"{name}/{split}")
     if splits["train"].shape[1:] != splits["valid"].shape[1:]:

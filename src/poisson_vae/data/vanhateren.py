@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import braces
 from .idx import DataFileError
 from .whitening import prepare_image, random_patches, standardise_patches
 
@@ -23,7 +24,7 @@ __all__ = ["IMAGE_SHAPE", "load_vanhateren16", "read_vanhateren_image", "vanhate
 IMAGE_SHAPE = (1024, 1536)
 BORDER = 8
 HOW_TO_GET = (
-    "pass --data-dir pointing at a folder of van Hateren's raw images (imk*.iml or imk*.imc, "
+    "pass {0} pointing at a folder of van Hateren's raw images (imk*.iml or imk*.imc, "
     "1536 x 1024, 16-bit big-endian), available from the van Hateren natural image database mirrors"
 )
 
@@ -31,11 +32,13 @@ HOW_TO_GET = (
 def vanhateren_files(data_dir: str | Path | None) -> list[Path]:
     """The ``.iml`` / ``.imc`` files of ``data_dir``, sorted by name."""
     if data_dir is None:
-        raise DataFileError(f"vanhateren16 needs the raw images: {HOW_TO_GET}")
+        raise DataFileError(f"vanhateren16 needs the raw images: {HOW_TO_GET}", "data_dir")
     folder = Path(data_dir)
     files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".iml", ".imc"))
     if not files:
-        raise DataFileError(f"vanhateren16: no .iml or .imc files in {folder}; {HOW_TO_GET}")
+        raise DataFileError(
+            f"vanhateren16: no .iml or .imc files in {braces(str(folder))}; {HOW_TO_GET}", "data_dir"
+        )
     return files
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import ConfigError, braces
 from .report import write_report
 from .runner import EXECUTORS, check_executor, run_suite
 from .suites import SCALES, SUITES, Job, Suite, build_suite
@@ -156,10 +157,13 @@ def reproduce(
         command: the command line to print in the report.
     """
     plan = build_suite(suite, scale, data_dir)
-    check_executor(executor, (options or {}).get("gpus_per_job"), plan.jobs)
+    check_executor(executor, options, plan.jobs)
     out = Path(out) if out is not None else Path("reproduce") / f"{suite}-{scale}"
     if report_only and not (out / "results").is_dir():
-        raise ValueError(f"{out} holds no results/ folder: run the suite first (without --report-only)")
+        raise ConfigError(
+            f"{braces(str(out))} holds no results/ folder: run the suite first (without {{0}})",
+            "report_only",
+        )
     command = command or f"pvae reproduce {suite} --scale {scale} --out {out}"
     if not report_only:
         before = len(list((out / "results").glob("*.json"))) if out.is_dir() else 0

@@ -19,7 +19,7 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
@@ -29,6 +29,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ..config import choice, integer
+from ..errors import ConfigError, braces
+from ..runs import Run, is_replica
 from .suites import Job, Suite
 
 __all__ = [
@@ -42,6 +45,12 @@ __all__ = [
 ]
 
 EXECUTORS = ("local", "slurm", "submitit-local")
+
+
+class JobInterrupted(RuntimeError):
+    """A job stopped before its end (Ctrl+C, a signal): unfinished, not failed."""
+
+
 RESULTS, RUNS, FAILED = "results", "runs", "failed"
 
 
@@ -67,35 +76,28 @@ def _limit_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
-def _is_replica() -> bool:
-    """True in the tasks of a multi-GPU job other than its first (SLURM or torchrun ranks)."""
-    return any(int(os.environ.get(name, "0")) > 0 for name in ("SLURM_PROCID", "RANK"))
-
-
 def _run_vae(job: Job, run: Path) -> dict | None:
     from ..compare import flat_metrics
+    from ..config import RunConfig
     from ..evaluation import evaluate_run
-    from ..training import METRICS_FILE, RunConfig, train
+    from ..training import train
 
-    if not (run / METRICS_FILE).is_file():  # not trained to the end yet (or never started)
-        if train(RunConfig.from_dict(job.config), run, resume=True) is None and not _is_replica():
-            raise RuntimeError("training was interrupted")
-    if _is_replica():  # another task of a multi-GPU job: it only trains; rank 0 evaluates, records
+    if not Run(run).finished:  # not trained to the end yet (or never started)
+        if train(RunConfig.from_dict(job.config), run, resume=True) is None and not is_replica():
+            raise JobInterrupted(f"{job.name}: training was interrupted")
+    if is_replica():  # another task of a multi-GPU job: it only trains; rank 0 evaluates, records
         return None
     return flat_metrics(evaluate_run(run, **job.evaluate))
 
 
 def _run_sparse(job: Job, run: Path) -> dict:
     from ..compare import flat_metrics
+    from ..config import SparseCodingRunConfig
     from ..evaluation import evaluate_run
-    from ..sparse_coding.training import SparseCodingConfig, SparseCodingRun, train_sparse_coding
-    from ..training import DataConfig
+    from ..sparse_coding.training import train_sparse_coding
 
-    if not (run / "metrics.json").is_file():
-        config = SparseCodingRun(
-            DataConfig(**job.config["data"]), SparseCodingConfig(**job.config["sparse_coding"])
-        )
-        train_sparse_coding(config, run, resume=True)
+    if not Run(run).finished:
+        train_sparse_coding(SparseCodingRunConfig.from_dict(job.config), run, resume=True)
     return flat_metrics(evaluate_run(run, **job.evaluate))
 
 
@@ -130,7 +132,7 @@ def run_job(job: Job, out: str | Path, threads: int | None = None) -> dict:
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no banner per job
     out = Path(out)
-    if job.kind != "vae" and _is_replica():  # only a VAE's training runs on every task
+    if job.kind != "vae" and is_replica():  # only a VAE's training runs on every task
         return {}
     started = time.perf_counter()
     metrics = _KINDS[job.kind](job, out / RUNS / job.name)
@@ -203,7 +205,9 @@ def _submitit_executor(kind: str, out: Path, options: dict) -> tuple[Any, int | 
     try:
         executor = submitit.AutoExecutor(folder=out / "submitit" / "%j", cluster=cluster)
     except RuntimeError as error:  # no srun / sbatch on this machine
-        raise ValueError(f"--executor {kind} needs a SLURM cluster: {error}") from None
+        raise ConfigError(
+            f"{{0}} {kind} needs a SLURM cluster: {braces(str(error))}", "executor"
+        ) from None
     # submitit-local starts every job at once: each gets cpus_per_job threads.
     return executor, None if cluster == "slurm" else int(options.get("cpus_per_job") or 2)
 
@@ -217,14 +221,15 @@ def _with_devices(job: Job, gpus: int) -> Job:
     """
     if job.kind != "vae" or gpus < 2:
         return job
-    from ..training import TrainConfig
+    from ..config import TrainConfig
 
     config = json.loads(json.dumps(job.config))
     batch = int(config["train"].get("batch_size", TrainConfig.batch_size))
     if batch % gpus:
-        raise ValueError(
-            f"--gpus-per-job {gpus} does not divide job {job.name}'s batch size {batch}; "
-            "choose a divisor of it so that the recipe's batch is kept"
+        raise ConfigError(
+            f"{{0}} {gpus} does not divide job {job.name}'s batch size {batch}; "
+            "choose a divisor of it so that the recipe's batch is kept",
+            "gpus_per_job",
         )
     config["train"] |= {
         "accelerator": "gpu",
@@ -235,16 +240,33 @@ def _with_devices(job: Job, gpus: int) -> Job:
     return replace(job, config=config)
 
 
-def check_executor(executor: str, gpus_per_job: int | None = None, jobs: Iterable[Job] = ()) -> None:
-    """Raise a one-line ``ValueError`` unless ``executor`` is one of :data:`EXECUTORS` and
-    ``gpus_per_job`` (several GPUs per job: one SLURM task per GPU) suits it and ``jobs``."""
-    if executor not in EXECUTORS:
-        raise ValueError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
-    gpus = gpus_per_job or 0
+#: The executor options and their constraints (``partition`` and ``slurm_args`` are free).
+_OPTION_CHECKS = {
+    "workers": integer(1),
+    "gpus_per_job": integer(0),
+    "cpus_per_job": integer(1),
+    "timeout_min": integer(1),
+}
+
+
+def check_executor(
+    executor: str, options: Mapping[str, Any] | None = None, jobs: Iterable[Job] = ()
+) -> None:
+    """Raise a one-line :class:`~poisson_vae.errors.ConfigError` unless ``executor`` is one of
+    :data:`EXECUTORS`, its ``options`` are in range, and ``gpus_per_job`` (several GPUs per job:
+    one SLURM task per GPU) suits the executor and ``jobs``."""
+    choice(EXECUTORS)("executor", executor)
+    options = dict(options or {})
+    for name, check in _OPTION_CHECKS.items():
+        if options.get(name) is not None:
+            check(name, options[name])
+    gpus = int(options.get("gpus_per_job") or 0)
     if gpus > 1 and executor != "slurm":
-        raise ValueError(
-            f"--gpus-per-job {gpus} needs --executor slurm (one task per GPU); "
-            f"with --executor {executor} each job uses one device"
+        raise ConfigError(
+            f"{{0}} {gpus} needs {{1}} slurm (one task per GPU); with {{1}} {executor} each job "
+            "uses one device",
+            "gpus_per_job",
+            "executor",
         )
     for job in jobs:
         _with_devices(job, gpus)  # raises if the GPUs do not divide a job's batch
@@ -275,7 +297,7 @@ def run_suite(
     """
     options = dict(options or {})
     gpus = int(options.get("gpus_per_job") or 0)
-    check_executor(executor, gpus, suite.jobs)
+    check_executor(executor, options, suite.jobs)
     out = Path(out)
     (out / RESULTS).mkdir(parents=True, exist_ok=True)
     for phase in job_phases(suite.jobs):

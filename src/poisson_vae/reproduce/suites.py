@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..data import dataset_availability
+from ..errors import ConfigError, braces
 from ..recipes import recipe
 
 __all__ = ["SCALES", "SUITES", "Job", "Suite", "build_suite"]
@@ -294,9 +295,11 @@ def build_suite(name: str, scale: str, data_dir: str | None = None) -> Suite:
             how to supply it).
     """
     if name not in SUITES:
-        raise ValueError(f"unknown suite {name!r}; choose one of {', '.join(SUITES)}")
+        raise ConfigError(f"unknown suite {name!r}; choose one of {', '.join(SUITES)}")
     if scale not in SCALES:
-        raise ValueError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")
+        raise ConfigError(
+            f"{{0}} must be one of {', '.join(SCALES)}, got {braces(repr(scale))}", "scale"
+        )
     suite = SUITES[name](scale)
     if data_dir is not None:
         jobs = []
@@ -308,8 +311,8 @@ def build_suite(name: str, scale: str, data_dir: str | None = None) -> Suite:
         suite = replace(suite, jobs=tuple(jobs))
     reason = dataset_availability(suite.data, data_dir)
     if reason is not None:
-        raise ValueError(
-            f"suite {name} needs the {suite.data} data, which is absent ({reason}); "
-            f"see `pvae data list` for how to supply it"
+        raise reason.within(
+            f"suite {name} needs the {suite.data} data, which is absent (",
+            "); see `pvae data list` for how to supply it",
         )
     return suite
