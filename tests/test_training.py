@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -138,6 +140,88 @@ def test_a_crafted_checkpoint_runs_no_code_on_resume(tmp_path) -> None:
     with pytest.raises(CheckpointError, match="last.ckpt is unreadable"):
         train(small_config(epochs=4), run, resume=True)
     assert not marker.exists()
+
+
+def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path) -> None:
+    straight = train(small_config(epochs=4), tmp_path / "straight")
+    assert train(small_config(epochs=4), tmp_path / "resumed", callbacks=[_Interrupt()]) is None
+    torch.manual_seed(12345)  # whatever the process did meanwhile
+    resumed = train(small_config(epochs=4), tmp_path / "resumed", resume=True)
+    for name in ("nelbo", "sse", "kl", "mse_map", "lifetime_sparsity"):
+        assert resumed[name] == straight[name], name
+    a, b = (load_model(tmp_path / name).state_dict() for name in ("straight", "resumed"))
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_checkpoints_are_written_beside_and_renamed_with_the_umask(tmp_path, monkeypatch) -> None:
+    renames = []
+    replace = os.replace
+
+    def spy(source, destination):
+        renames.append((Path(source), Path(destination)))
+        replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", spy)
+    previous = os.umask(0o022)
+    try:
+        train(small_config(epochs=1), tmp_path / "run")
+    finally:
+        os.umask(previous)
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert any(dst == checkpoint and src.parent == dst.parent for src, dst in renames)
+    for name in ("checkpoints/last.ckpt", "model.safetensors", "metrics.json", "config.json"):
+        assert (tmp_path / "run" / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_resuming_a_finished_run_without_its_checkpoint_only_evaluates(tmp_path) -> None:
+    run = tmp_path / "run"
+    first = train(small_config(epochs=2), run)
+    weights = (run / "model.safetensors").read_bytes()
+    shutil.rmtree(run / "checkpoints")
+    again = train(small_config(epochs=2), run, resume=True)
+    assert (run / "model.safetensors").read_bytes() == weights  # not retrained
+    assert again["nelbo"] == first["nelbo"]
+    with pytest.raises(CheckpointError, match="checkpoint is gone, so it cannot be extended to 3"):
+        train(small_config(epochs=3), run, resume=True)
+
+
+def test_extending_a_finished_run_records_its_new_length(tmp_path) -> None:
+    run = tmp_path / "run"
+    train(small_config(epochs=1), run)
+    train(small_config(epochs=2), run, resume=True)
+    assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 2
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 2
+
+
+def test_a_second_process_on_the_same_run_is_refused(tmp_path) -> None:
+    from poisson_vae.runs import Run, RunBusyError
+
+    with Run(tmp_path / "run").session(resume=False):
+        with pytest.raises(RunBusyError, match="is being trained by another process"):
+            train(small_config(epochs=1), tmp_path / "run")
+
+
+def test_a_start_that_diverged_at_its_first_step_does_not_block_the_next(tmp_path) -> None:
+    run = tmp_path / "run"
+    diverging = small_config(epochs=1, lr=1e30, grad_clip=1e30)
+    diverging.train.warmup_epochs = 0
+    with pytest.raises(NonFiniteLossError, match=r"at step \d+ \(epoch 0\)"):
+        train(diverging, run)
+    assert (run / "config.json").is_file() and not (run / "checkpoints").exists()
+    assert train(small_config(epochs=1), run) is not None
+
+
+def test_a_checkpoint_of_another_model_names_both_files(tmp_path) -> None:
+    run = tmp_path / "run"
+    assert train(small_config(epochs=4), run, callbacks=[_Interrupt()]) is None
+    other = small_config(epochs=1)
+    other.model.n_latents = 32
+    train(other, tmp_path / "other")
+    shutil.copy(tmp_path / "other" / "checkpoints" / "last.ckpt", run / "checkpoints" / "last.ckpt")
+    with pytest.raises(
+        CheckpointError, match="last.ckpt does not fit the model .*config.json describes"
+    ):
+        train(small_config(epochs=4), run, resume=True)
 
 
 class _Poison(L.Callback):

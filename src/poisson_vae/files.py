@@ -22,6 +22,12 @@ def temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
     """Call ``write(temporary)`` to write a file beside ``path``, then rename it into place."""
     path = Path(path)
@@ -31,6 +37,7 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
         write(temporary)
         with open(temporary, "rb+") as handle:  # on disk before it replaces the old version
             os.fsync(handle.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())  # some writers (safetensors) create files 0600
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

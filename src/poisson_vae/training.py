@@ -9,11 +9,13 @@ dictionary figure and ``metrics.json``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import random
 import signal
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ from .figures import save_dictionary_figure
 from .files import write_atomic
 from .metrics import evaluate_model
 from .nets import LinearDecoder, parse_architecture
-from .runs import Run, RunExistsError
+from .runs import Run, RunExistsError, is_replica
 from .schedules import learning_rate_factor, linear_ramp
 from .vae import VAE, CheckpointError, build_vae, load_model, save_model
 
@@ -175,13 +177,15 @@ class _RandomState(Callback):
     one would have: torch's (CPU and CUDA; the compiled samplers key their counters from it, and
     it shuffles the batches), numpy's and Python's.
 
-    A new run seeds each rank apart (same initial weights, seeded before the model is built;
-    different noise). A resumed run restores the saved states on one device; under data
-    parallelism only rank 0's state is saved, and the other ranks are seeded apart from it.
+    A new run seeds each rank apart when training starts (same initial weights, seeded before the
+    model is built; different noise). A resumed run restores the saved states as the checkpoint
+    is read, before the first batch is drawn. Under data parallelism only rank 0's states are
+    saved: the other ranks are seeded apart from them, deterministically but not as if
+    uninterrupted.
     """
 
     def __init__(self) -> None:
-        self.restored: dict[str, Any] | None = None
+        self.restored = False
 
     def state_dict(self) -> dict[str, Any]:
         numpy_state = np.random.get_state()  # noqa: NPY002 (numpy's global state, whoever uses it)
@@ -197,21 +201,21 @@ class _RandomState(Callback):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.restored = state_dict
+        self.restored = True
+        if is_replica():
+            return
+        torch.set_rng_state(state_dict["torch"])
+        if state_dict["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
+        name, keys, *rest = state_dict["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))  # noqa: NPY002
+        version, internal, gauss = state_dict["python"]
+        random.setstate((version, tuple(internal), gauss))
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        seed = module.config.train.seed
-        state = self.restored
-        if state is None or trainer.global_rank > 0:
-            torch.manual_seed(seed * 1000 + trainer.global_rank + 1 + 7919 * trainer.current_epoch)
-            return
-        torch.set_rng_state(state["torch"])
-        if state["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
-        name, keys, *rest = state["numpy"]
-        np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))  # noqa: NPY002
-        version, internal, gauss = state["python"]
-        random.setstate((version, tuple(internal), gauss))
+        if not self.restored or trainer.global_rank > 0:
+            seed = module.config.train.seed * 1000 + trainer.global_rank + 1
+            torch.manual_seed(seed + 7919 * trainer.current_epoch)
 
 
 class _AtomicCheckpointIO(TorchCheckpointIO):
@@ -341,25 +345,32 @@ def _make_trainer(config: RunConfig, run: Run, callbacks: list[Callback]) -> L.T
     )
 
 
-def _ignore_lightning_noise() -> None:
-    """Inside ``warnings.catch_warnings``: drop Lightning's warnings that do not apply here."""
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # in-memory tensors
-    warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")  # Lightning vs new torch
-    # An epoch shorter than --log-every: the step count that triggers a log runs across epochs, so
-    # training is still logged every --log-every steps.
-    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+class _DropAdvertisement(logging.Filter):
+    """Lightning's advertisement of its paid logger, printed when a trainer is built."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
 
 
-def _quiet_lightning() -> logging.Filter:
-    """Drop Lightning's advertisement of its paid logger (remove the filter when done)."""
-
-    class _DropAdvertisement(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            return "litlogger" not in record.getMessage()
-
-    drop = _DropAdvertisement()
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(drop)
-    return drop
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Inside: Lightning's warnings and notices that do not apply here are dropped (the filters
+    are removed on the way out, so importing or calling the package changes no global state)."""
+    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    advertisement = _DropAdvertisement()
+    log.addFilter(advertisement)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # in memory
+            warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")  # Lightning, new torch
+            # An epoch shorter than log_every: the step count that triggers a log runs across
+            # epochs, so training is still logged every log_every steps.
+            warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+            warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+            warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_")
+            yield
+    finally:
+        log.removeFilter(advertisement)
 
 
 def train(
@@ -396,18 +407,15 @@ def train(
         config = dataclasses.replace(config, model=model_config)
         if resume and run.finished and not run.checkpoint.is_file():
             return _evaluate_finished(run, config, splits["valid"])
-        trainer = _make_trainer(config, run, callbacks or [])
-        L.seed_everything(config.train.seed, verbose=False)
-        module = VAEModule(config)
-        checkpoint = run.checkpoint if resume and run.checkpoint.is_file() else None
-        if checkpoint is not None:
-            _check_checkpoint(run, module)
-        run.write_config(config)
-        batch_size = config.train.batch_size
-        advertisement = _quiet_lightning()
-        with warnings.catch_warnings():
-            _ignore_lightning_noise()
-            warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+        with _quiet_lightning():
+            trainer = _make_trainer(config, run, callbacks or [])
+            L.seed_everything(config.train.seed, verbose=False)
+            module = VAEModule(config)
+            checkpoint = run.checkpoint if resume and run.checkpoint.is_file() else None
+            if checkpoint is not None:
+                _check_checkpoint(run, module)
+            run.write_config(config)
+            batch_size = config.train.batch_size
             try:
                 trainer.fit(
                     module,
@@ -422,8 +430,6 @@ def train(
                 signal.signal(signal.SIGINT, signal.default_int_handler)
                 if not trainer.interrupted:
                     raise
-            finally:
-                logging.getLogger("lightning.pytorch.utilities.rank_zero").removeFilter(advertisement)
         if trainer.interrupted or not trainer.is_global_zero:
             return None
         return finish_run(module.model.cpu(), config, splits["valid"], run)
@@ -490,22 +496,21 @@ def fit_array(
     if not train_config.progress:  # no "GPU available" banners either
         lightning_log.setLevel(logging.WARNING)
     try:
-        trainer = L.Trainer(
-            max_epochs=train_config.epochs,
-            accelerator=accelerator,
-            devices=1,
-            logger=False,
-            enable_checkpointing=False,
-            callbacks=[epoch_loss, *([_ProgressBar()] if train_config.progress else [])],
-            enable_progress_bar=train_config.progress,
-            enable_model_summary=False,
-            limit_val_batches=0,
-            num_sanity_val_steps=0,
-        )
+        with _quiet_lightning():
+            trainer = L.Trainer(
+                max_epochs=train_config.epochs,
+                accelerator=accelerator,
+                devices=1,
+                logger=False,
+                enable_checkpointing=False,
+                callbacks=[epoch_loss, *([_ProgressBar()] if train_config.progress else [])],
+                enable_progress_bar=train_config.progress,
+                enable_model_summary=False,
+                limit_val_batches=0,
+                num_sanity_val_steps=0,
+            )
         rng_devices = [] if accelerator == "cpu" else [torch.cuda.current_device()]
-        with warnings.catch_warnings(), torch.random.fork_rng(devices=rng_devices):
-            _ignore_lightning_noise()
-            warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_")
+        with _quiet_lightning(), torch.random.fork_rng(devices=rng_devices):
             torch.manual_seed(train_config.seed)
             module = VAEModule(config)
             trainer.fit(module, train_dataloaders=_loader(samples, batch_size, shuffle=True))
