@@ -3,6 +3,7 @@ executor, resuming after a killed sweep, and recording failed jobs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -123,6 +124,106 @@ def test_killed_sweep_loses_only_the_job_in_flight(tmp_path: Path) -> None:
     subprocess.run(command, cwd=root, check=True, timeout=300)
     assert set(read_results(tmp_path)) == {"poisson-s0", "gaussian-s0"}
     assert (tmp_path / "results" / "poisson-s0.json").stat().st_mtime_ns == stamp
+
+
+_SWEEP = """
+import sys
+from tests.test_reproduce_runner import tiny_job, tiny_suite
+from poisson_vae.reproduce.runner import SweepInterrupted, run_suite
+if __name__ == "__main__":
+    jobs = [tiny_job("poisson", seed, epochs={epochs}) for seed in range(3)]
+    try:
+        run_suite(tiny_suite(*jobs), sys.argv[1], "local", {{"workers": 2}}, progress=False)
+    except SweepInterrupted as error:
+        print(error)
+        sys.exit(130)
+"""
+
+
+def _children(pid: int) -> set[int]:
+    """The processes ``pid`` started (Linux)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found |= {int(child) for child in (task / "children").read_text().split()}
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _start_sweep(tmp_path: Path, epochs: int = 60) -> tuple[subprocess.Popen, set[int]]:
+    """A sweep of three jobs on two workers, once both workers train (their checkpoints exist)."""
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-c", _SWEEP.format(epochs=epochs), str(tmp_path)]
+    process = subprocess.Popen(
+        command, cwd=root, start_new_session=True, stdout=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 240
+    while len(list((tmp_path / "runs").glob("*/checkpoints/last.ckpt"))) < 2:
+        assert process.poll() is None and time.monotonic() < deadline, "the sweep did not get going"
+        time.sleep(0.05)
+    return process, _children(process.pid)
+
+
+def _gone(pids: set[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(_alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+needs_proc = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="finds the worker processes through /proc"
+)
+
+
+@needs_proc
+@pytest.mark.parametrize(
+    ("signal_number", "group"), [(signal.SIGINT, True), (signal.SIGTERM, False)], ids=["ctrl-c", "term"]
+)
+def test_a_stopped_sweep_stops_its_workers_and_resumes_its_jobs(
+    tmp_path: Path, signal_number: int, group: bool
+) -> None:
+    process, workers = _start_sweep(tmp_path)
+    assert len(workers) >= 2
+    started = time.monotonic()
+    if group:  # Ctrl+C: the terminal signals the whole process group
+        os.killpg(process.pid, signal_number)
+    else:
+        os.kill(process.pid, signal_number)
+    stdout, _ = process.communicate(timeout=60)
+    assert time.monotonic() - started < 20, "the sweep took too long to stop"
+    assert process.returncode == 130 and "run the same command again to resume" in stdout
+    assert _gone(workers, 10), "workers kept running after the sweep stopped"
+    assert not failed_jobs(tmp_path)  # interrupted, not failed
+    interrupted = set(
+        path.parents[1].name for path in (tmp_path / "runs").glob("*/checkpoints/last.ckpt")
+    )
+    interrupted -= set(read_results(tmp_path))
+    assert interrupted
+    # the next invocation resumes them (a second start of each: its own logs/version_1)
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-c", _SWEEP.format(epochs=60), str(tmp_path)]
+    subprocess.run(command, cwd=root, check=True, timeout=600, capture_output=True)
+    assert set(read_results(tmp_path)) == {"poisson-s0", "poisson-s1", "poisson-s2"}
+    for name in interrupted:
+        assert (tmp_path / "runs" / name / "logs" / "version_1").is_dir(), name
+
+
+@needs_proc
+def test_a_killed_sweep_leaves_no_worker_training(tmp_path: Path) -> None:
+    process, workers = _start_sweep(tmp_path, epochs=2000)
+    os.kill(process.pid, signal.SIGKILL)  # the main process alone: its workers are orphaned
+    process.wait(timeout=30)
+    assert _gone(workers, 10), "orphaned workers kept training"
 
 
 def test_gap_jobs_run_after_the_vae_they_read(tmp_path: Path) -> None:

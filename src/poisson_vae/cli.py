@@ -620,6 +620,9 @@ def main(argv: list[str] | None = None) -> int:
     handler: Callable[..., int] = args.handler
     try:
         return handler(args, argv) if handler is _reproduce else handler(args)
+    except KeyboardInterrupt as error:  # Ctrl+C outside training (which stops by itself)
+        print(f"pvae: {error or 'interrupted'}", file=sys.stderr)
+        return 130
     except Exception as error:
         if not _refused(error):
             raise

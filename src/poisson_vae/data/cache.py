@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
+from ..files import write_atomic, write_text
 from .idx import error_summary
 
 __all__ = ["cache_dir", "cached_arrays", "fingerprint"]
@@ -77,11 +78,11 @@ def cached_arrays(
         return build()
     arrays = build()
     folder.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".{os.getpid()}.tmp.npz")
-    try:
-        np.savez(temporary, **arrays)
-        temporary.replace(path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    (folder / f"{path.stem}.json").write_text(json.dumps(parameters, indent=2, default=str) + "\n")
+
+    def save(temporary: Path) -> None:
+        with open(temporary, "wb") as handle:  # a file object: np.savez adds no suffix
+            np.savez(handle, **arrays)
+
+    write_atomic(path, save)
+    write_text(folder / f"{path.stem}.json", json.dumps(parameters, indent=2, default=str) + "\n")
     return arrays

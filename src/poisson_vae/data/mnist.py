@@ -11,6 +11,7 @@ images; images scaled to [0, 1].
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import urllib.request
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import braces
+from ..files import write_atomic
 from .idx import DataFileError, read_idx
 
 __all__ = ["MNIST_FILES", "MNIST_MD5", "download_mnist", "load_mnist", "mnist_source", "verify_mnist"]
@@ -159,9 +161,7 @@ def download_mnist(folder: str | Path, mirrors: tuple[str, ...] = MIRRORS) -> Pa
             if hashlib.md5(payload).hexdigest() != expected:
                 failures.append(f"{mirror}: checksum mismatch")
                 continue
-            temporary = target.with_suffix(".part")
-            temporary.write_bytes(payload)
-            temporary.replace(target)
+            write_atomic(target, functools.partial(Path.write_bytes, data=payload))
             break
         else:
             raise DataFileError(f"mnist: could not download {name} ({'; '.join(failures)})")

@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, braces
+from ..files import write_json
 from .report import write_report
-from .runner import EXECUTORS, check_executor, run_suite
+from .runner import EXECUTORS, SweepInterrupted, check_executor, run_suite
 from .suites import SCALES, SUITES, Job, Suite, build_suite
 
 __all__ = ["EXECUTORS", "SCALES", "SUITES", "Job", "Suite", "build_suite", "reproduce"]
@@ -44,6 +45,11 @@ def _machine() -> str:
     return machine
 
 
+def _count(out: Path) -> int:
+    """Finished jobs under ``out``."""
+    return len(list((out / "results").glob("*.json"))) if out.is_dir() else 0
+
+
 def _now() -> str:
     # Microseconds: a killed invocation is timed by the results written before the next start, and
     # a start truncated to the millisecond could fall before a result written just ahead of it.
@@ -56,11 +62,7 @@ def _read_sweep(out: Path) -> dict:
 
 
 def _write_sweep(out: Path, document: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / SWEEP_FILE
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(document, indent=2) + "\n")
-    partial.replace(path)
+    write_json(out / SWEEP_FILE, document)
 
 
 def _start_invocation(out: Path, command: str, settings: dict) -> int:
@@ -166,11 +168,14 @@ def reproduce(
         )
     command = command or f"pvae reproduce {suite} --scale {scale} --out {out}"
     if not report_only:
-        before = len(list((out / "results").glob("*.json"))) if out.is_dir() else 0
+        before = _count(out)
         started = time.perf_counter()
         index = _start_invocation(out, command, plan.settings)
-        run_suite(plan, out, executor, options, retry_failed, progress)
-        after = len(list((out / "results").glob("*.json")))
-        _finish_invocation(out, index, time.perf_counter() - started, after - before)
+        try:
+            run_suite(plan, out, executor, options, retry_failed, progress)
+        except SweepInterrupted:  # a clean stop is timed to the stop (a killed one: see below)
+            _finish_invocation(out, index, time.perf_counter() - started, _count(out) - before)
+            raise
+        _finish_invocation(out, index, time.perf_counter() - started, _count(out) - before)
     wall, commands = _sweep_time(out)
     return write_report(plan, out, "\n".join(commands or [command]), wall or None)

@@ -14,12 +14,16 @@ submits, waits and records.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
+import sys
+import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
@@ -31,6 +35,7 @@ from tqdm.auto import tqdm
 
 from ..config import choice, integer
 from ..errors import ConfigError, braces
+from ..files import write_json
 from ..runs import Run, is_replica
 from .suites import Job, Suite
 
@@ -48,18 +53,14 @@ EXECUTORS = ("local", "slurm", "submitit-local")
 
 
 class JobInterrupted(RuntimeError):
-    """A job stopped before its end (Ctrl+C, a signal): unfinished, not failed."""
+    """A job stopped before its end (a signal): unfinished, not failed."""
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """The sweep was stopped (Ctrl+C or SIGTERM); its unfinished jobs resume next time."""
 
 
 RESULTS, RUNS, FAILED = "results", "runs", "failed"
-
-
-def _write_json(path: Path, document: dict) -> None:
-    """Write atomically: a reader never sees half a file, a killed writer leaves no result."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(document, indent=2) + "\n")
-    temporary.replace(path)
 
 
 def _limit_threads(threads: int | None) -> None:
@@ -147,7 +148,7 @@ def run_job(job: Job, out: str | Path, threads: int | None = None) -> dict:
         "metrics": metrics,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    _write_json(out / RESULTS / f"{job.name}.json", document)
+    write_json(out / RESULTS / f"{job.name}.json", document)
     (out / FAILED / f"{job.name}.json").unlink(missing_ok=True)
     return document
 
@@ -172,11 +173,75 @@ def job_phases(jobs: Iterable[Job]) -> list[list[Job]]:
     return [phase for phase in (first, second) if phase]
 
 
+def _die_with_parent(parent: int) -> None:
+    """In a worker: end when the process that started it ends, however it ends (a SIGKILL of the
+    sweep must not leave workers training and rewriting checkpoints in the background), and leave
+    Ctrl+C to the sweep, which stops its workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):  # at once: the kernel signals the orphan
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it ended before the line above took effect
+        os._exit(1)
+
+    def watch() -> None:  # elsewhere (and as a second line on Linux): poll
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
+
+
 def _local_executor(options: dict) -> tuple[Any, int | None]:
     workers = int(options.get("workers", 1))
     threads = max(1, (os.cpu_count() or 1) // workers)
-    executor = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    executor = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=get_context("spawn"),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    )
     return executor, threads
+
+
+class _Stopped(BaseException):
+    """The sweep was asked to stop (SIGTERM), handled as Ctrl+C is."""
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """Within: SIGTERM raises :class:`_Stopped` in the main thread (a no-op elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise _Stopped
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop(pool: Any, executor: str, futures: dict) -> int:
+    """Stop every unfinished job at once; returns how many were stopped. Local workers are
+    killed (each job resumes from its last checkpoint, written atomically); submitit jobs are
+    cancelled (``scancel`` on SLURM)."""
+    unfinished = [future for future in futures if not future.done()]
+    if executor == "local":
+        for process in list(getattr(pool, "_processes", {}).values()):
+            with contextlib.suppress(OSError):
+                process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+    else:
+        for job in unfinished:
+            with contextlib.suppress(Exception):
+                job.cancel(check=False)
+    return len(unfinished)
 
 
 def submitit_parameters(cluster: str, options: dict, kind: str = "vae") -> dict[str, Any]:
@@ -317,26 +382,39 @@ def run_suite(
         else:
             pool, threads = _submitit_executor(executor, out, options)
         bar = tqdm(total=len(todo), desc=f"{suite.name} ({suite.scale})", disable=not progress)
+        futures: dict = {}
         try:
-            futures = {_submit(pool, executor, options, job, out, threads): job for job in todo}
-            for future in _completed(futures, executor):
-                job = futures[future]
-                try:
-                    future.result()
-                except BrokenProcessPool:  # a worker died (e.g. out of memory): not the job's fault
-                    bar.write(f"not run: {job.name}: a worker process died; run the command again")
-                except Exception as error:  # recorded; the other jobs go on
-                    _write_json(
-                        out / FAILED / f"{job.name}.json",
-                        {"job": job.name, "error": _describe(error)},
-                    )
-                    bar.write(f"failed: {job.name}: {_describe(error).splitlines()[-1]}")
-                bar.update()
+            with _stop_on_sigterm():
+                for job in todo:
+                    futures[_submit(pool, executor, options, job, out, threads)] = job
+                for future in _completed(futures, executor):
+                    _record(futures[future], future, out, bar)
+                    bar.update()
+        except (KeyboardInterrupt, _Stopped):
+            stopped = _stop(pool, executor, futures)
+            bar.close()
+            raise SweepInterrupted(
+                f"interrupted: {stopped} unfinished job(s) stopped; run the same command again to "
+                "resume them"
+            ) from None
         finally:
             bar.close()
             if executor == "local":
                 pool.shutdown(cancel_futures=True)
     return read_results(out)
+
+
+def _record(job: Job, future: Any, out: Path, bar: Any) -> None:
+    """Record a finished job's failure (its result file is written by the job itself)."""
+    try:
+        future.result()
+    except BrokenProcessPool:  # a worker died (e.g. out of memory): not the job's fault
+        bar.write(f"not run: {job.name}: a worker process died; run the command again")
+    except JobInterrupted:  # unfinished, not failed: the next invocation resumes it
+        bar.write(f"interrupted: {job.name}; run the command again to resume it")
+    except Exception as error:  # recorded; the other jobs go on
+        write_json(out / FAILED / f"{job.name}.json", {"job": job.name, "error": _describe(error)})
+        bar.write(f"failed: {job.name}: {_describe(error).splitlines()[-1]}")
 
 
 def _submit(pool: Any, executor: str, options: dict, job: Job, out: Path, threads: int | None) -> Any:
