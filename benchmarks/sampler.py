@@ -127,6 +127,9 @@ def main() -> None:
     parser.add_argument("--latents", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--device", choices=sorted(PATHS), default="cpu")
+    parser.add_argument(
+        "--temperatures", type=float, nargs="+", default=list(TEMPERATURES), help="temperatures"
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--worker", nargs=2, metavar=("PATH", "TEMPERATURE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -136,7 +139,7 @@ def main() -> None:
         print(json.dumps(figures))
         return
     rows = []
-    for temperature in TEMPERATURES:
+    for temperature in args.temperatures:
         for path in PATHS[args.device]:
             command = [sys.executable, __file__, "--worker", path, str(temperature)]
             command += ["--batch", str(args.batch), "--latents", str(args.latents)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+import lightning  # noqa: F401  (its log handler binds to the session's stderr, not to one test's)
 import pytest
 import torch
 

@@ -21,7 +21,10 @@ TINY += ["--warmup-epochs", "1", "--no-progress"]
 
 
 def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
+    try:
+        code = main(list(argv))
+    except SystemExit as error:  # argparse's refusals
+        code = error.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -345,3 +348,123 @@ def test_reproduce_report_only_rewrites_the_report(
     assert "jobs: 0 finished of 24" in report
     assert "pvae reproduce natural16-zoo --report-only --out" in report
     assert f"wrote {out / 'REPORT.md'}" in capsys.readouterr().out
+
+
+# --- degenerate data and hostile input: one line each, nothing written ----------------------
+@pytest.fixture(scope="module")
+def finished_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny finished VAE run, a finished sparse-coding run, and their data."""
+    folder = tmp_path_factory.mktemp("runs")
+    data = folder / "patches.npy"
+    np.save(data, np.random.default_rng(0).normal(size=(300, 8, 8)).astype(np.float32))
+    common = ["--data", f"npy:{data}", "--epochs", "1", "--batch-size", "100", "--no-progress"]
+    assert main(["train", "--out", str(folder / "vae"), "--n-latents", "4", *common]) == 0
+    sparse = ["sparse-coding", "train", "--out", str(folder / "sparse"), "--n-atoms", "4", *common]
+    assert main(sparse) == 0
+    return {"vae": folder / "vae", "sparse": folder / "sparse", "data": data, "folder": folder}
+
+
+def _one_line(capsys: pytest.CaptureFixture, *argv: str) -> str:
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and err.startswith("pvae") and err.count("\n") == 1, err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (np.full((300, 8, 8), 3.0), "every training value is 3; a model has nothing to learn"),
+        (np.zeros((300, 8, 8)), "every training value is 0; a model has nothing to learn"),
+    ],
+    ids=["constant", "zero"],
+)
+def test_constant_data_is_refused_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture, values: np.ndarray, message: str
+) -> None:
+    np.save(tmp_path / "x.npy", values.astype(np.float32))
+    flags = ["--data", f"npy:{tmp_path / 'x.npy'}", "--n-latents", "4", "--epochs", "1"]
+    assert message in _one_line(capsys, "train", "--out", str(tmp_path / "run"), *flags)
+    assert not (tmp_path / "run").exists()
+
+
+def test_one_pixel_images_train_and_report_undefined_r2(tmp_path: Path, capsys) -> None:
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(300, 1, 1)).astype(np.float32))
+    flags = ["--data", f"npy:{tmp_path / 'x.npy'}", "--n-latents", "4", "--epochs", "1", "--no-progress"]
+    assert run_cli(capsys, "train", "--out", str(tmp_path / "run"), *flags)[0] == 0
+    assert run_cli(capsys, "evaluate", str(tmp_path / "run"))[0] == 0
+    metrics = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
+    assert metrics["r2"] is None and metrics["gabor"]["skipped"] == "atoms smaller than 4x4"
+    assert "| undefined |" in (tmp_path / "run" / "eval" / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--warmup-clip-factor", "nan"], "--warmup-clip-factor must be a finite number >= 1"),
+        (["train", "--lr-min", "0.1"], "--lr-min must be at most --lr"),
+        (["train", "--n-latents", "1000000000"], "lower --n-latents or --batch-size"),
+        (["train", "--out", ""], "argument --out: an empty path names no file or folder"),
+        (["train", "--out", "/proc/x/run", "--epochs", "1"], "cannot create the run folder /proc/x/run"),
+        (
+            ["reproduce", "natural16-zoo", "--gpus-per-job", "-1"],
+            "--gpus-per-job must be an integer >= 0",
+        ),
+        (["evaluate", "{vae}", "--seed", str(2**70)], "--seed must be a whole number in [0, 2^32)"),
+        (["sample", "{vae}", "--n", "1000000000"], "a grid of 1,000,000,000 samples needs about"),
+        (["sample", "{vae}", "--out", "{vae}/dictionary.png"], "would overwrite a file of the run"),
+        (["sample", "{sparse}"], "holds a sparse-coding run, not a VAE run"),
+        (["amortization-gap", "{sparse}"], "holds a sparse-coding run, not a VAE run"),
+        (["train", "--out", "{folder}", "--epochs", "1"], "holds files that are not a run"),
+    ],
+)
+def test_hostile_input_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture, finished_runs: dict, argv: list[str], message: str, tmp_path
+) -> None:
+    argv = [word.format(**finished_runs) for word in argv]
+    if argv[0] == "train" and "--out" not in argv:
+        argv += ["--out", str(tmp_path / "run"), "--data", f"npy:{finished_runs['data']}"]
+    elif argv[0] == "train":
+        argv += ["--data", f"npy:{finished_runs['data']}"]
+    if argv[0] == "reproduce":
+        argv += ["--out", str(tmp_path / "sweep")]
+    assert message in _one_line(capsys, *argv)
+    assert not (tmp_path / "run").exists()
+    assert not (finished_runs["vae"] / "samples.png").exists()
+
+
+def test_broken_configuration_files_are_named(tmp_path: Path, capsys, finished_runs: dict) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(finished_runs["vae"], broken)
+    (broken / "config.json").write_text("{")
+    assert "broken/config.json is not valid JSON" in _one_line(capsys, "evaluate", str(broken))
+    (tmp_path / "adir").mkdir()
+    for document, message in ((None, "got None"), ([[1]], "got [[1]]")):
+        (tmp_path / "c.json").write_text(json.dumps(document))
+        err = _one_line(
+            capsys, "train", "--out", str(tmp_path / "run"), "--config", str(tmp_path / "c.json")
+        )
+        assert "c.json: a configuration must be a JSON object of sections" in err and message in err
+    err = _one_line(capsys, "train", "--out", str(tmp_path / "run"), "--config", str(tmp_path / "adir"))
+    assert "--config " in err and "adir is a folder, not a JSON file" in err
+
+
+@pytest.mark.parametrize("edit", ["changed", "removed"])
+def test_resuming_with_an_edited_model_section_names_both_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture, finished_runs: dict, edit: str
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished_runs["vae"], run)
+    document = json.loads((run / "config.json").read_text())
+    if edit == "changed":
+        document["model"]["n_latents"] = 7
+    else:
+        del document["model"]
+    (run / "config.json").write_text(json.dumps(document))
+    err = _one_line(capsys, "train", "--out", str(run), "--resume", "--epochs", "2")
+    assert "last.ckpt does not fit the model" in err and "config.json describes" in err
+
+
+def test_doctor_checks_the_sampler_of_every_device(capsys: pytest.CaptureFixture) -> None:
+    code, out, _ = run_cli(capsys, "doctor")
+    assert code == 0 and out.startswith("pvae ")
+    assert "cpu: the fused sampler agrees with the torch walk" in out

@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from poisson_vae.distributions import (
     poisson_kl,
     poisson_kl_residual,
     poisson_quantile,
+    relaxed_poisson_rsample,
 )
 from poisson_vae.reference import algorithm_1_dense, release_arrival_count
 
@@ -427,3 +429,72 @@ def test_triton_kernel_does_not_depend_on_its_block_size(monkeypatch: pytest.Mon
         q = RelaxedPoisson(rate, 0.2, backend="triton")
         draws.append(q.rsample(generator=generator_for("triton", 31)))
     assert torch.equal(draws[0], draws[1])
+
+
+def test_integer_rates_are_converted_and_bool_rates_refused() -> None:
+    generator = torch.Generator().manual_seed(0)
+    counts = RelaxedPoisson(torch.full((20_000,), 5), 0.05).rsample(generator=generator)
+    assert counts.dtype == torch.get_default_dtype()
+    assert abs(float(counts.mean()) - 5) < 5 * math.sqrt(5 / 20_000)  # 5 standard errors
+    hard = RelaxedPoisson(torch.tensor([1, 2]), 0.0).rsample()
+    assert hard.dtype == torch.get_default_dtype()
+    assert RelaxedPoisson(log_rate=torch.tensor([0, 1]), temperature=0.1).rate.dtype.is_floating_point
+    with pytest.raises(ValueError, match="rate must be real numbers, got a torch.bool tensor"):
+        RelaxedPoisson(torch.tensor([True, False]), 0.5)
+
+
+def test_a_temperature_that_requires_grad_is_refused() -> None:
+    with pytest.raises(ValueError, match="temperature requires grad"):
+        RelaxedPoisson(torch.ones(3), torch.tensor(0.5, requires_grad=True))
+    assert RelaxedPoisson(torch.ones(3), torch.tensor(0.5)).temperature == 0.5
+
+
+def test_a_failing_compiled_kernel_falls_back_to_the_torch_walk_once(monkeypatch) -> None:
+    from poisson_vae import distributions
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("cannot compile for this device\nsecond line")
+
+    monkeypatch.setattr(distributions, "_FAILED", set())
+    monkeypatch.setitem(distributions._WALKS, "fused", broken)
+    monkeypatch.delenv(distributions.BACKEND_VARIABLE, raising=False)
+    rate = torch.full((20_000,), 3.0, requires_grad=True)
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"the fused sampler failed on cpu \(RuntimeError: cannot compile for this device\); using",
+    ):
+        z = relaxed_poisson_rsample(rate, 0.05)
+    z.sum().backward()
+    assert abs(float(z.mean()) - 3) < 5 * math.sqrt(3 / 20_000) and rate.grad is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once: later calls go straight to the torch walk
+        relaxed_poisson_rsample(rate, 0.05)
+    assert distributions.default_backend("cpu") == "torch"
+    with pytest.raises(RuntimeError, match="cannot compile"):  # asked for by name: no fallback
+        relaxed_poisson_rsample(rate, 0.05, backend="fused")
+
+
+def test_the_environment_chooses_what_auto_runs(monkeypatch) -> None:
+    from poisson_vae import distributions
+
+    monkeypatch.setenv(distributions.BACKEND_VARIABLE, "torch")
+    assert distributions.default_backend("cpu") == "torch"
+    monkeypatch.setenv(distributions.BACKEND_VARIABLE, "cuda-magic")
+    with pytest.raises(ValueError, match="PVAE_SAMPLER_BACKEND='cuda-magic' is not a sampler backend"):
+        distributions.default_backend("cpu")
+
+
+def test_the_self_check_tells_a_broken_sampler_from_a_working_one(monkeypatch) -> None:
+    from poisson_vae import distributions
+
+    assert distributions.sampler_self_check("cpu")["ok"]
+    fused = distributions._WALKS["fused"]
+
+    def off_by_two_percent(*args, **kwargs):
+        result = fused(*args, **kwargs)
+        result[0] *= 1.02
+        return result
+
+    monkeypatch.setitem(distributions._WALKS, "fused", off_by_two_percent)
+    check = distributions.sampler_self_check("cpu")
+    assert not check["ok"] and check["worst"] > 6

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from poisson_vae.files import write_json
 from poisson_vae.reproduce import report
 from poisson_vae.reproduce.report import claims, matched_mse, render_report, write_report
-from poisson_vae.reproduce.runner import RESULTS, _write_json
+from poisson_vae.reproduce.runner import RESULTS
 from poisson_vae.reproduce.suites import _slug, build_suite
 
 
@@ -215,10 +216,8 @@ def test_report_regenerates_from_result_files_alone(tmp_path: Path) -> None:
     jobs = [job for job in suite.jobs if job.config["model"]["method"] == "mc"][: len(synthetic)]
     for job, result in zip(jobs, synthetic):
         config = {**job.config, "model": result["config"]["model"]}
-        _write_json(
-            tmp_path / RESULTS / f"{job.name}.json", result | {"job": job.name, "config": config}
-        )
-    _write_json(tmp_path / RESULTS / "not-of-this-suite.json", synthetic[0])
+        write_json(tmp_path / RESULTS / f"{job.name}.json", result | {"job": job.name, "config": config})
+    write_json(tmp_path / RESULTS / "not-of-this-suite.json", synthetic[0])
     path = write_report(suite, tmp_path, "pvae reproduce natural16-zoo --report-only")
     assert "jobs: 9 finished of 24, 0 failed" in path.read_text()
 

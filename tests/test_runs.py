@@ -201,7 +201,7 @@ def test_metrics_are_written_atomically_and_read_back(tmp_path: Path) -> None:
 
 def test_weights_of_the_other_kind_are_named(tmp_path: Path) -> None:
     sparse = _started(tmp_path, "sparse-coding")
-    with pytest.raises(ConfigError, match="is a sparse-coding run; this needs a VAE"):
+    with pytest.raises(ConfigError, match="holds a sparse-coding run, not a VAE run"):
         sparse.require_weights("vae")
     with pytest.raises(ConfigError, match="dictionary.safetensors is missing"):
         sparse.require_weights("sparse-coding")

@@ -286,3 +286,20 @@ def test_exp_variant_starts_from_smaller_weights() -> None:
     assert weight_std("gaussian") == pytest.approx(0.05, rel=0.05)
     assert weight_std("gaussian-exp") == pytest.approx(0.01, rel=0.05)
     assert weight_std("gaussian-exp", init_std=0.05) == pytest.approx(0.05, rel=0.05)
+
+
+def test_an_unknown_method_is_refused() -> None:
+    model = build_vae(ModelConfig(n_latents=4))
+    with pytest.raises(ValueError, match="method must be one of mc, exact, straight-through, got 'foo'"):
+        model(torch.zeros(2, 1, 16, 16), temperature=0.5, method="foo")
+
+
+def test_load_model_returns_the_model_on_the_device_asked_for(tmp_path) -> None:
+    save_model(build_vae(ModelConfig(n_latents=4)), tmp_path)
+    assert all(p.device.type == "meta" for p in load_model(tmp_path, map_location="meta").parameters())
+    assert all(p.device.type == "cpu" for p in load_model(tmp_path, torch.device("cpu")).parameters())
+    with pytest.raises(CheckpointError, match="map_location 'gpu7' is not a device"):
+        load_model(tmp_path, map_location="gpu7")
+    if not torch.cuda.is_available():
+        with pytest.raises(CheckpointError, match="no CUDA device is visible"):
+            load_model(tmp_path, map_location="cuda")

@@ -18,11 +18,25 @@ import argparse
 import dataclasses
 import shlex
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = ["build_parser", "flag", "main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, its errors in one line like every other refusal of ``pvae``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _path(text: str) -> Path:
+    """A command-line path; the empty string (which would mean the current folder) is refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path names no file or folder")
+    return Path(text)
 
 
 def flag(name: str) -> str:
@@ -113,8 +127,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         description="Train a VAE; writes config.json, checkpoints/, logs/, model.safetensors, "
         "dictionary.png and metrics.json into --out.",
     )
-    parser.add_argument("--out", type=Path, required=True, help="run directory")
-    parser.add_argument("--config", type=Path, help="JSON configuration (as a run's config.json)")
+    parser.add_argument("--out", type=_path, required=True, help="run directory")
+    parser.add_argument("--config", type=_path, help="JSON configuration (as a run's config.json)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument(
         "--recipe",
@@ -142,6 +156,7 @@ def _run_config(args: argparse.Namespace):
             raise ConfigError(f"{{0}} {braces(str(args.config))} {what}", "config")
         load_config(args.config, RunConfig)  # the file alone is valid (errors name the file)
         base = _read_document(args.config)
+        args.from_file = {name for section in base.values() for name in section}
     from_recipe = None
     if args.recipe is not None:
         data = overrides.get("data", (base or {}).get("data", {}).get("data", DataConfig.data))
@@ -253,27 +268,37 @@ def _model_summary(args: argparse.Namespace) -> int:
 # --- pvae sample -----------------------------------------------------------------------------
 def _add_sample(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("sample", help="decode draws from a trained model's prior into a PNG")
-    parser.add_argument("run", type=Path, help="run directory of a finished `pvae train`")
+    parser.add_argument("run", type=_path, help="run directory of a finished `pvae train`")
     parser.add_argument("--n", type=int, default=64, help="number of samples")
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior draws")
-    parser.add_argument("--out", type=Path, help="PNG to write (default: RUN/samples.png)")
+    parser.add_argument("--out", type=_path, help="PNG to write (default: RUN/samples.png)")
     parser.set_defaults(handler=_sample)
 
 
 def _sample(args: argparse.Namespace) -> int:
+    import math
+
     import torch
 
+    from .config import SEED, check_memory
     from .errors import ConfigError
     from .figures import save_sample_grid
+    from .runs import Run, check_output_path
     from .vae import load_model
 
     if args.n < 1:
         raise ConfigError(f"{{0}} must be a positive integer, got {args.n}", "n")
+    SEED("seed", args.seed)
+    out = check_output_path(args.out) if args.out is not None else Run(args.run).directory / Run.SAMPLES
     model = load_model(args.run)
+    pixels = math.prod(model.config.input_shape)
+    # the prior draws, their images, and the grid (float64) they are tiled into
+    needed = args.n * (4 * model.config.n_latents + 4 * pixels + 8 * 2 * pixels)
+    check_memory(needed, "cpu", f"a grid of {args.n:,} samples", "n")
     generator = torch.Generator().manual_seed(args.seed)
     with torch.no_grad():
         images = model.decode(model.latent.prior_sample(args.n, generator=generator))
-    path = save_sample_grid(images, args.out or args.run / "samples.png")
+    path = save_sample_grid(images, out)
     print(f"wrote {path}")
     return 0
 
@@ -285,7 +310,7 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         help="metrics, figures, Gabor fits and geometry of a trained run into RUN/eval",
         description="Evaluate a finished run: writes RUN/eval/metrics.json, report.md and figures.",
     )
-    parser.add_argument("run", type=Path, help="run directory of a finished `pvae train`")
+    parser.add_argument("run", type=_path, help="run directory of a finished `pvae train`")
     parser.add_argument("--seed", type=int, help="seed of hard samples and KNN draws (default: run's)")
     parser.add_argument(
         "--geometry", action=argparse.BooleanOptionalAction, default=True, help="KNN and shattering"
@@ -335,8 +360,8 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
         description="Aggregate evaluated runs by condition: mean and 99 %% CI over seeds, paired "
         "t-tests (Benjamini-Hochberg), a rate-distortion plot; writes OUT/COMPARE.md.",
     )
-    parser.add_argument("runs", type=Path, nargs="+", help="evaluated run directories")
-    parser.add_argument("--out", type=Path, default=Path("compare"), help="output folder")
+    parser.add_argument("runs", type=_path, nargs="+", help="evaluated run directories")
+    parser.add_argument("--out", type=_path, default=Path("compare"), help="output folder")
     parser.add_argument(
         "--unpaired", action="store_true", help="write the tables even when seed sets differ"
     )
@@ -360,15 +385,15 @@ def _add_amortization_gap(commands: argparse._SubParsersAction) -> None:
         "lambdas; writes RUN/amortization_gap/ (table, JSON, rate-distortion figure). --compare adds "
         "other evaluated runs (VAEs, sparse coders) to the table and figure.",
     )
-    parser.add_argument("run", type=Path, help="run directory of a VAE with a linear decoder")
+    parser.add_argument("run", type=_path, help="run directory of a VAE with a linear decoder")
     parser.add_argument("--algorithm", default="lca", help="lca, ista or fista (default: lca)")
     parser.add_argument("--lam", default="0.1,0.3,1,3", help="comma-separated lambdas")
     parser.add_argument("--n-samples", type=int, default=2000, help="validation samples used")
     parser.add_argument("--n-iterations", type=int, default=900, help="maximum inference iterations")
-    parser.add_argument("--out", type=Path, help="output folder (default: RUN/amortization_gap)")
+    parser.add_argument("--out", type=_path, help="output folder (default: RUN/amortization_gap)")
     parser.add_argument(
         "--compare",
-        type=Path,
+        type=_path,
         nargs="+",
         default=[],
         metavar="RUN",
@@ -423,7 +448,7 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
         help="natural16-zoo, natural16-rate-distortion, mnist-geometry, vanhateren16 or cifar16",
     )
     parser.add_argument("--scale", default="small", help="small (a laptop) or paper (default: small)")
-    parser.add_argument("--out", type=Path, help="output folder (default: reproduce/SUITE-SCALE)")
+    parser.add_argument("--out", type=_path, help="output folder (default: reproduce/SUITE-SCALE)")
     parser.add_argument(
         "--executor", default="local", help="local (process pool), slurm or submitit-local"
     )
@@ -484,7 +509,7 @@ def _add_sparse_coding(commands: argparse._SubParsersAction) -> None:
         description="Learn a dictionary; writes config.json, checkpoints/, logs/, "
         "dictionary.safetensors, dictionary.png and metrics.json into --out.",
     )
-    train.add_argument("--out", type=Path, required=True, help="run directory")
+    train.add_argument("--out", type=_path, required=True, help="run directory")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     _add_config_flags(train, {"data": DataConfig, "sparse coding": SparseCodingConfig})
     train.set_defaults(handler=_sparse_coding_train)
@@ -570,12 +595,41 @@ def _data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- pvae doctor ----------------------------------------------------------------------------
+def _add_doctor(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "doctor",
+        help="check this installation: versions, devices, and the sampler on each device",
+        description="Print the versions and devices, and compare the relaxed-Poisson sampler each "
+        "device runs with the pure-torch walk (a statistical check of a fraction of a second). "
+        "Exits with 1 if a sampler disagrees.",
+    )
+    parser.set_defaults(handler=_doctor)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    import torch
+
+    from .distributions import sampler_self_check
+
+    print(_version_text())
+    devices = ["cpu", *(f"cuda:{index}" for index in range(torch.cuda.device_count()))]
+    healthy = True
+    for device in devices:
+        check = sampler_self_check(device)
+        verdict = "agrees with" if check["ok"] else "DISAGREES with"
+        print(
+            f"{device}: the {check['backend']} sampler {verdict} the torch walk (largest "
+            f"difference {check['worst']:.1f} standard errors; {check['seconds'] * 1000:.0f} ms)"
+        )
+        healthy &= check["ok"]
+    return 0 if healthy else 1
+
+
 # --- the parser and the entry point ----------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The ``pvae`` parser (building it imports neither Lightning nor numba)."""
-    parser = argparse.ArgumentParser(
-        prog="pvae", description="Poisson VAE: train sparse spike-count autoencoders."
-    )
+    parser = _Parser(prog="pvae", description="Poisson VAE: train sparse spike-count autoencoders.")
     parser.add_argument(
         "--version",
         action=_VersionAction,
@@ -592,21 +646,25 @@ def build_parser() -> argparse.ArgumentParser:
         _add_reproduce,
         _add_sparse_coding,
         _add_data,
+        _add_doctor,
     ):
         add(commands)
     return parser
 
 
-def _message(error: BaseException, given: Mapping[str, Any] | None = None) -> str:
-    """The first line of an error; fields named by their flags (or ``section.field`` for values
-    read from a configuration file)."""
+def _message(error: BaseException, args: argparse.Namespace | None = None) -> str:
+    """The first line of an error; fields named by their flags, or as ``section.field`` where
+    the value came from a configuration file."""
     from .errors import FieldError
 
     if isinstance(error, FieldError):
+        given = _given(args) if args is not None else {}
+        from_file = getattr(args, "from_file", set())
 
         def namer(section: str | None, name: str) -> str:
-            from_file = section is not None and (given is None or name not in given)
-            return f"{section}.{name}" if from_file else flag(name)
+            if section is not None and name in from_file and name not in given:
+                return f"{section}.{name}"
+            return flag(name)
 
         text = error.render(namer)
     else:
@@ -626,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         if not _refused(error):
             raise
-        print(f"pvae: error: {_message(error, _given(args))}", file=sys.stderr)
+        print(f"pvae: error: {_message(error, args)}", file=sys.stderr)
         return 2
 
 

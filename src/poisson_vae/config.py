@@ -45,10 +45,12 @@ __all__ = [
     "TrainConfig",
     "boolean",
     "check_fields",
+    "check_memory",
     "choice",
     "config_from_dict",
     "integer",
     "load_config",
+    "memory_bytes",
     "number",
     "option",
     "resolve_accelerator",
@@ -634,14 +636,41 @@ def load_config(path: str | Path, kind: type | None = None) -> Any:
     document = read_json(path, ConfigError)
     try:
         return config_from_dict(document) if kind is None else kind.from_dict(document)
-    except ConfigError as error:
-        raise error.within(f"{path}: ") from None
+    except ConfigError as error:  # the file's own keys: not for an interface to rename
+        raise ConfigError(f"{path}: {error}") from None
 
 
 def default_of(kind: type, name: str) -> Any:
     """The default value of field ``name`` of a configuration class."""
     item = next(item for item in fields(kind) if item.name == name)
     return item.default if item.default is not MISSING else item.default_factory()  # type: ignore[misc]
+
+
+def memory_bytes(accelerator: str = "cpu") -> int | None:
+    """The memory of the device ``accelerator`` resolves to (a GPU's, or this machine's RAM);
+    None where it cannot be read."""
+    if resolve_accelerator(accelerator) == "gpu":
+        import torch
+
+        return int(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system
+        return None
+
+
+def check_memory(needed: int, accelerator: str, what: str, *names: str) -> None:
+    """Refuse work that needs more memory than the device has, in one line naming the fields
+    (``names``) that size it."""
+    available = memory_bytes(accelerator)
+    if available is not None and needed > available:
+        listed = " or ".join(f"{{{index}}}" for index in range(len(names)))
+        device = "GPU" if resolve_accelerator(accelerator) == "gpu" else "machine"
+        raise ConfigError(
+            f"{braces(what)} needs about {needed / 2**30:.3g} GiB, more than the "
+            f"{available / 2**30:.3g} GiB of this {device}; lower {listed}",
+            *names,
+        )
 
 
 def resolve_accelerator(accelerator: str) -> str:

@@ -24,6 +24,7 @@ import functools
 import importlib.util
 import math
 import os
+import warnings
 from collections.abc import Callable
 from numbers import Number
 
@@ -34,6 +35,7 @@ from torch.distributions.utils import broadcast_all
 
 __all__ = [
     "BACKENDS",
+    "BACKEND_VARIABLE",
     "INDICATORS",
     "MAX_RATE",
     "TRUNCATION_TAIL",
@@ -43,6 +45,7 @@ __all__ = [
     "poisson_kl_residual",
     "poisson_quantile",
     "relaxed_poisson_rsample",
+    "sampler_self_check",
 ]
 
 #: Tail probability left out by the per-element truncation: ``n = quantile(1 - TRUNCATION_TAIL)``.
@@ -293,11 +296,29 @@ def _triton_runs_on(device: torch.device) -> bool:
     )
 
 
+#: Environment variable that sets what ``backend="auto"`` runs: one of :data:`BACKENDS`.
+BACKEND_VARIABLE = "PVAE_SAMPLER_BACKEND"
+
+# Compiled backends that failed on a device type in this process: ``auto`` runs the torch walk
+# there from then on (see ``relaxed_poisson_rsample``).
+_FAILED: set[tuple[str, str]] = set()
+
+
 def _resolve_backend(backend: str, device: torch.device) -> str:
     if backend == "auto":
+        forced = os.environ.get(BACKEND_VARIABLE, "auto").strip() or "auto"
+        if forced not in BACKENDS:
+            raise ValueError(
+                f"{BACKEND_VARIABLE}={forced!r} is not a sampler backend; choose one of "
+                f"{', '.join(BACKENDS)}"
+            )
+        if forced != "auto":
+            return _resolve_backend(forced, device)
         if device.type == "cpu" and _installed("numba"):
-            return "fused"
-        return "triton" if device.type == "cuda" and _installed("triton") else "torch"
+            chosen = "fused"
+        else:
+            chosen = "triton" if device.type == "cuda" and _installed("triton") else "torch"
+        return "torch" if (chosen, device.type) in _FAILED else chosen
     if backend == "fused":
         if device.type != "cpu":
             raise ValueError(f"backend 'fused' runs on the CPU; got a tensor on {device}")
@@ -341,9 +362,27 @@ def relaxed_poisson_rsample(
         Counts of the shape of ``rate``.
     """
     resolved = _resolve_backend(backend, rate.device)
-    return _RelaxedPoissonSample.apply(
-        rate, temperature, indicator, straight_through, generator, resolved
-    )
+    try:
+        return _RelaxedPoissonSample.apply(
+            rate, temperature, indicator, straight_through, generator, resolved
+        )
+    except FloatingPointError:  # the rates' fault, not the kernel's
+        raise
+    except Exception as error:
+        if backend != "auto" or resolved == "torch" or BACKEND_VARIABLE in os.environ:
+            raise
+        # A compiled kernel that cannot compile or launch here must not stop training.
+        _FAILED.add((resolved, rate.device.type))
+        warnings.warn(
+            f"the {resolved} sampler failed on {rate.device} ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}); using the torch walk from now "
+            f"on (set {BACKEND_VARIABLE}=torch to choose it, or ={resolved} to insist)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return _RelaxedPoissonSample.apply(
+            rate, temperature, indicator, straight_through, generator, "torch"
+        )
 
 
 class _RelaxedPoissonSample(torch.autograd.Function):
@@ -363,6 +402,16 @@ class _RelaxedPoissonSample(torch.autograd.Function):
         return grad_output * dz_drate, None, None, None, None, None
 
 
+def _floating(name: str, value: torch.Tensor | Number) -> torch.Tensor | Number:
+    """Rates as floating point: integer tensors are converted to torch's default float dtype (a
+    relaxed count is not a whole number); bool and complex tensors are refused."""
+    if not isinstance(value, torch.Tensor) or value.is_floating_point():
+        return value
+    if value.dtype == torch.bool or value.is_complex():
+        raise ValueError(f"RelaxedPoisson: {name} must be real numbers, got a {value.dtype} tensor")
+    return value.to(torch.get_default_dtype())
+
+
 class RelaxedPoisson(Distribution):
     """Poisson counts relaxed by a temperature, reparameterised through exponential arrivals.
 
@@ -373,7 +422,8 @@ class RelaxedPoisson(Distribution):
     temperature falls to zero.
 
     Args:
-        rate: (...,) non-negative Poisson rates. Give this or ``log_rate``.
+        rate: (...,) non-negative Poisson rates. Give this or ``log_rate``. Integer tensors are
+            converted to torch's default floating dtype.
         temperature: >= 0; the relaxation's sharpness (the release anneals it from 1 to 0.05).
         log_rate: (...,) natural log of the rates.
         indicator: the soft indicator, one of ``INDICATORS`` (``sigmoid``, ``linear``, ``cubic``,
@@ -382,7 +432,10 @@ class RelaxedPoisson(Distribution):
         backend: sampler implementation, one of ``BACKENDS``: ``auto`` (default) runs the compiled
             per-element kernel on CPU tensors (``fused``, numba) and on CUDA tensors (``triton``),
             and the vectorised torch walk (``torch``) where neither applies; all draw from the
-            same distribution.
+            same distribution. If a compiled kernel fails to compile or launch, ``auto`` warns
+            once and runs the torch walk on that kind of device from then on. The environment
+            variable ``PVAE_SAMPLER_BACKEND`` sets what ``auto`` means (``torch``, ``fused``,
+            ``triton``), with no fallback.
         validate_args: as in ``torch.distributions``.
 
     Example:
@@ -416,15 +469,20 @@ class RelaxedPoisson(Distribution):
             raise ValueError(
                 f"RelaxedPoisson: unknown indicator {indicator!r}; choose one of {sorted(INDICATORS)}."
             )
+        if isinstance(temperature, torch.Tensor) and temperature.requires_grad:
+            raise ValueError(
+                "RelaxedPoisson: temperature requires grad, but the relaxation is not "
+                "differentiable in it; pass temperature.detach() or a number"
+            )
         temperature = float(temperature)
         if not math.isfinite(temperature) or temperature < 0:
             raise ValueError(
                 f"RelaxedPoisson: temperature must be a finite number >= 0, got {temperature}."
             )
         if log_rate is not None:
-            (log_rate,) = broadcast_all(log_rate)
+            (log_rate,) = broadcast_all(_floating("log_rate", log_rate))
             rate = log_rate.exp()
-        (self.rate,) = broadcast_all(rate)
+        (self.rate,) = broadcast_all(_floating("rate", rate))
         self.temperature = temperature
         self.indicator = indicator
         self.straight_through = straight_through
@@ -519,3 +577,41 @@ def _kl_relaxed_poisson(q: RelaxedPoisson, p: Poisson) -> torch.Tensor:
 @register_kl(Poisson, RelaxedPoisson)
 def _kl_poisson_relaxed(q: Poisson, p: RelaxedPoisson) -> torch.Tensor:
     return poisson_kl(q.rate, p.rate)
+
+
+def sampler_self_check(device: str | torch.device = "cpu", n: int = 60_000, seed: int = 0) -> dict:
+    """Compare the sampler ``backend="auto"`` runs on ``device`` with the torch walk, statistically.
+
+    Draws ``n`` relaxed counts (temperature 0.1) at each of three rates with both, and compares
+    the mean count and the mean gradient per rate in units of their standard error: a working
+    kernel stays within a few, a broken one (wrong distribution, wrong gradient) is far out.
+
+    Returns:
+        ``{"device", "backend", "ok", "worst" (standard errors), "seconds"}``.
+    """
+    import time
+
+    device = torch.device(device)
+    backend = default_backend(device)
+    rates = torch.tensor([0.3, 2.0, 12.0], device=device).repeat_interleave(n)
+    summaries = []
+    relaxed_poisson_rsample(rates[:10], 0.1, backend=backend)  # compiles the kernel, if it must
+    started = time.perf_counter()
+    for name in (backend, "torch"):
+        rate = rates.clone().requires_grad_()
+        generator = torch.Generator(device=device).manual_seed(seed)
+        z = relaxed_poisson_rsample(rate, 0.1, generator=generator, backend=name)
+        z.sum().backward()
+        pieces = torch.stack([z.detach(), rate.grad]).double().view(2, 3, n)
+        summaries.append((pieces.mean(-1), pieces.var(-1) / n))
+        if name == backend:
+            seconds = time.perf_counter() - started
+    (mean_a, var_a), (mean_b, var_b) = summaries
+    worst = float(((mean_a - mean_b).abs() / (var_a + var_b).sqrt().clamp_min(1e-12)).max())
+    return {
+        "device": str(device),
+        "backend": backend,
+        "ok": worst < 6.0,
+        "worst": worst,
+        "seconds": seconds,
+    }

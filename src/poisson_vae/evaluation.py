@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import RunConfig
+from .config import SEED, RunConfig
 from .figures import (
     save_dictionary_figure,
     save_gabor_figure,
@@ -45,12 +45,16 @@ def representation_features(model: VAE, data: np.ndarray, batch_size: int = 2000
     return torch.cat(features).numpy()
 
 
-def _gabor(model: VAE, active: torch.Tensor, shape: tuple[int, int], out: Path) -> dict:
-    from .gabor import fit_gabors, gabor_summary
+def _gabor(dictionary: torch.Tensor, active: torch.Tensor, shape: tuple[int, ...], out: Path) -> dict:
+    """Gabor fits of the active atoms of a (D, K) dictionary, and their figure; none (and why)
+    when there is no active atom or the atoms are too small for a 2-D Gabor."""
+    from .gabor import MIN_SIDE, fit_gabors, gabor_summary
 
-    atoms = model.decoder.dictionary.detach().cpu().T[active].reshape(-1, *shape).double()
+    atoms = dictionary.detach().cpu().T[active].reshape(-1, *shape).double()
     if len(atoms) == 0:
         return {"n": 0, "fraction_gabor": None}
+    if min(shape) < MIN_SIDE:
+        return {"n": 0, "fraction_gabor": None, "skipped": f"atoms smaller than {MIN_SIDE}x{MIN_SIDE}"}
     fit = fit_gabors(atoms)
     save_gabor_figure(atoms, fit.fitted, fit.r2, out / "gabor_fits.png")
     return gabor_summary(fit)
@@ -107,6 +111,8 @@ def evaluate_run(
         The metrics written to ``RUN/eval/metrics.json``.
     """
     run = Run(run)
+    if seed is not None:
+        SEED("seed", seed)
     if run.kind == "sparse-coding":
         return _evaluate_sparse_run(run, gabor)
     config = run.config(RunConfig)
@@ -137,7 +143,7 @@ def evaluate_run(
             model.decoder.dictionary, shape, out / "dictionary.png", order, f"{label}: atoms by KL"
         )
         if gabor:
-            metrics["gabor"] = _gabor(model, active, shape, out)
+            metrics["gabor"] = _gabor(model.decoder.dictionary, active, shape, out)
     if geometry and "train_labels" in splits and "valid_labels" in splits:
         metrics |= _geometry(model, splits, seed, shattering_samples)
     identity = {"run": str(run.directory), "data": config.data.data, "latent": config.model.latent}
@@ -173,7 +179,6 @@ def _write(run: Run, metrics: dict) -> dict:
 
 def _evaluate_sparse_run(run: Run, gabor: bool) -> dict:
     """The same metrics and figures for a ``pvae sparse-coding train`` run (no KL: the L1 cost)."""
-    from .gabor import fit_gabors, gabor_summary
     from .sparse_coding.training import code_metrics, inference_method, load_run
 
     started = time.perf_counter()
@@ -193,11 +198,7 @@ def _evaluate_sparse_run(run: Run, gabor: bool) -> dict:
     order = torch.argsort(cost, descending=True)
     save_dictionary_figure(dictionary, shape, out / "dictionary.png", order, f"{label}: atoms by use")
     if gabor:
-        atoms = dictionary.T[active].reshape(-1, *shape).double()
-        if len(atoms):
-            fit = fit_gabors(atoms)
-            save_gabor_figure(atoms, fit.fitted, fit.r2, out / "gabor_fits.png")
-            metrics["gabor"] = gabor_summary(fit)
+        metrics["gabor"] = _gabor(dictionary, active, shape, out)
     identity = {"run": str(run.directory), "data": config.data.data, "latent": recipe.algorithm}
     identity |= {"arch": "-"}
     hard = "hard threshold, " if recipe.threshold == "hard" else ""
@@ -207,6 +208,8 @@ def _evaluate_sparse_run(run: Run, gabor: bool) -> dict:
 
 
 def _format(value: object) -> str:
+    if value is None:
+        return "undefined"
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)

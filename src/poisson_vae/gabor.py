@@ -47,6 +47,9 @@ import torch
 
 __all__ = ["GaborFit", "GaborParams", "fit_gabors", "gabor_image", "gabor_summary"]
 
+#: The smallest atom side a 2-D Gabor (eight parameters) is fitted to.
+MIN_SIDE = 4
+
 # Raw-parameter layout of one fit: five sigmoid-bounded entries, then theta and the carrier weights
 # a, b (A cos(u + phase) = a cos(u) + b sin(u) is linear in them, so they need no bound and no start).
 _X0, _Y0, _FREQ, _SX, _SY, _THETA, _A, _B = range(8)
@@ -435,8 +438,10 @@ def _validated(atoms: torch.Tensor | np.ndarray, shape: tuple[int, int] | None) 
         raise ValueError(f"atoms must be (K, H, W) or (K, H*W) with shape=, got {tuple(atoms.shape)}")
     if shape is not None and tuple(atoms.shape[1:]) != tuple(shape):
         raise ValueError(f"atoms of shape {tuple(atoms.shape[1:])} do not match shape={tuple(shape)}")
-    if atoms.shape[0] == 0 or min(atoms.shape[1:]) < 4:
-        raise ValueError(f"need at least one atom of at least 4x4 pixels, got {tuple(atoms.shape)}")
+    if atoms.shape[0] == 0 or min(atoms.shape[1:]) < MIN_SIDE:
+        raise ValueError(
+            f"need at least one atom of at least {MIN_SIDE}x{MIN_SIDE} pixels, got {tuple(atoms.shape)}"
+        )
     if not torch.isfinite(atoms).all():
         raise ValueError("atoms contain NaN or infinite values")
     return atoms

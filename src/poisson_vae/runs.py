@@ -206,17 +206,13 @@ class Run:
         if not self.config_path.is_file():
             return None
         wanted = next((name for name, cls in KINDS.items() if cls is kind), None)
-        if wanted is not None and self.kind != wanted:
-            names = {"vae": "VAE", "sparse-coding": "sparse-coding"}
-            raise ConfigError(
-                f"{braces(str(self.directory))} holds a {names[self.kind or 'vae']} run, not a "
-                f"{names[wanted]} run; choose another {{0}}",
-                "out",
-            )
+        if wanted is not None:
+            self._require_kind(wanted)
         try:
-            return config_from_dict(self._document())
-        except ConfigError as error:
-            raise error.within(f"{self.config_path}: ") from None
+            document = self._document()
+            return config_from_dict(document) if kind is None else kind.from_dict(document)
+        except ConfigError as error:  # the file's own keys: not for an interface to rename
+            raise ConfigError(f"{self.config_path}: {error}") from None
 
     def config(self, kind: type | None = None) -> Any:
         """:meth:`stored_config`, refusing a folder without one."""
@@ -265,14 +261,17 @@ class Run:
     def write_eval_metrics(self, metrics: dict) -> None:
         write_json(self.eval_metrics_path, metrics)
 
+    def _require_kind(self, kind: str) -> None:
+        """Refuse a run of the other kind."""
+        if self.kind is not None and self.kind != kind:
+            names = {"vae": "VAE", "sparse-coding": "sparse-coding"}
+            raise ConfigError(
+                f"{self.directory} holds a {names[self.kind]} run, not a {names[kind]} run"
+            )
+
     def require_weights(self, kind: str) -> Path:
         """The final weights of a finished run of ``kind``; a one-line error otherwise."""
-        if self.kind is not None and self.kind != kind:
-            what = {
-                "vae": "a VAE (pvae train)",
-                "sparse-coding": "a dictionary (pvae sparse-coding train)",
-            }
-            raise ConfigError(f"{self.directory} is a {self.kind} run; this needs {what[kind]} run")
+        self._require_kind(kind)
         for path in (self.config_path, self.directory / self.WEIGHTS[kind]):
             if not path.is_file():
                 raise ConfigError(

@@ -27,7 +27,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from lightning.pytorch.loggers import CSVLogger, Logger
 from torch.utils.data import DataLoader, Dataset
 
-from .config import ModelConfig, RunConfig, TrainConfig, resolve_accelerator
+from .config import ModelConfig, RunConfig, TrainConfig, check_memory, resolve_accelerator
 from .errors import ConfigError
 from .figures import save_dictionary_figure
 from .files import write_atomic
@@ -35,7 +35,7 @@ from .metrics import evaluate_model
 from .nets import LinearDecoder, parse_architecture
 from .runs import Run, RunExistsError, is_replica
 from .schedules import learning_rate_factor, linear_ramp
-from .vae import VAE, CheckpointError, build_vae, load_model, save_model
+from .vae import VAE, CheckpointError, build_vae, load_model, save_model, training_bytes
 
 __all__ = ["NonFiniteLossError", "RunExistsError", "VAEModule", "fit_array", "train"]
 
@@ -405,6 +405,7 @@ def train(
         splits = config.data.load()
         model_config = dataclasses.replace(config.model, input_shape=splits["train"].shape[1:])
         config = dataclasses.replace(config, model=model_config)
+        _check_memory(config)
         if resume and run.finished and not run.checkpoint.is_file():
             return _evaluate_finished(run, config, splits["valid"])
         with _quiet_lightning():
@@ -433,6 +434,12 @@ def train(
         if trainer.interrupted or not trainer.is_global_zero:
             return None
         return finish_run(module.model.cpu(), config, splits["valid"], run)
+
+
+def _check_memory(config: RunConfig) -> None:
+    """Refuse a model too large for the device before anything is allocated."""
+    needed = training_bytes(config.model, config.train.batch_size)
+    check_memory(needed, config.train.accelerator, "training this model", "n_latents", "batch_size")
 
 
 def _evaluate_finished(run: Run, config: RunConfig, valid: np.ndarray) -> dict:
@@ -487,6 +494,7 @@ def fit_array(
         model=dataclasses.replace(model_config, input_shape=input_shape),
         train=train_config,
     )
+    _check_memory(config)
     accelerator = _accelerator(train_config)
     epoch_loss = _EpochLoss()
     batch_size = min(train_config.batch_size, len(data))

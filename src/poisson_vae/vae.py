@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .config import ModelConfig
+from .config import METHODS, ModelConfig
 from .errors import CheckpointError, ConfigError
 from .files import read_json, write_atomic, write_json
 from .latents import LATENT_FAMILIES, LatentCode
@@ -33,6 +33,7 @@ __all__ = [
     "build_vae",
     "load_model",
     "save_model",
+    "training_bytes",
 ]
 
 
@@ -89,7 +90,17 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> LatentCode:
         """Posteriors of a batch (B, C, H, W) or (B, C*H*W)."""
-        return self.latent(self.encoder(self._check_input(x)))
+        return self._posterior(self.encoder(self._check_input(x)))
+
+    def _posterior(self, encoder_output: torch.Tensor) -> LatentCode:
+        # The latent family (its exponentials, KL and sampler) runs in float32 even under mixed
+        # precision: bfloat16 keeps 8 bits of mantissa, too few for a rate's exp or a tail draw.
+        with torch.autocast(encoder_output.device.type, enabled=False):
+            return self.latent(encoder_output.float())
+
+    def _sample(self, code: LatentCode, temperature: float, hard: bool, generator) -> torch.Tensor:
+        with torch.autocast(code.mean.device.type, enabled=False):
+            return self.latent.rsample(code, temperature, hard, generator)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """(B, K) -> (B, C, H, W)."""
@@ -116,17 +127,20 @@ class VAE(nn.Module):
         """
         x = self._check_input(x)
         method = method or self.config.method
-        code = self.latent(self.encoder(x))
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        code = self._posterior(self.encoder(x))
         kl = code.kl.sum(1)
         if method == "exact":
             if not isinstance(self.decoder, LinearDecoder) or self.decoder.linear.bias is not None:
                 raise ValueError("method 'exact' needs a linear decoder without bias")
-            sse = self.latent.expected_sse(x.flatten(1), self.decoder.dictionary, code)
+            with torch.autocast(x.device.type, enabled=False):
+                sse = self.latent.expected_sse(x.flatten(1).float(), self.decoder.dictionary, code)
             reconstruction = self.decoder(self.latent.point(code))
             return LossTerms(sse=sse, kl=kl, code=code, z=None, reconstruction=reconstruction)
-        z = self.latent.rsample(code, temperature, method == "straight-through", generator)
+        z = self._sample(code, temperature, method == "straight-through", generator)
         reconstruction = self.decoder(z)
-        sse = (x - reconstruction).pow(2).flatten(1).sum(1)
+        sse = (x - reconstruction.float()).pow(2).flatten(1).sum(1)
         return LossTerms(sse=sse, kl=kl, code=code, z=z, reconstruction=reconstruction)
 
 
@@ -154,6 +168,17 @@ def build_vae(config: ModelConfig) -> VAE:
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
     return VAE(encoder, latent, decoder, config)
+
+
+def training_bytes(config: ModelConfig, batch_size: int) -> int:
+    """A rough estimate of the memory one training step takes: the parameters with their
+    gradients and two optimiser states, and the activations of a batch forward and backward."""
+    with torch.device("meta"):  # counts without allocating
+        model = build_vae(config)
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    family = LATENT_FAMILIES[config.latent]
+    per_sample = math.prod(config.input_shape) * 4 + config.n_latents * (family.params_per_latent + 4)
+    return 4 * (4 * parameters + 4 * batch_size * per_sample)
 
 
 def save_model(model: VAE, directory: str | Path) -> None:

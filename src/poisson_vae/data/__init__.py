@@ -382,6 +382,12 @@ def load_dataset(
         raise ConfigError(f"{{0}} must be one of {_known_names()}, got {braces(repr(name))}", "data")
     for split in ("train", "valid"):
         splits[split] = check_array(splits[split], f"{name}/{split}")
+    train = splits["train"]
+    if train.min() == train.max():
+        raise ConfigError(
+            f"{braces(name)}: every training value is {float(train.flat[0]):g}; a model has nothing "
+            "to learn from constant data"
+        )
     if splits["train"].shape[1:] != splits["valid"].shape[1:]:
         raise ValueError(
             f"{name}: train samples are {splits['train'].shape[1:]} but validation samples are "
