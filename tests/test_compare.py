@@ -11,15 +11,13 @@ import pytest
 from scipy import stats as scipy_stats
 
 from poisson_vae.compare import (
-    Condition,
-    aggregate,
     check_seeds,
     compare,
-    load_runs,
     paired_tests,
     render_markdown,
     save_rate_distortion_figure,
 )
+from poisson_vae.results import Condition, aggregate, load_runs
 
 BASE = {
     "nelbo": 100.0,
@@ -75,9 +73,11 @@ def two_conditions(root: Path, shift: float, seeds: tuple[int, ...] = (0, 1, 2, 
 
 
 def test_condition_label() -> None:
-    assert Condition("natural16", "poisson", "lin|lin", "mc", 1.0).label == "poisson lin|lin mc beta=1"
-    assert Condition("natural16", "lca", "-", "-", 0.5, "lam").label == "lca lam=0.5"
-    sized = Condition("mnist", "poisson", "lin|lin", "mc", 1.0, n_latents=10, epochs=30)
+    assert (
+        Condition("natural16", "poisson", "lin|lin", "mc", beta=1.0).label == "poisson lin|lin mc beta=1"
+    )
+    assert Condition("natural16", "lca", "-", "-", lam=0.5).label == "lca lam=0.5"
+    sized = Condition("mnist", "poisson", "lin|lin", "mc", beta=1.0, n_latents=10, epochs=30)
     assert sized.label == "poisson lin|lin mc K=10 beta=1 (30 epochs)"
 
 
@@ -111,7 +111,7 @@ def test_load_runs_reads_condition_and_nested_metrics(tmp_path: Path) -> None:
     )
     (run,) = load_runs([directory])
     assert run.condition == Condition(
-        "natural16", "poisson", "lin|lin", "mc", 0.5, n_latents=512, epochs=10
+        "natural16", "poisson", "lin|lin", "mc", beta=0.5, n_latents=512, epochs=10
     )
     assert run.seed == 3
     assert run.metrics["knn_200"] == 0.5 and run.metrics["knn_1000"] == 0.6
@@ -128,7 +128,7 @@ def test_sparse_coding_run_is_its_own_condition(tmp_path: Path) -> None:
     (directory / "config.json").write_text(json.dumps(config))
     (directory / "eval" / "metrics.json").write_text(json.dumps({"mse_map": 0.3, "portion_zeros": 0.95}))
     (run,) = load_runs([directory])
-    assert run.condition == Condition("natural16", "lca", "-", "-", 0.5, "lam") and run.seed == 1
+    assert run.condition == Condition("natural16", "lca", "-", "-", lam=0.5) and run.seed == 1
     markdown = render_markdown([run])
     assert "lca lam=0.5" in markdown and "—" in markdown  # missing NELBO shows a dash
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from poisson_vae.data import Preprocessing, check_array, dataset_availability, load_dataset
 from poisson_vae.data.cache import cached_arrays, fingerprint
+from poisson_vae.data.idx import DataFileError
 from poisson_vae.data.natural import (
     TILE,
     VALIDATION_EVERY,
@@ -273,3 +275,41 @@ def test_natural16_patch_size_and_whitening_options(tmp_path) -> None:
     assert splits["train"].shape == (300, 1, 8, 8)
     default = load_dataset("natural16", n_train=300, n_valid=100)
     assert default["train"].shape == (300, 1, 16, 16)
+
+
+# --- fashion-mnist: one record in the registry --------------------------------------------------
+def test_fashion_mnist_loads_from_its_idx_files(tmp_path) -> None:
+    from idx_files import write_mnist_layout
+
+    from poisson_vae.data import DATASETS
+    from poisson_vae.recipes import recipe
+
+    written = write_mnist_layout(tmp_path / "fashion", seed=3)
+    splits = load_dataset("fashion-mnist", data_dir=str(tmp_path / "fashion"), cache_dir=str(tmp_path))
+    assert splits["train"].shape == (50, 1, 28, 28) and splits["valid"].shape == (20, 1, 28, 28)
+    assert np.array_equal(splits["train_labels"], written["train-labels-idx1-ubyte"])
+    record = DATASETS["fashion-mnist"]
+    assert record.labels and record.classes[0] == "T-shirt/top" and len(record.classes) == 10
+    assert "Zalando" in record.licence
+    assert recipe("paper", "fashion-mnist") == recipe("paper", "mnist")  # the MNIST recipe
+
+
+def test_fashion_mnist_is_never_read_from_mnists_bundled_copy() -> None:
+    reason = dataset_availability("fashion-mnist")
+    assert reason is not None and "fashion-mnist: no source found; pass data_dir pointing at" in str(
+        reason
+    )
+    with pytest.raises(DataFileError, match="fashion-mnist: no source found"):
+        load_dataset("fashion-mnist")
+
+
+def test_fashion_mnist_trains_from_the_command_line(tmp_path, capsys) -> None:
+    from idx_files import write_mnist_layout
+
+    from poisson_vae.cli import main
+
+    write_mnist_layout(tmp_path / "fashion", n_train=200, n_valid=50)
+    flags = ["--data", "fashion-mnist", "--data-dir", str(tmp_path / "fashion"), "--n-latents", "8"]
+    flags += ["--epochs", "1", "--batch-size", "100", "--no-progress", "--out", str(tmp_path / "run")]
+    assert main(["train", *flags]) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["data"] == "fashion-mnist"

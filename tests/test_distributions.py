@@ -121,7 +121,7 @@ def test_other_indicators_match_dense_algorithm_1(indicator: str, rate: float, b
 
 @pytest.mark.parametrize("backend", SAMPLERS)
 def test_high_temperature_overcounts_as_measured_in_spec(backend: str) -> None:
-    """SPEC 1.1: at temperature 1 and rate 1 the sigmoid relaxation has E[z] ~ 1.30, Var ~ 0.56."""
+    """At temperature 1 and rate 1 the sigmoid relaxation has E[z] ~ 1.30, Var ~ 0.56."""
     z, _ = package_sample(1.0, 1.0, N_ELEMENTS, seed=5, backend=backend)
     assert float(z.mean()) == pytest.approx(1.30, abs=0.01)
     assert float(z.var()) == pytest.approx(0.56, abs=0.01)
@@ -129,7 +129,7 @@ def test_high_temperature_overcounts_as_measured_in_spec(backend: str) -> None:
 
 @pytest.mark.parametrize("backend", SAMPLERS)
 def test_per_element_truncation_at_rate_60(backend: str) -> None:
-    """SPEC 1.1: temperature 1, rate 60 gives E[z] = 52.4 with per-element truncation."""
+    """Temperature 1, rate 60 gives E[z] = 52.4 with per-element truncation (docs/sampler.md)."""
     z, _ = package_sample(60.0, 1.0, 20_000, seed=6, backend=backend)
     assert float(z.mean()) == pytest.approx(52.4, abs=0.1)
 
@@ -333,7 +333,7 @@ def test_poisson_quantile_matches_scipy() -> None:
     rate = torch.tensor([0.0, 1e-6, 0.01, 0.3, 1.0, 5.0, 60.0, 200.0, 1500.0])
     expected = stats.poisson.ppf(1 - 1e-5, rate.numpy())
     assert poisson_quantile(rate).tolist() == expected.astype(int).tolist()
-    assert int(poisson_quantile(torch.tensor([200.0]))) == 263  # the figure SPEC 1.1 quotes
+    assert int(poisson_quantile(torch.tensor([200.0]))) == 263  # the release's n for rate 200
 
 
 @pytest.mark.parametrize(("rate_q", "rate_p"), [(0.3, 0.01), (5.0, 2.0), (40.0, 60.0)])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import torch
 
@@ -29,3 +32,15 @@ def test_sample_grid_is_a_png(tmp_path) -> None:
 
     path = save_sample_grid(torch.randn(10, 1, 16, 16), tmp_path / "s.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_importing_the_package_leaves_matplotlibs_backend_alone() -> None:
+    script = (
+        "import matplotlib\n"
+        "matplotlib.use('svg')\n"
+        "import poisson_vae, poisson_vae.figures, poisson_vae.evaluation, poisson_vae.compare\n"
+        "from poisson_vae import PoissonVAETransformer\n"
+        "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

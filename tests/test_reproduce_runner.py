@@ -4,6 +4,7 @@ executor, resuming after a killed sweep, and recording failed jobs."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import signal
@@ -209,13 +210,15 @@ def test_a_stopped_sweep_stops_its_workers_and_resumes_its_jobs(
     )
     interrupted -= set(read_results(tmp_path))
     assert interrupted
-    # the next invocation resumes them (a second start of each: its own logs/version_1)
+    # the next invocation resumes them from their checkpoints: a later start logs no step 0
     root = Path(__file__).resolve().parents[1]
     command = [sys.executable, "-c", _SWEEP.format(epochs=60), str(tmp_path)]
     subprocess.run(command, cwd=root, check=True, timeout=600, capture_output=True)
     assert set(read_results(tmp_path)) == {"poisson-s0", "poisson-s1", "poisson-s2"}
     for name in interrupted:
-        assert (tmp_path / "runs" / name / "logs" / "version_1").is_dir(), name
+        for log in (tmp_path / "runs" / name / "logs").glob("version_[1-9]*/metrics.csv"):
+            steps = [int(row["step"]) for row in csv.DictReader(log.open()) if row.get("step")]
+            assert min(steps) > 0, (name, log)
 
 
 @needs_proc

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from poisson_vae.reproduce import suites
-from poisson_vae.reproduce.suites import SUITES, build_suite
+from poisson_vae.reproduce.suites import SUITES, build_suite, rate_distortion, zoo
 
 
 @pytest.mark.parametrize("scale", ["small", "paper"])
@@ -25,8 +25,8 @@ def test_suites_build_with_unique_names_and_known_dependencies(name: str, scale:
 def test_natural16_zoo_grid() -> None:
     small, paper = build_suite("natural16-zoo", "small"), build_suite("natural16-zoo", "paper")
     rows = {(j.config["model"]["latent"], j.config["model"]["method"]) for j in small.jobs}
-    assert rows == set(suites.ZOO_ROWS)
-    assert len(small.jobs) == len(suites.ZOO_ROWS) * 3
+    assert rows == set(zoo.ZOO_ROWS)
+    assert len(small.jobs) == len(zoo.ZOO_ROWS) * 3
     assert {j.config["model"]["arch"] for j in small.jobs} == {"lin|lin"}
     assert {j.config["model"]["arch"] for j in paper.jobs} == {"lin|lin", "conv+b|lin"}
     assert {j.config["train"]["epochs"] for j in paper.jobs} == {3000}  # the paper's recipe
@@ -37,14 +37,14 @@ def test_natural16_zoo_grid() -> None:
 def test_rate_distortion_grid() -> None:
     suite = build_suite("natural16-rate-distortion", "small")
     betas = {j.config["train"]["beta"] for j in suite.jobs if j.kind == "vae"}
-    assert betas == set(suites.BETAS)
+    assert betas == set(rate_distortion.BETAS)
     coders = {
         (j.config["sparse_coding"]["algorithm"], j.config["sparse_coding"]["lam"])
         for j in suite.jobs
         if j.kind == "sparse"
     }
-    assert coders == {(a, lam) for a in ("lca", "ista") for lam in suites.CODER_LAMS}
-    assert sum(j.kind == "gap" for j in suite.jobs) == len(suites.BETAS) * 3
+    assert coders == {(a, lam) for a in ("lca", "ista") for lam in rate_distortion.CODER_LAMS}
+    assert sum(j.kind == "gap" for j in suite.jobs) == len(rate_distortion.BETAS) * 3
     assert {j.config["model"]["arch"] for j in suite.jobs if j.kind == "vae"} == {"lin|lin"}
     # the paper's amortisation gap is the conv P-VAE's: at paper scale it is trained (beta 1) too
     paper = build_suite("natural16-rate-distortion", "paper")

@@ -70,9 +70,9 @@ def _indicator(s, code):  # pragma: no cover - compiled
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
 def relaxed_poisson_kernel(
-    rate, thresholds, temperature, code, cutoff, hard, key0, key1, z, dz_drate, count
+    rate, thresholds, temperature, code, cutoff, exact_counts, key0, key1, z, dz_drate, count
 ):  # pragma: no cover - compiled
-    """Fill ``z``, ``dz_drate`` and (when ``hard``) ``count`` for every rate.
+    """Fill ``z``, ``dz_drate`` and (when ``exact_counts``) ``count`` for every rate.
 
     Args:
         rate: (N,) float32 or float64 rates.
@@ -81,7 +81,7 @@ def relaxed_poisson_kernel(
         temperature: > 0.
         code: indicator code, a value of ``distributions.INDICATOR_CODES``.
         cutoff: stop once s = (1 - E / rate) / temperature falls below this.
-        hard: also count arrivals before t = 1 exactly (untruncated).
+        exact_counts: also count arrivals before t = 1 exactly (untruncated).
         key0, key1: the 32-bit halves of the random seed, as uint64.
         z, dz_drate, count: (N,) outputs of the dtype of ``rate``.
     """
@@ -99,8 +99,8 @@ def relaxed_poisson_kernel(
         total = 0.0
         slope_total = 0.0
         exact = 0.0
-        if limit > 0 or hard:
-            # a zero rate (walked only when hard) stops at its first arrival: any finite inverse
+        if limit > 0 or exact_counts:
+            # a zero rate (walked only when exact_counts) stops at its first arrival: any finite inverse
             inverse_rate = 1.0 / lam if lam > 0 else 1.0
             inverse_temperature = 1.0 / temperature
             element_low = np.uint64(i) & _MASK
@@ -128,9 +128,9 @@ def relaxed_poisson_kernel(
                     total += soft
                     slope_total += slope * scaled
                 before_one = arrival < lam
-                if hard and before_one:
+                if exact_counts and before_one:
                     exact += 1.0
-                if not ((counted and s > cutoff) or (hard and before_one)):
+                if not ((counted and s > cutoff) or (exact_counts and before_one)):
                     break
             # dz/drate = sum_j g'(s_j) E_j / (rate^2 temperature), with scaled_j = E_j / rate
             slope_total *= inverse_rate * inverse_temperature

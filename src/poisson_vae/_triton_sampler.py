@@ -67,17 +67,17 @@ def _relaxed_poisson_kernel(
     cutoff,
     seed,
     CODE: tl.constexpr,
-    HARD: tl.constexpr,
+    EXACT_COUNTS: tl.constexpr,
     BLOCK: tl.constexpr,
 ):  # pragma: no cover - compiled
-    """Fill ``z``, ``dz/drate`` and (when ``HARD``) the exact count of ``BLOCK`` elements."""
+    """Fill ``z``, ``dz/drate`` and (when ``EXACT_COUNTS``) the exact count of ``BLOCK`` elements."""
     element = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     inside = element < n_elements
     lam = tl.load(rate_ptr + element, mask=inside, other=0.0).to(tl.float32)
     limit = tl.load(limit_ptr + element, mask=inside, other=0)
-    # a zero rate walks no arrival (or, when HARD, stops at its first): any finite inverse does
+    # a zero rate walks no arrival (or, when EXACT_COUNTS, stops at its first): any finite inverse does
     inverse_rate = 1.0 / tl.where(lam > 0, lam, 1.0)
-    if HARD:
+    if EXACT_COUNTS:
         live = inside
     else:
         live = inside & (limit > 0)
@@ -103,7 +103,7 @@ def _relaxed_poisson_kernel(
             z += tl.where(counted, soft, 0.0)
             slope_total += tl.where(counted, slope * scaled, 0.0)
             keep = counted & (s > cutoff)
-            if HARD:
+            if EXACT_COUNTS:
                 before_one = live & (arrival < lam)
                 count += tl.where(before_one, 1.0, 0.0)
                 keep = keep | before_one
@@ -122,7 +122,7 @@ def relaxed_poisson_triton(
     temperature: float,
     code: int,
     cutoff: float,
-    hard: bool,
+    exact_counts: bool,
     seed: int,
 ) -> torch.Tensor:
     """Run the kernel on a flat batch.
@@ -133,12 +133,12 @@ def relaxed_poisson_triton(
         temperature: > 0.
         code: indicator code, a value of ``distributions.INDICATOR_CODES``.
         cutoff: stop once s = (1 - E / rate) / temperature falls below this.
-        hard: also count arrivals before t = 1 exactly (untruncated).
+        exact_counts: also count arrivals before t = 1 exactly (untruncated).
         seed: a 64-bit key for the Philox streams.
 
     Returns:
         (3, N) of the dtype of ``rate``: ``z``, ``dz/drate`` and the exact count (zero unless
-        ``hard``).
+        ``exact_counts``).
     """
     result = rate.new_empty(3, rate.numel())
     # CPU tensors run only under the interpreter
@@ -153,7 +153,7 @@ def relaxed_poisson_triton(
         cutoff,
         seed,
         CODE=code,
-        HARD=hard,
+        EXACT_COUNTS=exact_counts,
         BLOCK=block,
     )
     return result

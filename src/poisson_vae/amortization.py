@@ -4,7 +4,7 @@ A P-VAE with a linear decoder is amortised sparse coding: its encoder predicts i
 iterative sparse coder would find by optimisation. Running LCA / ISTA / FISTA with the VAE's
 decoder as the fixed dictionary, at several sparsity weights, and comparing mse_map and lifetime
 sparsity with the VAE's own encoder on the same patches measures what the amortisation costs
-(SPEC 1.2 and 4). The atoms are rescaled to unit norm for inference, which changes neither the
+(docs/evaluation.md). The atoms are rescaled to unit norm for inference, which changes neither the
 reconstructions nor the (scale-free) lifetime sparsity.
 
 Other evaluated runs (VAEs and ``pvae sparse-coding train`` runs) can join the table and the
@@ -60,7 +60,7 @@ def _compared_rows(directories: Sequence[str | Path], data: str) -> list[dict]:
         ValueError: a run that is not evaluated (saying to run ``pvae evaluate``), lacks mse_map or
             lifetime sparsity, or was trained on other data than ``data``.
     """
-    from .compare import load_runs
+    from .results import load_runs
 
     if not directories:
         return []
@@ -82,7 +82,7 @@ def _compared_rows(directories: Sequence[str | Path], data: str) -> list[dict]:
         rows.append(
             {
                 "source": f"{condition.label}, seed {record.seed}",
-                "lam": condition.beta if condition.beta_name == "lam" else None,
+                "lam": condition.lam,
                 "mse_map": metrics["mse_map"],
                 "lifetime_sparsity": metrics["lifetime_sparsity"],
                 "portion_zeros": metrics.get("portion_zeros"),

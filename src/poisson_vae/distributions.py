@@ -9,7 +9,7 @@ one, ``g((1 - t_j) / temperature)``, makes the count differentiable in the rate:
     dz/drate = sum_{j <= n} g'(s_j) E_j / (rate^2 temperature).
 
 Each element sums its own first ``n`` arrivals, ``n`` = the Poisson ``1 - 1e-5`` quantile of its own
-rate (SPEC 1.1), and stops early once its remaining arrivals can no longer change ``z`` or its
+rate (docs/sampler.md), and stops early once its remaining arrivals can no longer change ``z`` or its
 gradient, so memory stays O(elements) instead of the release's dense (arrivals x batch x latents)
 tensor. Three implementations: the compiled per-element kernels of :mod:`poisson_vae._numba_sampler`
 (``fused``, the default on the CPU) and :mod:`poisson_vae._triton_sampler` (``triton``, the default on
@@ -167,7 +167,7 @@ def _walk_arrivals(
     rate: torch.Tensor,
     temperature: float,
     indicator: str,
-    hard: bool,
+    exact_counts: bool,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
     """Relaxed counts of a flat batch of rates, walking arrivals one step for every live element.
@@ -176,18 +176,20 @@ def _walk_arrivals(
         rate: (N,) rates, detached.
         temperature: > 0.
         indicator: a key of ``INDICATORS``.
-        hard: keep walking until the exact (untruncated) count of arrivals before ``t = 1`` is known.
+        exact_counts: also count the arrivals before ``t = 1`` exactly (untruncated), walking on
+            until that count is known.
         generator: optional random generator.
 
     Returns:
-        (3, N): the relaxed count ``z``, ``dz/drate``, and the exact count (zero unless ``hard``).
+        (3, N): the relaxed count ``z``, ``dz/drate``, and the exact count (zero unless
+        ``exact_counts``).
     """
     soft_indicator = INDICATORS[indicator]
     cutoff = _stop_below(indicator)
     n_arrivals = poisson_quantile(rate)
     result = rate.new_zeros(3, rate.numel())
     # Rates below ~1e-5 have n = 0 arrivals: z = 0 and no gradient, unless exact counts are asked for.
-    index = torch.nonzero((n_arrivals > 0) | hard).squeeze(1)
+    index = torch.nonzero((n_arrivals > 0) | exact_counts).squeeze(1)
     # Rows: rate, n, arrival time E_j (unit rate), z, dz/drate, exact count.
     state = rate.new_zeros(6, index.numel())
     state[0] = rate[index]
@@ -206,7 +208,7 @@ def _walk_arrivals(
         z += torch.where(counted, soft, 0.0)
         dz_drate += torch.where(counted, slope * scaled / (lam * temperature), 0.0)
         keep = counted & (s > cutoff)
-        if hard:
+        if exact_counts:
             before_one = arrival < lam
             count += before_one
             keep |= before_one
@@ -234,7 +236,7 @@ def _fused_arrivals(
     rate: torch.Tensor,
     temperature: float,
     indicator: str,
-    hard: bool,
+    exact_counts: bool,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
     """The same as ``_walk_arrivals``, by the compiled per-element kernel (CPU tensors)."""
@@ -250,7 +252,7 @@ def _fused_arrivals(
         temperature,
         INDICATOR_CODES[indicator],
         cutoff,
-        hard,
+        exact_counts,
         np.uint64(seed & 0xFFFFFFFF),
         np.uint64(seed >> 32),
         *result.numpy(),
@@ -263,7 +265,7 @@ def _triton_arrivals(
     rate: torch.Tensor,
     temperature: float,
     indicator: str,
-    hard: bool,
+    exact_counts: bool,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
     """The same as ``_walk_arrivals``, by the Triton per-element kernel (CUDA tensors)."""
@@ -274,7 +276,7 @@ def _triton_arrivals(
     cutoff = _stop_below(indicator)
     with torch.cuda.device(rate.device) if rate.is_cuda else contextlib.nullcontext():
         code = INDICATOR_CODES[indicator]
-        return relaxed_poisson_triton(rate, limit, temperature, code, cutoff, hard, seed)
+        return relaxed_poisson_triton(rate, limit, temperature, code, cutoff, exact_counts, seed)
 
 
 #: Sampler implementations: ``fused`` (compiled per-element kernel, CPU), ``triton`` (the same
@@ -551,7 +553,7 @@ def poisson_kl_residual(prior_log_rate: torch.Tensor, log_rate_residual: torch.T
     """The P-VAE's metabolic cost r f(dr), f(y) = 1 - y + y log y, in log space.
 
     KL(Pois(r dr) || Pois(r)) with ``r = exp(prior_log_rate)`` and ``dr = exp(log_rate_residual)``;
-    equal to ``poisson_kl(r * dr, r)`` (SPEC 1).
+    equal to ``poisson_kl(r * dr, r)`` (docs/model.md).
 
     Args:
         prior_log_rate: (K,) or broadcastable, log r.

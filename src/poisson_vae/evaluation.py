@@ -35,7 +35,7 @@ KNN_SIZES = (200, 1000, 5000)
 
 @torch.no_grad()
 def representation_features(model: VAE, data: np.ndarray, batch_size: int = 2000) -> np.ndarray:
-    """(N, K) the deterministic read-out features of SPEC 4 (P-VAE: log dr; G/L-VAE: mean; C: logits)."""
+    """(N, K) the deterministic read-out features (P-VAE: log dr; G/L-VAE: mean; C: logits)."""
     model.eval()
     device = next(model.parameters()).device
     features = []
@@ -192,18 +192,18 @@ def _evaluate_sparse_run(run: Run, gabor: bool) -> dict:
     )
     cost = torch.tensor(metrics["cost_per_atom"])
     active, _ = active_latents(cost, torch.tensor(metrics["share_per_latent"]))
-    recipe = config.sparse_coding
-    label = recipe.label
+    coder = config.sparse_coding
+    label = coder.label
     shape = tuple(valid.shape[-2:])
     order = torch.argsort(cost, descending=True)
     save_dictionary_figure(dictionary, shape, out / "dictionary.png", order, f"{label}: atoms by use")
     if gabor:
         metrics["gabor"] = _gabor(dictionary, active, shape, out)
-    identity = {"run": str(run.directory), "data": config.data.data, "latent": recipe.algorithm}
+    identity = {"run": str(run.directory), "data": config.data.data, "latent": coder.algorithm}
     identity |= {"arch": "-"}
-    hard = "hard threshold, " if recipe.threshold == "hard" else ""
-    identity |= {"method": f"{hard}lambda {recipe.lam:g}", "seed": recipe.seed, "beta": None}
-    identity |= {"epochs": recipe.epochs}
+    hard = "hard threshold, " if coder.threshold == "hard" else ""
+    identity |= {"method": f"{hard}lambda {coder.lam:g}", "seed": coder.seed, "beta": None}
+    identity |= {"epochs": coder.epochs}
     return _write(run, identity | metrics | {"seconds": time.perf_counter() - started})
 
 

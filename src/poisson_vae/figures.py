@@ -1,25 +1,32 @@
-"""Figures: dictionaries, samples, reconstructions, KL per latent, code histograms and Gabor fits."""
+"""Figures: dictionaries, samples, reconstructions, KL per latent, code histograms, Gabor fits and
+rate-distortion plots: every figure the package writes.
+
+Drawn through matplotlib's object API (``matplotlib.figure.Figure``), never pyplot: importing or
+calling the package switches no backend and leaves no open figure, so it works the same in scripts,
+on headless servers and in Jupyter notebooks.
+"""
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 __all__ = [
     "atom_mosaic",
     "save_dictionary_figure",
+    "save_dictionary_panels",
     "save_gabor_figure",
     "save_histogram",
     "save_kl_figure",
     "save_rate_distortion_points",
+    "save_rate_distortion_scatter",
     "save_reconstructions",
     "save_sample_grid",
 ]
@@ -50,18 +57,14 @@ def atom_mosaic(atoms: np.ndarray, n_columns: int | None = None, gap: int = 1) -
 
 def _save_mosaic(mosaic: np.ndarray, path: str | Path, title: str | None) -> Path:
     height, width = mosaic.shape
-    figure, axis = plt.subplots(figsize=(width / 40 + 0.4, height / 40 + 0.8), dpi=100)
-    colormap = plt.get_cmap("gray").with_extremes(bad="#3b5b92")
+    figure = Figure(figsize=(width / 40 + 0.4, height / 40 + 0.8), dpi=100)
+    axis = figure.add_subplot()
+    colormap = matplotlib.colormaps["gray"].with_extremes(bad="#3b5b92")
     axis.imshow(mosaic, cmap=colormap, vmin=-1, vmax=1, interpolation="nearest")
     axis.set_axis_off()
     if title:
         axis.set_title(title, fontsize=10)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
 
 
 def save_sample_grid(images: torch.Tensor, path: str | Path, title: str | None = None) -> Path:
@@ -93,12 +96,12 @@ def save_dictionary_figure(
     return _save_mosaic(mosaic, path, title)
 
 
-def _save(figure: plt.Figure, path: str | Path) -> Path:
+def _save(figure: Figure, path: str | Path, dpi: int = 100) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    if figure.get_layout_engine() is None:
+        figure.tight_layout()
+    figure.savefig(path, dpi=dpi)
     return path
 
 
@@ -114,7 +117,8 @@ def save_kl_figure(
     order = torch.argsort(kl_per_latent, descending=True)
     kl = kl_per_latent[order].double().clamp_min(1e-8).numpy()
     mask = active[order].numpy()
-    figure, axis = plt.subplots(figsize=(6, 3.2))
+    figure = Figure(figsize=(6, 3.2))
+    axis = figure.add_subplot()
     ranks = np.arange(1, len(kl) + 1)
     axis.scatter(ranks[mask], kl[mask], s=6, color="#1f4e79", label=f"active ({mask.sum()})")
     axis.scatter(ranks[~mask], kl[~mask], s=6, color="#b0b0b0", label=f"inactive ({(~mask).sum()})")
@@ -131,7 +135,8 @@ def save_histogram(
 ) -> Path:
     """Histogram of code values (integer bins for counts), log-scaled counts. values: any shape."""
     data = values.detach().cpu().double().flatten().numpy()
-    figure, axis = plt.subplots(figsize=(5, 3.2))
+    figure = Figure(figsize=(5, 3.2))
+    axis = figure.add_subplot()
     integer = np.all(data == np.round(data)) and data.min() >= 0
     bins = np.arange(-0.5, min(data.max(), 30) + 1.5) if integer else 60
     axis.hist(np.clip(data, None, 30) if integer else data, bins=bins, color="#1f4e79", log=True)
@@ -181,7 +186,8 @@ def save_rate_distortion_points(
     Every series is drawn: markers cycle with a period (11) prime to the colours' (10), so no two
     of the first 110 series look alike.
     """
-    figure, axis = plt.subplots(figsize=(5.5, 4))
+    figure = Figure(figsize=(5.5, 4))
+    axis = figure.add_subplot()
     for (name, points), marker in zip(series.items(), itertools.cycle("osD^v<>ph*X")):
         xs, ys = zip(*sorted(points))
         axis.plot(xs, ys, marker=marker, label=name, linestyle="-" if len(points) > 1 else "none")
@@ -190,3 +196,63 @@ def save_rate_distortion_points(
     axis.legend(frameon=False, fontsize=8)
     axis.set_title(title or "rate-distortion")
     return _save(figure, path)
+
+
+def save_rate_distortion_scatter(
+    groups: Sequence[tuple[str, np.ndarray, tuple[float, float], tuple[float, float]]],
+    path: str | Path,
+    title: str,
+) -> Path:
+    """mse_map (y) against lifetime sparsity (x): per-run dots and a mean with error bars per group.
+
+    Args:
+        groups: ``(label, points (n, 2), mean (x, y), half-widths (x, y))`` per group; a NaN
+            half-width (one run) draws no bar.
+        path: output PNG.
+        title: figure title.
+    """
+    figure = Figure(figsize=(6, 4.5), layout="constrained")
+    axes = figure.add_subplot()
+    markers = "osD^vPX*<>"
+    for index, (label, points, mean, half) in enumerate(groups):
+        colour, marker = f"C{index % 10}", markers[index % len(markers)]
+        axes.scatter(points[:, 0], points[:, 1], color=colour, marker=marker, alpha=0.35, s=18)
+        bars = [0.0 if math.isnan(width) else width for width in half]
+        axes.errorbar(
+            *mean,
+            xerr=bars[0],
+            yerr=bars[1],
+            color=colour,
+            marker=marker,
+            markersize=8,
+            capsize=3,
+            label=label,
+        )
+    if groups:
+        axes.legend(fontsize="small")
+    else:
+        axes.text(
+            0.5,
+            0.5,
+            "no run has both mse_map and lifetime_sparsity",
+            ha="center",
+            transform=axes.transAxes,
+        )
+    axes.set_xlabel("lifetime sparsity")
+    axes.set_ylabel("MSE (MAP)")
+    axes.set_title(title)
+    return _save(figure, path, dpi=120)
+
+
+def save_dictionary_panels(panels: Sequence[tuple[str, np.ndarray]], path: str | Path) -> Path:
+    """Several atom mosaics (:func:`atom_mosaic`) side by side, four per row, each titled."""
+    columns = min(4, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    height, width = panels[0][1].shape
+    figure = Figure(figsize=(3.2 * columns, (3.2 * height / width + 0.35) * rows), layout="constrained")
+    for index, (title, mosaic) in enumerate(panels):
+        axis = figure.add_subplot(rows, columns, index + 1)
+        axis.imshow(mosaic, cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
+        axis.set_title(title, fontsize=10)
+        axis.axis("off")
+    return _save(figure, path, dpi=110)

@@ -140,7 +140,7 @@ class LatentFamily(nn.Module):
 
 
 class PoissonLatent(LatentFamily):
-    """K independent Poisson latents with learnable prior rates and a residual posterior (SPEC 1).
+    """K independent Poisson latents with learnable prior rates and a residual posterior (docs/model.md).
 
     The encoder output ``u`` is the log of a multiplicative change ``dr`` of the prior rate
     ``r = exp(b)``; ``u`` is softly clamped from above at ``residual_cap`` (or to

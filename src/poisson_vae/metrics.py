@@ -1,4 +1,4 @@
-"""Metrics of the paper's evaluation protocol (SPEC 4), computed on a trained model."""
+"""Metrics of the paper's evaluation protocol (docs/evaluation.md), computed on a trained model."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ __all__ = [
     "used_directions",
 ]
 
-#: The active-latent rule, reported beside its result (SPEC 4; the same for every family).
+#: The active-latent rule, reported beside its result (the same for every family).
 ACTIVE_RULE = (
     "score = log10(KL_k / mean KL) + log10(share_k / mean share), share_k = rise of the "
     "reconstruction error when latent k is held at its mean; latents above the widest gap in the "

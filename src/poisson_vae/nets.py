@@ -1,4 +1,4 @@
-"""Encoders and decoders, named by the ``enc|dec`` architecture strings of SPEC 1.3.
+"""Encoders and decoders, named by the ``enc|dec`` architecture strings (docs/model.md).
 
 Three kinds, each with ``+b`` for a bias on its linear map: ``lin`` (one linear map), ``mlp`` (a
 residual dense block) and ``conv`` (weight-normalised convolutions with squeeze-excite, after the
@@ -118,7 +118,7 @@ class LinearDecoder(nn.Module):
 
 
 class ResidualDenseBlock(nn.Module):
-    """LayerNorm(x + W2 dropout(relu(W1 x + c1)) + c2), W1: d -> e d (SPEC 1.3).
+    """LayerNorm(x + W2 dropout(relu(W1 x + c1)) + c2), W1: d -> e d (the paper's residual dense block).
 
     Args:
         width: d.
@@ -278,7 +278,7 @@ class DecoderCell(nn.Module):
         return self.skip(_upsample2(x)) + self.se(self.conv(_upsample2(F.silu(x))))
 
 
-#: Stages of the conv networks per input side (SPEC 1.3): encoder down stages, decoder up stages.
+#: Stages of the conv networks per input side: encoder down stages, decoder up stages.
 CONV_STAGES = {16: (2, 3), 28: (3, 4)}
 CONV_CHANNELS = 32
 DECODER_CHANNELS = 256

@@ -1,15 +1,17 @@
-"""Named training recipes: the paper's optimisation settings per dataset (SPEC 2).
+"""Named training recipes: the paper's optimisation settings for each kind of data.
 
-``pvae train --recipe paper --data mnist`` starts from :data:`RECIPES` ``["paper"]["mnist"]``;
-a ``--config`` file and explicit flags override any of its values. natural16 and user arrays
-(``npy:PATH``) follow the van Hateren recipe. Beta and temperature schedules are the same for every
-dataset and are the defaults of :class:`~poisson_vae.training.TrainConfig` (beta held at 1e-4 for
-the first 1 % of the steps with a non-linear decoder, then ramped over the first half; the
-temperature ramped to the family's final value over the first half).
+``pvae train --recipe paper --data mnist`` starts from :data:`RECIPES` ``["paper"]["mnist"]``
+(each data set's record names its recipe key: natural16, van Hateren and user arrays train with
+the van Hateren recipe, Fashion-MNIST with MNIST's); a ``--config`` file and explicit flags override
+any of its values. Beta and temperature schedules are the same for every dataset and are the
+defaults of :class:`~poisson_vae.config.TrainConfig` (beta held at 1e-4 for the first 1 % of the
+steps with a non-linear decoder, then ramped over the first half; the temperature ramped to the
+family's final value over the first half).
 """
 
 from __future__ import annotations
 
+from .data import dataset_record
 from .errors import ConfigError, braces
 
 __all__ = ["RECIPES", "recipe"]
@@ -26,13 +28,11 @@ _VAN_HATEREN = {
     "lr_restarts": 0,
 }
 
-#: recipe name -> dataset -> TrainConfig values.
+#: recipe name -> the recipe key of a data set's record -> TrainConfig values.
 RECIPES: dict[str, dict[str, dict[str, float | int]]] = {
     "paper": {
-        "vanhateren16": _VAN_HATEREN,
-        "natural16": _VAN_HATEREN,
-        "npy": _VAN_HATEREN,
-        "cifar16": {**_VAN_HATEREN, "epochs": 1500, "warmup_clip_factor": 1.0},
+        "vanhateren": _VAN_HATEREN,
+        "cifar": {**_VAN_HATEREN, "epochs": 1500, "warmup_clip_factor": 1.0},
         "mnist": {
             **_VAN_HATEREN,
             "epochs": 1200,
@@ -48,16 +48,17 @@ RECIPES: dict[str, dict[str, dict[str, float | int]]] = {
 
 
 def recipe(name: str, dataset: str) -> dict[str, float | int]:
-    """The training options of recipe ``name`` for ``dataset`` (a registry name or ``npy:PATH``).
+    """The training options of recipe ``name`` for ``dataset`` (a registry name or ``npy:PATH``),
+    by the recipe key of the data set's record.
 
     Raises:
-        ValueError: an unknown recipe, or a recipe without settings for the dataset.
+        ConfigError: an unknown recipe or data set, or a recipe without settings for the data set.
     """
     if name not in RECIPES:
         raise ConfigError(
             f"{{0}} must be one of {', '.join(sorted(RECIPES))}, got {braces(repr(name))}", "recipe"
         )
-    key = "npy" if dataset.startswith("npy:") else dataset
+    key = dataset_record(dataset).recipe
     if key not in RECIPES[name]:
         raise ConfigError(
             f"{{0}} {name} has no settings for {{1}} {braces(dataset)}; "

@@ -1,4 +1,4 @@
-"""Schedules of the training recipe (SPEC 2), as pure functions of the optimiser step."""
+"""Schedules of the training recipe (docs/training.md), as pure functions of the optimiser step."""
 
 from __future__ import annotations
 

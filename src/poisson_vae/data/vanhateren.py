@@ -1,12 +1,13 @@
 """vanhateren16: whitened 16 x 16 patches of van Hateren's natural images, from the raw files.
 
 The raw images (van Hateren & van der Schaaf 1998) are 1536 x 1024 pixels of 16-bit big-endian
-integers, ``.iml`` (linearised) or ``.imc`` (calibrated). Pipeline (SPEC 3): each image standardised,
-whitened with R(f) = f exp(-(f / f0)^4) (f0 = 0.4 cycles/pixel: these images are calibrated),
-contrast-normalised as natural16, z-scored, cropped by 8 pixels; 1344 random 16 x 16 patches per
-image (the release's count); the images, in file-name order, are cut into 100 contiguous blocks and
-a seeded fifth of the blocks validate, so neighbouring images never straddle the split. Patches are
-standardised as natural16's (each patch's mean removed, all divided by the training std).
+integers, ``.iml`` (linearised) or ``.imc`` (calibrated). Pipeline (docs/data.md): each image
+standardised, whitened with R(f) = f exp(-(f / f0)^4) (f0 = 0.4 cycles/pixel: these images are
+calibrated), contrast-normalised as natural16, z-scored, cropped by 8 pixels; 1344 random 16 x 16
+patches per image (the release's count); the images, in file-name order, are cut into 100
+contiguous blocks and a seeded fifth of the blocks validate, so neighbouring images never straddle
+the split. Patches are standardised as natural16's (each patch's mean removed, all divided by the
+training std).
 """
 
 from __future__ import annotations

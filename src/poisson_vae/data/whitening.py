@@ -1,4 +1,4 @@
-"""Whitening and local contrast normalisation of natural images (SPEC 3)."""
+"""Whitening and local contrast normalisation of natural images (docs/data.md)."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def standardise_patches(train: np.ndarray, valid: np.ndarray) -> dict[str, np.nd
 def prepare_image(
     image: np.ndarray, f0: float | None, contrast_normalise: bool, border: int = 0
 ) -> np.ndarray:
-    """The image pipeline of SPEC 3: standardise, whiten, contrast-normalise, z-score, crop.
+    """The image pipeline of docs/data.md: standardise, whiten, contrast-normalise, z-score, crop.
 
     Args:
         image: (H, W).

@@ -78,9 +78,9 @@ def _limit_threads(threads: int | None) -> None:
 
 
 def _run_vae(job: Job, run: Path) -> dict | None:
-    from ..compare import flat_metrics
     from ..config import RunConfig
     from ..evaluation import evaluate_run
+    from ..results import flat_metrics
     from ..training import train
 
     if not Run(run).finished:  # not trained to the end yet (or never started)
@@ -92,9 +92,9 @@ def _run_vae(job: Job, run: Path) -> dict | None:
 
 
 def _run_sparse(job: Job, run: Path) -> dict:
-    from ..compare import flat_metrics
     from ..config import SparseCodingRunConfig
     from ..evaluation import evaluate_run
+    from ..results import flat_metrics
     from ..sparse_coding.training import train_sparse_coding
 
     if not Run(run).finished:

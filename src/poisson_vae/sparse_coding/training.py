@@ -142,14 +142,14 @@ def train_sparse_coding(config: SparseCodingRunConfig, out: str | Path, resume: 
 
 
 def _train(config: SparseCodingRunConfig, run: Run, resume: bool) -> dict:
-    recipe = config.sparse_coding
-    # Everything that can refuse the recipe runs before the run folder is written.
-    device = _device(recipe)
+    coder = config.sparse_coding
+    # Everything that can refuse the configuration runs before the run folder is written.
+    device = _device(coder)
     splits = config.data.load()
     train, valid = _flat(splits["train"]).to(device), _flat(splits["valid"]).to(device)
-    method = inference_method(recipe)
-    generator = torch.Generator().manual_seed(recipe.seed)
-    dictionary = initial_dictionary(train, recipe.n_atoms, "data", generator)
+    method = inference_method(coder)
+    generator = torch.Generator().manual_seed(coder.seed)
+    dictionary = initial_dictionary(train, coder.n_atoms, "data", generator)
     first_epoch = 0
     checkpoint = Run.CHECKPOINT["sparse-coding"]
     if resume and (run.directory / checkpoint).is_file():
@@ -158,27 +158,27 @@ def _train(config: SparseCodingRunConfig, run: Run, resume: bool) -> dict:
         generator.set_state(state["generator"])
     elif resume and run.finished:  # its checkpoint is gone: evaluate the final dictionary again
         trained = run.config(SparseCodingRunConfig).sparse_coding.epochs
-        if recipe.epochs > trained:
+        if coder.epochs > trained:
             raise CheckpointError(
                 f"{run.directory} finished {trained} epochs and its checkpoint is gone, so it "
-                f"cannot be extended to {recipe.epochs}; start a new run instead"
+                f"cannot be extended to {coder.epochs}; start a new run instead"
             )
         dictionary = load_run(run.directory)[1].to(device)
-        first_epoch = recipe.epochs
+        first_epoch = coder.epochs
     run.write_config(config)
     log = run.logs / LOG
     _restart_log(log, first_epoch)
-    steps = math.ceil(len(train) / recipe.batch_size)
-    for epoch in range(first_epoch, recipe.epochs):
+    steps = math.ceil(len(train) / coder.batch_size)
+    for epoch in range(first_epoch, coder.epochs):
         order = torch.randperm(len(train), generator=generator)
         objective = 0.0
         batches = tqdm(
-            range(steps), desc=f"epoch {epoch + 1}/{recipe.epochs}", disable=not recipe.progress
+            range(steps), desc=f"epoch {epoch + 1}/{coder.epochs}", disable=not coder.progress
         )
         for step in batches:
-            batch = train[order[step * recipe.batch_size : (step + 1) * recipe.batch_size]]
+            batch = train[order[step * coder.batch_size : (step + 1) * coder.batch_size]]
             result = method.infer(batch, dictionary)
-            dictionary = dictionary_step(dictionary, batch, result.codes, recipe.lr)
+            dictionary = dictionary_step(dictionary, batch, result.codes, coder.lr)
             objective += float(result.objective.mean()) / steps
         with open(log, "a", newline="") as handle:
             csv.writer(handle).writerow([epoch + 1, objective])
@@ -197,15 +197,15 @@ def _train(config: SparseCodingRunConfig, run: Run, resume: bool) -> dict:
     dictionary = dictionary.cpu()
     shape = tuple(splits["valid"].shape[-2:])
     order = torch.argsort(torch.tensor(metrics["cost_per_atom"]), descending=True)
-    title = f"{recipe.label}: atoms by decreasing use"
+    title = f"{coder.label}: atoms by decreasing use"
     save_dictionary_figure(dictionary, shape, run.figure_path, order=order, title=title)
     summary = {
         "data": config.data.data,
-        "algorithm": recipe.algorithm,
-        "lam": recipe.lam,
-        "threshold": recipe.threshold,
-        "epochs": recipe.epochs,
-        "seed": recipe.seed,
+        "algorithm": coder.algorithm,
+        "lam": coder.lam,
+        "threshold": coder.threshold,
+        "epochs": coder.epochs,
+        "seed": coder.seed,
     }
     run.write_metrics(summary | metrics)
     return metrics

@@ -1,0 +1,230 @@
+"""The results model: evaluated runs, the conditions they belong to, and summaries over seeds.
+
+A run's *condition* is what it trained apart from its seed (data set, family, networks, method,
+the weight of its sparsity term, size and length); runs of one condition are summarised over seeds
+(mean and 99 % t confidence interval, :mod:`poisson_vae.stats`). VAE runs and sparse-coding runs
+both take part: a sparse coder's family is its algorithm (``lca``, ``ista``, ...) and its sparsity
+weight is ``lam`` where a VAE has ``beta``. :mod:`poisson_vae.compare` and the reproduction reports
+render these; this module only reads and summarises.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import stats
+from .runs import Run
+
+__all__ = [
+    "METRICS",
+    "Condition",
+    "RunRecord",
+    "aggregate",
+    "by_condition",
+    "condition_and_seed",
+    "flat_metrics",
+    "load_runs",
+    "metric_order",
+]
+
+# Top-level numbers of eval/metrics.json.
+_PLAIN_METRICS = (
+    "nelbo",
+    "sse",
+    "kl",
+    "mse_map",
+    "r2",
+    "portion_zeros",
+    "lifetime_sparsity",
+    "population_sparsity",
+    "n_active",
+    "active_fraction",
+)
+#: Scalar metrics in the order tables list them; KNN accuracies follow as ``knn_<N>``.
+METRICS = (*_PLAIN_METRICS, "gabor_fraction", "shattering")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """What a run trained, apart from its seed; runs of one condition are averaged over seeds.
+
+    Attributes:
+        data: the data set.
+        family: the latent family, or the sparse coder's algorithm.
+        arch: the networks (``-`` for a sparse coder).
+        method: the VAE's loss method, or ``hard`` for hard-threshold LCA (``-`` otherwise).
+        beta: a VAE's KL weight (None for a sparse coder).
+        lam: a sparse coder's sparsity weight (None for a VAE).
+        n_latents: latents (or atoms), when known: runs that differ in it never pool.
+        epochs: training epochs, when known: runs that differ in it never pool.
+    """
+
+    data: str
+    family: str
+    arch: str
+    method: str
+    beta: float | None = None
+    lam: float | None = None
+    n_latents: int | None = None
+    epochs: int | None = None
+
+    @property
+    def weight(self) -> tuple[str, float]:
+        """The sparsity weight by name: ``("beta", 1.0)`` or ``("lam", 0.5)``."""
+        return (
+            ("lam", self.lam)
+            if self.lam is not None
+            else ("beta", self.beta if self.beta is not None else 1.0)
+        )
+
+    @property
+    def label(self) -> str:
+        """Short name without the data set, e.g. ``poisson lin|lin mc K=512 beta=1 (100 epochs)``
+        or ``lca lam=0.5``."""
+        parts = [part for part in (self.family, self.arch, self.method) if part != "-"]
+        parts += [f"K={self.n_latents}"] if self.n_latents is not None else []
+        name, value = self.weight
+        parts += [f"{name}={value:g}"]
+        if self.epochs is not None:
+            parts += [f"({self.epochs} epoch{'s' * (self.epochs != 1)})"]
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One evaluated run: its directory, condition, seed and flat ``{metric: value}``."""
+
+    directory: Path
+    condition: Condition
+    seed: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def condition_and_seed(config: dict, path: Path) -> tuple[Condition, int]:
+    """Condition and seed of a run from its ``config.json`` (a VAE run or a sparse-coding run)."""
+    try:
+        data = str(config.get("data", {}).get("data", "?"))
+        if "model" in config:
+            model, train = config["model"], config.get("train", {})
+            condition = Condition(
+                data,
+                str(model["latent"]),
+                str(model["arch"]),
+                str(model.get("method", "-")),
+                beta=float(train.get("beta", 1.0)),
+                n_latents=_optional_int(model.get("n_latents")),
+                epochs=_optional_int(train.get("epochs")),
+            )
+            return condition, int(train.get("seed", 0))
+        if "sparse_coding" in config:
+            coder = config["sparse_coding"]
+            condition = Condition(
+                data,
+                str(coder["algorithm"]),
+                "-",
+                # hard-threshold LCA is another method (not the Lasso); runs before it existed are soft
+                "hard" if coder.get("threshold", "soft") == "hard" else "-",
+                lam=float(coder["lam"]),
+                n_latents=_optional_int(coder.get("n_atoms")),
+                epochs=_optional_int(coder.get("epochs")),
+            )
+            return condition, int(coder.get("seed", 0))
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{path} lacks or garbles a field of the run's condition: {error!r}") from None
+    raise ValueError(f"{path} has neither a 'model' nor a 'sparse_coding' section; is it a run?")
+
+
+def _optional_int(value: object) -> int | None:
+    return None if value is None else int(value)
+
+
+def _number(value: object) -> float | None:
+    """``value`` as a finite float, or None for anything else (bools, strings, NaN, dicts)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def flat_metrics(document: dict) -> dict[str, float]:
+    """Flat ``{metric: value}`` of ``eval/metrics.json``: numbers, gabor, shattering, knn_<N>."""
+    flat = {name: _number(document.get(name)) for name in _PLAIN_METRICS}
+    gabor = document.get("gabor")
+    flat["gabor_fraction"] = _number(gabor.get("fraction_gabor")) if isinstance(gabor, dict) else None
+    shattering = document.get("shattering")
+    flat["shattering"] = _number(shattering.get("mean") if isinstance(shattering, dict) else shattering)
+    knn = document.get("knn")
+    for n, result in knn.items() if isinstance(knn, dict) else []:
+        flat[f"knn_{n}"] = _number(result.get("mean") if isinstance(result, dict) else result)
+    return {name: value for name, value in flat.items() if value is not None}
+
+
+def _load_run(directory: Path) -> RunRecord:
+    """One evaluated run folder as a :class:`RunRecord`."""
+    run = Run(directory)
+    condition, seed = condition_and_seed(run.config_document(), run.config_path)
+    return RunRecord(directory, condition, seed, flat_metrics(run.eval_metrics()))
+
+
+def by_condition(runs: Iterable[RunRecord]) -> dict[Condition, dict[int, RunRecord]]:
+    """``{condition: {seed: run}}`` in order of first appearance; ValueError on a repeated seed."""
+    grouped: dict[Condition, dict[int, RunRecord]] = {}
+    for run in runs:
+        seeds = grouped.setdefault(run.condition, {})
+        if run.seed in seeds:
+            raise ValueError(
+                f"{seeds[run.seed].directory} and {run.directory} are both "
+                f"'{run.condition.label}' on {run.condition.data} with seed {run.seed}; drop one"
+            )
+        seeds[run.seed] = run
+    return grouped
+
+
+def load_runs(directories: Iterable[str | Path]) -> list[RunRecord]:
+    """Read ``config.json`` and ``eval/metrics.json`` of each run directory.
+
+    Raises:
+        ValueError: no directories, a missing or corrupt file, or two runs of one condition and seed.
+    """
+    runs = [_load_run(Path(directory)) for directory in directories]
+    if not runs:
+        raise ValueError("no run directories given; pass at least one evaluated run")
+    by_condition(runs)
+    return runs
+
+
+def metric_order(runs: Sequence[RunRecord]) -> list[str]:
+    """Every metric some run has, scalars first, then knn_<N> by increasing N."""
+    present = {name for run in runs for name in run.metrics}
+    knn = sorted((name for name in present if name.startswith("knn_")), key=_knn_size)
+    return [name for name in METRICS if name in present] + knn
+
+
+def _knn_size(name: str) -> float:
+    """N of a ``knn_<N>`` metric, for sorting (non-numeric N last)."""
+    suffix = name.removeprefix("knn_")
+    return float(suffix) if suffix.isdigit() else math.inf
+
+
+def aggregate(runs: Sequence[RunRecord], metrics: Sequence[str] | None = None) -> dict[Condition, dict]:
+    """Summaries over seeds: ``{condition: {metric: summary}}``.
+
+    Each summary is :func:`poisson_vae.stats.summarise` (``mean``, ``ci99_half_width``, ``n``, ``std``)
+    plus ``seeds``, the sorted seeds with that metric. Metrics a condition's runs lack are left out.
+
+    Args:
+        runs: evaluated runs from :func:`load_runs`.
+        metrics: names to summarise; default every metric some run has.
+    """
+    names = metric_order(runs) if metrics is None else list(metrics)
+    summaries: dict[Condition, dict] = {}
+    for condition, by_seed in by_condition(runs).items():
+        summaries[condition] = {}
+        for name in names:
+            seeds = sorted(seed for seed, run in by_seed.items() if name in run.metrics)
+            if seeds:
+                summary = stats.summarise([by_seed[seed].metrics[name] for seed in seeds])
+                summaries[condition][name] = {**summary, "seeds": seeds}
+    return summaries
