@@ -31,6 +31,7 @@ from .nets import LinearDecoder
 from .runs import Run, check_output_path
 from .sparse_coding import ALGORITHMS
 from .sparse_coding.dictionary import normalise_atoms
+from .tables import table
 from .vae import load_model
 
 __all__ = ["amortization_gap", "render_gap_table"]
@@ -178,21 +179,19 @@ def amortization_gap(
 
 def render_gap_table(rows: list[dict], label: str) -> str:
     """A Markdown table of the gap rows (those of :func:`amortization_gap`), with what they mean."""
-    lines = [
-        f"# Amortisation gap of {label}",
-        "",
-        "| codes from | lambda | mse_map | lifetime sparsity | zeros | samples |",
-        "|---|---|---|---|---|---|",
+    cells = [
+        [
+            row["source"],
+            "-" if row["lam"] is None else f"{row['lam']:g}",
+            f"{row['mse_map']:.2f}",
+            f"{row['lifetime_sparsity']:.3f}",
+            "-" if row.get("portion_zeros") is None else f"{row['portion_zeros']:.3f}",
+            row.get("n_samples") or "-",
+        ]
+        for row in rows
     ]
-    for row in rows:
-        source = row["source"].replace("|", "\\|")  # the pipe of 'lin|lin' would split the cell
-        lam = "-" if row["lam"] is None else f"{row['lam']:g}"
-        zeros = "-" if row.get("portion_zeros") is None else f"{row['portion_zeros']:.3f}"
-        samples = row.get("n_samples") or "-"
-        lines.append(
-            f"| {source} | {lam} | {row['mse_map']:.2f} | {row['lifetime_sparsity']:.3f} "
-            f"| {zeros} | {samples} |"
-        )
+    header = ["codes from", "lambda", "mse_map", "lifetime sparsity", "zeros", "samples"]
+    lines = [f"# Amortisation gap of {label}", "", *table(header, cells)]
     notes = [
         "",
         "The encoder's mse_map decodes its posterior means (a P-VAE's rates, not its samples); its "

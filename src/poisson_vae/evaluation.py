@@ -26,6 +26,7 @@ from .figures import (
 from .metrics import ACTIVE_RULE, active_latents, evaluate_model
 from .nets import LinearDecoder
 from .runs import Run
+from .tables import number, table
 from .vae import VAE, load_model
 
 __all__ = ["evaluate_run", "representation_features"]
@@ -135,12 +136,12 @@ def evaluate_run(
         save_histogram(z, out / "code_histogram.png", "latent value (hard sample)", f"{label}: code")
         save_reconstructions(x[:32], model.decode_point(code)[:32], out / "reconstructions.png")
         prior = model.latent.prior_sample(64, generator=torch.Generator().manual_seed(seed))
-        save_sample_grid(model.decode(prior), out / "samples.png")
+        save_sample_grid(model.decode(prior), out / Run.SAMPLES)
     shape = tuple(config.model.input_shape[1:])
     if isinstance(model.decoder, LinearDecoder):
         order = torch.argsort(kl, descending=True)
         save_dictionary_figure(
-            model.decoder.dictionary, shape, out / "dictionary.png", order, f"{label}: atoms by KL"
+            model.decoder.dictionary, shape, out / Run.FIGURE, order, f"{label}: atoms by KL"
         )
         if gabor:
             metrics["gabor"] = _gabor(model.decoder.dictionary, active, shape, out)
@@ -196,7 +197,7 @@ def _evaluate_sparse_run(run: Run, gabor: bool) -> dict:
     label = coder.label
     shape = tuple(valid.shape[-2:])
     order = torch.argsort(cost, descending=True)
-    save_dictionary_figure(dictionary, shape, out / "dictionary.png", order, f"{label}: atoms by use")
+    save_dictionary_figure(dictionary, shape, out / Run.FIGURE, order, f"{label}: atoms by use")
     if gabor:
         metrics["gabor"] = _gabor(dictionary, active, shape, out)
     identity = {"run": str(run.directory), "data": config.data.data, "latent": coder.algorithm}
@@ -210,9 +211,7 @@ def _evaluate_sparse_run(run: Run, gabor: bool) -> dict:
 def _format(value: object) -> str:
     if value is None:
         return "undefined"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    return number(value) if isinstance(value, float) else str(value)
 
 
 _COLUMNS = (
@@ -236,11 +235,15 @@ def render_report(metrics: dict) -> str:
         f"seed {metrics['seed']}, beta {metrics['beta']}, {metrics['epochs']} epochs; "
         f"{metrics['n_samples']} validation samples.",
         "",
-        "| " + " | ".join(name for key, name in _COLUMNS if key in metrics) + " | active |",
-        "|" + "---|" * (1 + sum(key in metrics for key, _ in _COLUMNS)),
-        "| "
-        + " | ".join(_format(metrics[key]) for key, _ in _COLUMNS if key in metrics)
-        + f" | {metrics['n_active']} ({metrics['active_fraction']:.2f}) |",
+        *table(
+            [*(name for key, name in _COLUMNS if key in metrics), "active"],
+            [
+                [
+                    *(_format(metrics[key]) for key, _ in _COLUMNS if key in metrics),
+                    f"{metrics['n_active']} ({metrics['active_fraction']:.2f})",
+                ]
+            ],
+        ),
         "",
         f"Active latents: {metrics.get('active_rule', ACTIVE_RULE)}.",
         "",
@@ -272,13 +275,18 @@ def render_report(metrics: dict) -> str:
             "",
             "## Representation geometry",
             "",
-            "| " + " | ".join(f"KNN N = {size}" for size in sizes) + " | shattering |",
-            "|" + "---|" * (len(sizes) + 1),
-            "| "
-            + " | ".join(
-                f"{metrics['knn'][s]['mean']:.3f} ± {metrics['knn'][s]['std']:.3f}" for s in sizes
-            )
-            + f" | {metrics.get('shattering', {}).get('mean', float('nan')):.3f} |",
+            *table(
+                [*(f"KNN N = {size}" for size in sizes), "shattering"],
+                [
+                    [
+                        *(
+                            f"{metrics['knn'][s]['mean']:.3f} ± {metrics['knn'][s]['std']:.3f}"
+                            for s in sizes
+                        ),
+                        number(metrics.get("shattering", {}).get("mean"), 3),
+                    ]
+                ],
+            ),
         ]
     lines += ["", f"Evaluated in {metrics['seconds']:.1f} s.", ""]
     return "\n".join(lines)

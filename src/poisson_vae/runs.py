@@ -107,6 +107,7 @@ class Run:
     def __init__(self, directory: str | Path) -> None:
         self.directory = _folder(directory)
         self._lock: Any = None
+        self._stored: Any = None  # config.json as read, until this object writes or clears it
 
     def __repr__(self) -> str:
         return f"Run({str(self.directory)!r})"
@@ -185,7 +186,9 @@ class Run:
 
     # --- configuration and metrics -----------------------------------------------------------
     def _document(self) -> Any:
-        return read_json(self.config_path, ConfigError)
+        if self._stored is None:
+            self._stored = read_json(self.config_path, ConfigError)
+        return self._stored
 
     def config_document(self) -> dict:
         """The ``config.json`` document as stored (for readers of runs of older versions)."""
@@ -228,6 +231,7 @@ class Run:
         """Write ``config.json`` (not from the replicas of a multi-device job)."""
         if not is_replica():
             write_json(self.config_path, config.to_dict())
+            self._stored = None
 
     def metrics(self) -> dict:
         """The final validation metrics of a finished run."""
@@ -347,6 +351,7 @@ class Run:
 
     def _clear_failed_start(self) -> None:
         """Remove what a start that never finished an epoch wrote (its config and logs)."""
+        self._stored = None
         for name in self._STARTUP:
             path = self.directory / name
             if path.is_dir():
