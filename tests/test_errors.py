@@ -64,3 +64,14 @@ def test_the_command_line_starts_without_lightning_or_numba(argv: list[str]) -> 
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_missing_extra_is_named_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from poisson_vae.errors import MissingExtraError, require_extra
+
+    monkeypatch.setitem(sys.modules, "submitit", None)
+    with pytest.raises(
+        MissingExtraError, match=r"^executor slurm needs submitit, which the 'slurm' extra"
+    ):
+        require_extra("submitit", "slurm", "executor slurm")
+    assert require_extra("json", "none", "anything").dumps([1]) == "[1]"

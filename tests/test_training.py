@@ -92,10 +92,10 @@ def test_beta_is_held_for_the_first_percent_with_a_non_linear_decoder(
 def test_tensorboard_without_the_package_is_a_clear_error(
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import importlib.util
+    from poisson_vae.errors import MissingExtraError
 
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ValueError, match="pip install tensorboard"):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # not importable
+    with pytest.raises(MissingExtraError, match=r"pip install 'poisson-vae\[tensorboard\]'"):
         train(small_config(tensorboard=True), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 

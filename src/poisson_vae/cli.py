@@ -690,10 +690,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _refused(error: Exception) -> bool:
     """Whether ``error`` is bad input (reported in one line) rather than a bug (a traceback)."""
-    from .errors import FieldError
-    from .vae import CheckpointError
+    from .errors import CheckpointError, FieldError, MissingExtraError
 
-    if isinstance(error, (FieldError, ValueError, OSError, CheckpointError)):
+    if isinstance(error, (FieldError, ValueError, OSError, CheckpointError, MissingExtraError)):
         return True
     if "lightning" in sys.modules:  # Lightning's own refusals of a configuration
         from lightning.fabric.utilities.exceptions import MisconfigurationException

@@ -7,9 +7,18 @@ place, :func:`poisson_vae.cli.main`.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from types import ModuleType
 
-__all__ = ["CheckpointError", "ConfigError", "FieldError", "braces"]
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "FieldError",
+    "MissingExtraError",
+    "braces",
+    "require_extra",
+]
 
 
 def braces(text: str) -> str:
@@ -58,3 +67,24 @@ class ConfigError(FieldError):
 class CheckpointError(RuntimeError):
     """A run folder's weights, checkpoint or configuration are missing, unreadable, or belong to
     another model."""
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
+
+
+def require_extra(module: str, extra: str, purpose: str) -> ModuleType:
+    """Import ``module`` of an optional dependency, or say in one line which extra installs it.
+
+    Args:
+        module: the module to import (``submitit``).
+        extra: the package extra that brings it (``slurm``).
+        purpose: what needs it, for the message (``--executor slurm``).
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtraError(
+            f"{purpose} needs {module.split('.')[0]}, which the '{extra}' extra installs: "
+            f"pip install 'poisson-vae[{extra}]'"
+        ) from None

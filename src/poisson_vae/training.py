@@ -28,7 +28,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from torch.utils.data import DataLoader, Dataset
 
 from .config import ModelConfig, RunConfig, TrainConfig, check_memory, resolve_accelerator
-from .errors import ConfigError
+from .errors import require_extra
 from .figures import save_dictionary_figure
 from .files import write_atomic
 from .metrics import evaluate_model
@@ -234,10 +234,7 @@ class _AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def _tensorboard_logger(out: Path) -> Logger:
-    import importlib.util
-
-    if not any(importlib.util.find_spec(name) for name in ("tensorboard", "tensorboardX")):
-        raise ConfigError("{0} needs the tensorboard package: pip install tensorboard", "tensorboard")
+    require_extra("tensorboard", "tensorboard", "tensorboard logging")
     from lightning.pytorch.loggers import TensorBoardLogger
 
     return TensorBoardLogger(out, name="tensorboard")

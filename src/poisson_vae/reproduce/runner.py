@@ -34,7 +34,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..config import choice, integer
-from ..errors import ConfigError, braces
+from ..errors import ConfigError, braces, require_extra
 from ..files import write_json
 from ..runs import Run, is_replica
 from .suites import Job, Suite
@@ -264,7 +264,7 @@ def submitit_parameters(cluster: str, options: dict, kind: str = "vae") -> dict[
 
 
 def _submitit_executor(kind: str, out: Path, options: dict) -> tuple[Any, int | None]:
-    import submitit
+    submitit = require_extra("submitit", "slurm", f"executor {kind}")
 
     cluster = "slurm" if kind == "slurm" else "local"
     try:
@@ -428,7 +428,7 @@ def _submit(pool: Any, executor: str, options: dict, job: Job, out: Path, thread
 def _completed(futures: dict, executor: str) -> Iterable:
     if executor == "local":
         return as_completed(futures)
-    from submitit.helpers import as_completed as submitit_completed
+    submitit_completed = require_extra("submitit.helpers", "slurm", "submitit").as_completed
 
     return submitit_completed(list(futures))
 
