@@ -54,9 +54,11 @@ def test_cli_and_refusals(pvae_run: Path, tmp_path: Path, capsys: pytest.Capture
     )
     assert "LCA on the VAE's dictionary lambda 0.5" in capsys.readouterr().out
     assert main(["amortization-gap", str(pvae_run), "--lam", "a,b"]) == 2
-    assert "--lam 'a,b' must be comma-separated numbers" in capsys.readouterr().err
+    assert (
+        "argument --lams/--lam: expected comma-separated numbers, got 'a,b'" in capsys.readouterr().err
+    )
     assert main(["amortization-gap", str(pvae_run), "--algorithm", "omp"]) == 2
-    assert "--algorithm must be one of lca, ista, fista, got 'omp'" in capsys.readouterr().err
+    assert "argument --algorithm: invalid choice: 'omp'" in capsys.readouterr().err
     mlp = _run(tmp_path / "mlp", arch="lin|mlp")
     with pytest.raises(ValueError, match="needs a linear decoder"):
         amortization_gap(mlp)
@@ -79,7 +81,7 @@ def test_compare_adds_evaluated_runs(
     evaluated = evaluate_run(pvae_run, gabor=False)
     out = tmp_path / "gap"
     command = ["amortization-gap", str(pvae_run), "--lam", "0.3,1", "--n-samples", "150"]
-    command += ["--out", str(out), "--compare", str(pvae_run), str(sparse_run)]
+    command += ["--out", str(out), "--compare", f"{pvae_run},{sparse_run}"]
     assert main(command) == 0
     assert "lca K=32 lam=0.5 (1 epoch), seed 0: mse_map" in capsys.readouterr().out
     rows = json.loads((out / "amortization_gap.json").read_text())

@@ -303,3 +303,59 @@ def test_load_model_returns_the_model_on_the_device_asked_for(tmp_path) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(CheckpointError, match="no CUDA device is visible"):
             load_model(tmp_path, map_location="cuda")
+
+
+# --- the model's public API -------------------------------------------------------------------
+def test_a_plain_training_loop_trains_the_encoder() -> None:
+    torch.manual_seed(0)
+    model = build_vae(ModelConfig(n_latents=32))
+    atoms = torch.randn(8, 256)  # structured data: each sample a few of 8 patterns
+    x = ((torch.rand(256, 8) < 0.3).float() * 3 @ atoms).view(256, 1, 16, 16)
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        loss = model(x).loss(1.0)  # no temperature given: the family's final one in training mode
+        optimiser.zero_grad()
+        loss.backward()
+        assert model.encoder.linear.weight.grad is not None
+        assert model.encoder.linear.weight.grad.abs().sum() > 0
+        optimiser.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.9 * losses[0]
+    model.eval()  # eval mode samples exact counts by default
+    counts = model(x).z
+    assert torch.equal(counts, counts.round())
+
+
+@pytest.mark.parametrize("family", ["poisson", "gaussian", "gaussian-exp", "laplace", "categorical"])
+def test_the_posterior_is_a_torch_distribution(family: str) -> None:
+    from torch.distributions import Distribution, kl_divergence
+
+    torch.manual_seed(1)
+    model = build_vae(ModelConfig(latent=family, n_latents=12))
+    x = torch.randn(6, 1, 16, 16)
+    q = model.posterior(x, temperature=0.5)
+    assert isinstance(q, Distribution) and isinstance(model.prior(0.5), Distribution)
+    assert q.rsample().shape == (6, 12) and q.sample((3,)).shape == (3, 6, 12)
+    code = model.encode(x)
+    if family != "categorical":
+        torch.testing.assert_close(q.mean, code.mean)
+    kl = kl_divergence(q, model.prior(0.5))
+    kl = kl.sum(-1) if kl.dim() == 2 else kl
+    torch.testing.assert_close(kl, model(x, temperature=0.5).kl, rtol=1e-3, atol=1e-4)
+    model.eval()
+    hard = model.posterior(x).rsample()  # temperature 0 in eval mode: exact samples
+    if family in ("poisson", "categorical"):
+        assert torch.equal(hard, hard.round())
+
+
+def test_save_and_from_pretrained(tmp_path) -> None:
+    from poisson_vae import VAE
+
+    model = build_vae(ModelConfig(latent="laplace", n_latents=6))
+    model.save_pretrained(tmp_path)
+    loaded = VAE.from_pretrained(tmp_path)
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values())
+    )
+    assert not loaded.training and loaded.config == model.config

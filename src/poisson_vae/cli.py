@@ -29,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, its errors in one line like every other refusal of ``pvae``."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"pvae: error: {message} (see {self.prog} --help)\n")
 
 
 def _path(text: str) -> Path:
@@ -37,6 +37,23 @@ def _path(text: str) -> Path:
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path names no file or folder")
     return Path(text)
+
+
+def _list_of(convert: Callable[[str], Any], what: str) -> Callable[[str], list]:
+    """An argparse type for a list flag: comma-separated values in one word; with
+    ``action="extend"`` the flag may also repeat (``--lams 0.1,0.3`` or ``--lams 0.1 --lams 0.3``),
+    and never takes a positional argument for its own."""
+
+    def parse(text: str) -> list:
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}")
+        try:
+            return [convert(item) for item in items]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}") from None
+
+    return parse
 
 
 def flag(name: str) -> str:
@@ -75,12 +92,15 @@ def _add_config_flags(
                     help=help_text,
                 )
             else:
+                check = item.metadata.get("check")
+                choices = check.choices if check is not None else None
                 group.add_argument(
                     flag(item.name),
                     type=kind_of_value,
                     default=argparse.SUPPRESS,
                     help=help_text,
-                    metavar=item.name.upper(),
+                    choices=choices,
+                    metavar="{" + ",".join(choices) + "}" if choices else item.name.upper(),
                 )
 
 
@@ -267,11 +287,17 @@ def _model_summary(args: argparse.Namespace) -> int:
 
 # --- pvae sample -----------------------------------------------------------------------------
 def _add_sample(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("sample", help="decode draws from a trained model's prior into a PNG")
+    parser = commands.add_parser(
+        "sample",
+        help="decode draws from a trained model's prior into OUT/samples.png",
+        description="Decode draws from a trained model's prior into a grid, OUT/samples.png.",
+    )
     parser.add_argument("run", type=_path, help="run directory of a finished `pvae train`")
-    parser.add_argument("--n", type=int, default=64, help="number of samples")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the prior draws")
-    parser.add_argument("--out", type=_path, help="PNG to write (default: RUN/samples.png)")
+    parser.add_argument(
+        "--n-samples", "--n", type=int, default=64, help="number of samples (default: 64)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the prior draws (default: 0)")
+    parser.add_argument("--out", type=_path, help="output folder (default: RUN)")
     parser.set_defaults(handler=_sample)
 
 
@@ -286,18 +312,19 @@ def _sample(args: argparse.Namespace) -> int:
     from .runs import Run, check_output_path
     from .vae import load_model
 
-    if args.n < 1:
-        raise ConfigError(f"{{0}} must be a positive integer, got {args.n}", "n")
+    if args.n_samples < 1:
+        raise ConfigError(f"{{0}} must be a positive integer, got {args.n_samples}", "n_samples")
     SEED("seed", args.seed)
-    out = check_output_path(args.out) if args.out is not None else Run(args.run).directory / Run.SAMPLES
+    folder = Run(args.run).directory if args.out is None else args.out
+    out = check_output_path(folder / Run.SAMPLES)
     model = load_model(args.run)
     pixels = math.prod(model.config.input_shape)
     # the prior draws, their images, and the grid (float64) they are tiled into
-    needed = args.n * (4 * model.config.n_latents + 4 * pixels + 8 * 2 * pixels)
-    check_memory(needed, "cpu", f"a grid of {args.n:,} samples", "n")
+    needed = args.n_samples * (4 * model.config.n_latents + 4 * pixels + 8 * 2 * pixels)
+    check_memory(needed, "cpu", f"a grid of {args.n_samples:,} samples", "n_samples")
     generator = torch.Generator().manual_seed(args.seed)
     with torch.no_grad():
-        images = model.decode(model.latent.prior_sample(args.n, generator=generator))
+        images = model.decode(model.latent.prior_sample(args.n_samples, generator=generator))
     path = save_sample_grid(images, out)
     print(f"wrote {path}")
     return 0
@@ -323,6 +350,9 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         type=int,
         help="fit the shattering classifiers on this many training samples (default: all)",
     )
+    parser.add_argument(
+        "--out", type=_path, help="output folder (default: RUN/eval, which pvae compare reads)"
+    )
     parser.set_defaults(handler=_evaluate)
 
 
@@ -341,6 +371,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         gabor=args.gabor,
         seed=args.seed,
         shattering_samples=args.shattering_samples,
+        out=args.out,
     )
     shown = [key for key in ("nelbo", "mse_map", "lifetime_sparsity", "n_active") if key in metrics]
     print("validation: " + ", ".join(f"{key} {metrics[key]:.4g}" for key in shown))
@@ -348,7 +379,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"Gabor-like active atoms: {metrics['gabor']['fraction_gabor']:.2f}")
     if "knn" in metrics:
         print("KNN: " + ", ".join(f"N={n} {row['mean']:.3f}" for n, row in metrics["knn"].items()))
-    print(f"wrote {Run(args.run).eval_dir}")
+    print(f"wrote {args.out or Run(args.run).eval_dir}")
     return 0
 
 
@@ -378,6 +409,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 # --- pvae amortization-gap -------------------------------------------------------------------
 def _add_amortization_gap(commands: argparse._SubParsersAction) -> None:
+    from .sparse_coding import ALGORITHMS
+
     parser = commands.add_parser(
         "amortization-gap",
         help="sparse inference with a trained VAE's dictionary against its encoder",
@@ -386,33 +419,40 @@ def _add_amortization_gap(commands: argparse._SubParsersAction) -> None:
         "other evaluated runs (VAEs, sparse coders) to the table and figure.",
     )
     parser.add_argument("run", type=_path, help="run directory of a VAE with a linear decoder")
-    parser.add_argument("--algorithm", default="lca", help="lca, ista or fista (default: lca)")
-    parser.add_argument("--lam", default="0.1,0.3,1,3", help="comma-separated lambdas")
-    parser.add_argument("--n-samples", type=int, default=2000, help="validation samples used")
-    parser.add_argument("--n-iterations", type=int, default=900, help="maximum inference iterations")
+    parser.add_argument(
+        "--algorithm", default="lca", choices=ALGORITHMS, help="inference (default: lca)"
+    )
+    parser.add_argument(
+        "--lams",
+        "--lam",
+        type=_list_of(float, "numbers"),
+        action="extend",
+        metavar="LAM,...",
+        help="sparsity weights, comma-separated or repeated (default: 0.1,0.3,1,3)",
+    )
+    parser.add_argument(
+        "--n-samples", type=int, default=2000, help="validation samples used (default: 2000)"
+    )
+    parser.add_argument(
+        "--n-iterations", type=int, default=900, help="maximum inference iterations (default: 900)"
+    )
     parser.add_argument("--out", type=_path, help="output folder (default: RUN/amortization_gap)")
     parser.add_argument(
         "--compare",
-        type=_path,
-        nargs="+",
+        type=_list_of(Path, "run folders"),
+        action="extend",
         default=[],
-        metavar="RUN",
+        metavar="RUN,...",
         help="evaluated runs on the same data (pvae train or pvae sparse-coding train, then pvae "
-        "evaluate) to draw beside the gap, one point each; give the VAE's RUN before this flag",
+        "evaluate) to draw beside the gap, one point each; comma-separated or repeated",
     )
     parser.set_defaults(handler=_amortization_gap)
 
 
 def _amortization_gap(args: argparse.Namespace) -> int:
     from .amortization import amortization_gap
-    from .errors import ConfigError, braces
 
-    try:
-        lams = tuple(float(value) for value in args.lam.split(","))
-    except ValueError:
-        raise ConfigError(
-            f"{{0}} {braces(repr(args.lam))} must be comma-separated numbers, e.g. 0.1,0.3,1", "lam"
-        ) from None
+    lams = tuple(args.lams or (0.1, 0.3, 1.0, 3.0))
     rows = amortization_gap(
         args.run,
         args.algorithm,
@@ -435,6 +475,9 @@ def _amortization_gap(args: argparse.Namespace) -> int:
 
 # --- pvae reproduce --------------------------------------------------------------------------
 def _add_reproduce(commands: argparse._SubParsersAction) -> None:
+    from .reproduce.runner import EXECUTORS
+    from .reproduce.suites import SCALES, SUITES
+
     parser = commands.add_parser(
         "reproduce",
         help="run a suite of the paper's experiments and write REPORT.md",
@@ -443,14 +486,16 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
         "computed verdict on each claim. Finished jobs are skipped; failed ones are listed. "
         "Ctrl+C stops the sweep; the next invocation resumes its unfinished jobs.",
     )
+    parser.add_argument("suite", choices=SUITES, help="the suite")
     parser.add_argument(
-        "suite",
-        help="natural16-zoo, natural16-rate-distortion, mnist-geometry, vanhateren16 or cifar16",
+        "--scale", default="small", choices=SCALES, help="small (a laptop) or paper (default: small)"
     )
-    parser.add_argument("--scale", default="small", help="small (a laptop) or paper (default: small)")
     parser.add_argument("--out", type=_path, help="output folder (default: reproduce/SUITE-SCALE)")
     parser.add_argument(
-        "--executor", default="local", help="local (process pool), slurm or submitit-local"
+        "--executor",
+        default="local",
+        choices=EXECUTORS,
+        help="local (a process pool), slurm or submitit-local (default: local)",
     )
     parser.add_argument(
         "--workers", type=int, default=2, help="parallel jobs of the local executor (default: 2)"
@@ -466,7 +511,12 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
         "--report-only", action="store_true", help="only rewrite REPORT.md from finished jobs"
     )
     parser.add_argument("--data-dir", help="folder of the source files the suite's data needs")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="show a progress bar (default: on)",
+    )
     parser.set_defaults(handler=_reproduce)
 
 
@@ -490,7 +540,7 @@ def _reproduce(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         retry_failed=args.retry_failed,
         report_only=args.report_only,
         data_dir=args.data_dir,
-        progress=not args.no_progress,
+        progress=args.progress,
         command="pvae " + " ".join(shlex.quote(word) for word in words),
     )
     print(f"wrote {report}")
@@ -629,7 +679,13 @@ def _doctor(args: argparse.Namespace) -> int:
 # --- the parser and the entry point ----------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The ``pvae`` parser (building it imports neither Lightning nor numba)."""
-    parser = _Parser(prog="pvae", description="Poisson VAE: train sparse spike-count autoencoders.")
+    parser = _Parser(
+        prog="pvae",
+        description="Poisson VAE: train sparse spike-count autoencoders.",
+        epilog="Exit codes: 0 done; 1 training diverged, or pvae doctor found a faulty sampler; "
+        "2 bad input (one line says what and how to fix it); 130 interrupted (the same command "
+        "with --resume, or pvae reproduce again, continues).",
+    )
     parser.add_argument(
         "--version",
         action=_VersionAction,
@@ -674,7 +730,10 @@ def _message(error: BaseException, args: argparse.Namespace | None = None) -> st
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pvae`` command."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, --version, and argparse's refusals (already printed)
+        return stop.code if isinstance(stop.code, int) else 0
     handler: Callable[..., int] = args.handler
     try:
         return handler(args, argv) if handler is _reproduce else handler(args)

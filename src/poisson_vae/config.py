@@ -97,6 +97,7 @@ class Check:
     requirement: str
     accepts: Callable[[Any], bool]
     optional: bool = False
+    choices: tuple[str, ...] | None = None  # the accepted values, when they are few
 
     def __call__(self, name: str, value: object) -> None:
         """Raise :class:`ConfigError` unless ``value`` is acceptable for field ``name``."""
@@ -106,7 +107,7 @@ class Check:
             raise ConfigError(f"{{0}} must be {self.requirement}, got {_escaped(value)}", name)
 
     def or_none(self) -> Check:
-        return Check(self.requirement, self.accepts, optional=True)
+        return Check(self.requirement, self.accepts, optional=True, choices=self.choices)
 
 
 def _is_integer(value: object) -> bool:
@@ -169,7 +170,11 @@ def text() -> Check:
 def choice(options: Iterable[str], extra: str = "") -> Check:
     """One of ``options`` (``extra`` adds words for accepted values outside them)."""
     options = tuple(options)
-    return Check(f"one of {', '.join(options)}{extra}", lambda v: isinstance(v, str) and v in options)
+    return Check(
+        f"one of {', '.join(options)}{extra}",
+        lambda v: isinstance(v, str) and v in options,
+        choices=options,
+    )
 
 
 def option(default: Any, help: str, check: Check | None = None, cli: bool = True) -> Any:
@@ -203,7 +208,7 @@ class DataConfig:
 
     data: str = option(
         "natural16",
-        "dataset: a name of `pvae data list`, or npy:PATH",
+        "dataset: " + ", ".join(dataset_names()) + ", or npy:PATH for your own .npy/.npz file",
         Check("a dataset of `pvae data list` or npy:PATH", _known_data),
     )
     n_train: int | None = option(

@@ -30,7 +30,13 @@ from numbers import Number
 
 import numpy as np
 import torch
-from torch.distributions import Distribution, Poisson, constraints, register_kl
+from torch.distributions import (
+    Distribution,
+    Poisson,
+    RelaxedOneHotCategorical,
+    constraints,
+    register_kl,
+)
 from torch.distributions.utils import broadcast_all
 
 __all__ = [
@@ -39,6 +45,7 @@ __all__ = [
     "INDICATORS",
     "MAX_RATE",
     "TRUNCATION_TAIL",
+    "RelaxedOneHot",
     "RelaxedPoisson",
     "default_backend",
     "poisson_kl",
@@ -617,3 +624,34 @@ def sampler_self_check(device: str | torch.device = "cpu", n: int = 60_000, seed
         "worst": worst,
         "seconds": seconds,
     }
+
+
+class RelaxedOneHot(RelaxedOneHotCategorical):
+    """torch's relaxed one-hot categorical (Gumbel-softmax), also at temperature 0, where
+    ``rsample`` draws exact one-hot codes (no gradient): the C-VAE's posterior and prior.
+
+    Args:
+        temperature: >= 0.
+        probs, logits: the category probabilities (one of them), (..., K).
+    """
+
+    def __init__(self, temperature, probs=None, logits=None, validate_args=None) -> None:
+        temperature = torch.as_tensor(temperature, dtype=torch.get_default_dtype())
+        self.hard = bool((temperature == 0).all())
+        # the parent divides by the temperature; any positive one does for the hard case
+        super().__init__(
+            torch.ones_like(temperature) if self.hard else temperature, probs, logits, validate_args
+        )
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        if not self.hard:
+            return super().rsample(sample_shape)
+        with torch.no_grad():
+            index = torch.distributions.Categorical(logits=self.logits).sample(sample_shape)
+            return torch.nn.functional.one_hot(index, self.logits.shape[-1]).to(self.logits.dtype)
+
+
+@register_kl(RelaxedOneHot, RelaxedOneHot)
+def _kl_one_hot(q: RelaxedOneHot, p: RelaxedOneHot) -> torch.Tensor:
+    """The KL of the categorical distributions the relaxations tend to, (...,) summed over K."""
+    return (q.probs * (q.logits - p.logits)).sum(-1)

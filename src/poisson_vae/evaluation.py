@@ -23,9 +23,10 @@ from .figures import (
     save_reconstructions,
     save_sample_grid,
 )
+from .files import write_json, write_text
 from .metrics import ACTIVE_RULE, active_latents, evaluate_model
 from .nets import LinearDecoder
-from .runs import Run
+from .runs import Run, check_output_path
 from .tables import number, table
 from .vae import VAE, load_model
 
@@ -97,8 +98,9 @@ def evaluate_run(
     gabor: bool = True,
     seed: int | None = None,
     shattering_samples: int | None = None,
+    out: str | Path | None = None,
 ) -> dict:
-    """Evaluate a finished run and write ``RUN/eval``.
+    """Evaluate a finished run and write its ``eval`` folder (or ``out``).
 
     Args:
         run: run directory of ``pvae train``.
@@ -107,6 +109,8 @@ def evaluate_run(
         seed: seed of the hard samples and KNN draws (default: the run's seed).
         shattering_samples: train the shattering classifiers on this many evenly spaced training
             samples (default: all, as the paper; fewer for quick sweeps).
+        out: the folder to write into (default: the run's ``eval`` folder, which ``pvae compare``
+            reads).
 
     Returns:
         The metrics written to ``RUN/eval/metrics.json``.
@@ -114,14 +118,15 @@ def evaluate_run(
     run = Run(run)
     if seed is not None:
         SEED("seed", seed)
+    own = out is None or Path(out).resolve() == run.eval_dir.resolve()
+    out = run.eval_dir if own else check_output_path(out)
     if run.kind == "sparse-coding":
-        return _evaluate_sparse_run(run, gabor)
+        return _evaluate_sparse_run(run, gabor, out)
     config = run.config(RunConfig)
     model = load_model(run.directory)
     seed = config.train.seed if seed is None else seed
-    out = run.eval_dir
-    out.mkdir(exist_ok=True)
-    run.eval_metrics_path.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / Run.METRICS).unlink(missing_ok=True)
     started = time.perf_counter()
     splits = config.data.load()
     valid = splits["valid"]
@@ -151,7 +156,7 @@ def evaluate_run(
     identity |= {"arch": config.model.arch, "method": config.model.method}
     identity |= {"seed": config.train.seed, "beta": config.train.beta, "epochs": config.train.epochs}
     metrics = identity | metrics | {"seconds": time.perf_counter() - started}
-    return _write(run, metrics)
+    return _write(out, metrics)
 
 
 def _model_metrics(run: Run, model: VAE, valid: np.ndarray, seed: int) -> dict:
@@ -172,21 +177,21 @@ def _model_metrics(run: Run, model: VAE, valid: np.ndarray, seed: int) -> dict:
 _SUMMARY = ("data", "latent", "arch", "method", "epochs", "seed")
 
 
-def _write(run: Run, metrics: dict) -> dict:
-    (run.eval_dir / "report.md").write_text(render_report(metrics))
-    run.write_eval_metrics(metrics)
+def _write(out: Path, metrics: dict) -> dict:
+    """The report, then the metrics (last: their presence means the evaluation finished)."""
+    write_text(out / "report.md", render_report(metrics))
+    write_json(out / Run.METRICS, metrics)
     return metrics
 
 
-def _evaluate_sparse_run(run: Run, gabor: bool) -> dict:
+def _evaluate_sparse_run(run: Run, gabor: bool, out: Path) -> dict:
     """The same metrics and figures for a ``pvae sparse-coding train`` run (no KL: the L1 cost)."""
     from .sparse_coding.training import code_metrics, inference_method, load_run
 
     started = time.perf_counter()
     config, dictionary = load_run(run.directory)
-    out = run.eval_dir
-    out.mkdir(exist_ok=True)
-    run.eval_metrics_path.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / Run.METRICS).unlink(missing_ok=True)
     valid = config.data.load()["valid"]
     metrics = code_metrics(
         torch.from_numpy(valid).flatten(1).float(), dictionary, inference_method(config.sparse_coding)
@@ -205,7 +210,7 @@ def _evaluate_sparse_run(run: Run, gabor: bool) -> dict:
     hard = "hard threshold, " if coder.threshold == "hard" else ""
     identity |= {"method": f"{hard}lambda {coder.lam:g}", "seed": coder.seed, "beta": None}
     identity |= {"epochs": coder.epochs}
-    return _write(run, identity | metrics | {"seconds": time.perf_counter() - started})
+    return _write(out, identity | metrics | {"seconds": time.perf_counter() - started})
 
 
 def _format(value: object) -> str:

@@ -22,8 +22,9 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.distributions import Distribution, Laplace, Normal
 
-from .distributions import RelaxedPoisson, poisson_kl_residual
+from .distributions import RelaxedOneHot, RelaxedPoisson, poisson_kl_residual
 
 __all__ = [
     "LATENT_FAMILIES",
@@ -118,6 +119,16 @@ class LatentFamily(nn.Module):
 
     def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(n, K) draws from the prior."""
+        raise NotImplementedError
+
+    def distribution(self, code: LatentCode, temperature: float) -> Distribution:
+        """The posteriors as a ``torch.distributions.Distribution`` (batch shape (B, K), or (B,)
+        with event shape (K,) for a one-hot code)."""
+        raise NotImplementedError
+
+    def prior(self, temperature: float) -> Distribution:
+        """The prior as a ``torch.distributions.Distribution`` (batch shape (K,), or event
+        shape (K,) for a one-hot code)."""
         raise NotImplementedError
 
     def point(self, code: LatentCode) -> torch.Tensor:
@@ -224,6 +235,12 @@ class PoissonLatent(LatentFamily):
         rate = self.prior_rate.detach().expand(n, -1)
         return torch.poisson(rate, generator=generator)
 
+    def distribution(self, code: LatentCode, temperature: float) -> RelaxedPoisson:
+        return RelaxedPoisson(code.mean, temperature, indicator=self.indicator, validate_args=False)
+
+    def prior(self, temperature: float) -> RelaxedPoisson:
+        return RelaxedPoisson(self.prior_rate, temperature, indicator=self.indicator)
+
 
 def _uniform(shape: torch.Size, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     return torch.rand(shape, generator=generator, device=like.device, dtype=like.dtype)
@@ -282,6 +299,14 @@ class GaussianLatent(LatentFamily):
     def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(n, K) draws from N(0, 1) (then the transform)."""
         return self._transformed(torch.randn(n, self.n_latents, generator=generator))
+
+    def distribution(self, code: LatentCode, temperature: float) -> Normal:
+        """N(mu, sigma^2) of the latent before the transform (relu or exp) the decoder sees."""
+        return Normal(code.mean, code.variance.sqrt())
+
+    def prior(self, temperature: float) -> Normal:
+        zeros = torch.zeros(self.n_latents)
+        return Normal(zeros, torch.ones_like(zeros))
 
 
 class GaussianReluLatent(GaussianLatent):
@@ -347,6 +372,13 @@ class LaplaceLatent(LatentFamily):
         """(n, K) draws from Laplace(0, 1)."""
         return _laplace_noise(torch.rand(n, self.n_latents, generator=generator) * 2 - 1)
 
+    def distribution(self, code: LatentCode, temperature: float) -> Laplace:
+        return Laplace(code.mean, (code.variance / 2).sqrt())
+
+    def prior(self, temperature: float) -> Laplace:
+        zeros = torch.zeros(self.n_latents)
+        return Laplace(zeros, torch.ones_like(zeros))
+
 
 class CategoricalLatent(LatentFamily):
     """One categorical latent over K categories, a relaxed one-hot code (the C-VAE).
@@ -384,6 +416,12 @@ class CategoricalLatent(LatentFamily):
         """(n, K) one-hot codes of uniformly drawn categories."""
         category = torch.randint(self.n_latents, (n,), generator=generator)
         return F.one_hot(category, self.n_latents).float()
+
+    def distribution(self, code: LatentCode, temperature: float) -> RelaxedOneHot:
+        return RelaxedOneHot(temperature, logits=code.params)
+
+    def prior(self, temperature: float) -> RelaxedOneHot:
+        return RelaxedOneHot(temperature, probs=torch.full((self.n_latents,), 1 / self.n_latents))
 
     def expected_sse(self, x: torch.Tensor, dictionary: torch.Tensor, code: LatentCode) -> torch.Tensor:
         """sum_k p_k ||x - phi_k||^2 = ||x||^2 - 2 p . (Phi^T x) + p . ||phi||^2, (B,)."""

@@ -97,12 +97,13 @@ class Run:
     }
     FIGURE = "dictionary.png"
     LOGS = "logs"
+    LOG = "train.log"
     EVAL = "eval"
     GAP = "amortization_gap"
     SAMPLES = "samples.png"
     LOCK = ".lock"
     #: What a start writes before its first epoch finishes (removed when a new start replaces it).
-    _STARTUP = (CONFIG, LOGS, "tensorboard")
+    _STARTUP = (CONFIG, LOGS, LOG, "tensorboard")
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = _folder(directory)
@@ -149,6 +150,11 @@ class Run:
         return self.directory / self.LOGS
 
     @property
+    def log_path(self) -> Path:
+        """The run's progress log (a line per epoch; appended to by every start)."""
+        return self.directory / self.LOG
+
+    @property
     def eval_dir(self) -> Path:
         return self.directory / self.EVAL
 
@@ -164,6 +170,7 @@ class Run:
         """Whether ``path`` is one of the files or folders this run writes."""
         path = Path(path).resolve()
         mine = [self.config_path, self.metrics_path, self.figure_path, self.logs, self.eval_dir]
+        mine += [self.log_path]
         mine += [self.directory / name for name in (*self.WEIGHTS.values(), "checkpoints")]
         mine += [self.gap_dir, self.directory / self.LOCK]
         return any(path == item.resolve() or item.resolve() in path.parents for item in mine)
@@ -261,9 +268,6 @@ class Run:
 
     def write_metrics(self, metrics: dict) -> None:
         write_json(self.metrics_path, metrics)
-
-    def write_eval_metrics(self, metrics: dict) -> None:
-        write_json(self.eval_metrics_path, metrics)
 
     def _require_kind(self, kind: str) -> None:
         """Refuse a run of the other kind."""

@@ -15,7 +15,7 @@ import logging
 import random
 import signal
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +23,23 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
 from torch.utils.data import DataLoader, Dataset
 
-from .config import ModelConfig, RunConfig, TrainConfig, check_memory, resolve_accelerator
+from .config import DataConfig, ModelConfig, RunConfig, TrainConfig, check_memory, resolve_accelerator
 from .errors import require_extra
 from .figures import save_dictionary_figure
 from .files import write_atomic
 from .metrics import evaluate_model
 from .nets import LinearDecoder, parse_architecture
+from .progress import RunLog, on_terminal
 from .runs import Run, RunExistsError, is_replica
 from .schedules import learning_rate_factor, linear_ramp
 from .vae import VAE, CheckpointError, build_vae, load_model, save_model, training_bytes
 
-__all__ = ["NonFiniteLossError", "RunExistsError", "VAEModule", "fit_array", "train"]
+__all__ = ["DataModule", "NonFiniteLossError", "RunExistsError", "VAEModule", "fit_array", "train"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -73,15 +75,66 @@ def _loader(array: np.ndarray, batch_size: int, shuffle: bool) -> DataLoader:
     )
 
 
+class DataModule(L.LightningDataModule):
+    """Training and validation samples for Lightning: a data set of the registry (as ``pvae
+    train`` loads it) or arrays in memory (as the scikit-learn estimator fits them).
+
+    Batches are tensors (B, C, H, W), indexed a whole batch at a time.
+
+    Args:
+        train: (N, C, H, W) float32 training samples.
+        valid: (M, C, H, W) validation samples, or None for none.
+        batch_size: samples per training batch (validation batches hold at least 2000).
+
+    Example:
+        >>> data = DataModule.from_config(DataConfig(n_train=4000, n_valid=1000), batch_size=500)
+    """
+
+    def __init__(self, train: np.ndarray, valid: np.ndarray | None, batch_size: int) -> None:
+        super().__init__()
+        self.train, self.valid, self.batch_size = train, valid, batch_size
+
+    @classmethod
+    def from_config(cls, config: DataConfig, batch_size: int) -> DataModule:
+        """The splits of a data set of the registry, loaded (and cached) now."""
+        splits = config.load()
+        return cls(splits["train"], splits["valid"], batch_size)
+
+    def train_dataloader(self) -> DataLoader:
+        return _loader(self.train, min(self.batch_size, len(self.train)), shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.valid is None:
+            return []
+        return _loader(self.valid, max(self.batch_size, 2000), shuffle=False)
+
+
+def _inputs(batch: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """The inputs of a batch: a tensor, or the first of ``(x,)`` / ``(x, y)`` (a TensorDataset's)."""
+    return batch[0] if isinstance(batch, (list, tuple)) else batch
+
+
 class VAEModule(L.LightningModule):
     """The VAE with the paper's optimiser, schedules and gradient clipping.
 
+    Takes batches of inputs, or ``(x,)`` / ``(x, y)`` tuples as a ``TensorDataset`` gives them
+    (labels are ignored). ``predict_step`` returns the deterministic codes (the posterior means:
+    a P-VAE's rates), (B, K). The configuration is saved as the module's hyperparameters, so
+    ``VAEModule.load_from_checkpoint(path)`` rebuilds it.
+
     Args:
-        config: the run configuration.
+        config: the run configuration (a :class:`~poisson_vae.config.RunConfig`, or its
+            ``to_dict()`` document).
+
+    Example:
+        >>> module = VAEModule(RunConfig(model=ModelConfig(n_latents=64)))
     """
 
-    def __init__(self, config: RunConfig) -> None:
+    def __init__(self, config: RunConfig | dict) -> None:
         super().__init__()
+        if not isinstance(config, RunConfig):
+            config = RunConfig.from_dict(config)
+        self.save_hyperparameters({"config": config.to_dict()})
         self.config = config
         self.model: VAE = build_vae(config.model)
 
@@ -139,6 +192,7 @@ class VAEModule(L.LightningModule):
 
     # --- steps -----------------------------------------------------------------------------
     def training_step(self, batch: torch.Tensor, batch_index: int) -> torch.Tensor:
+        batch = _inputs(batch)
         temperature, beta = self.schedule(self.global_step)
         where = f"at step {self.global_step} (epoch {self.current_epoch})"
         try:
@@ -160,8 +214,9 @@ class VAEModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: torch.Tensor, batch_index: int) -> None:
+        batch = _inputs(batch)
         terms = self.model(batch, temperature=0.0, method="mc")
-        mse_map = (batch - self.model.decode_point(terms.code)).pow(2).flatten(1).sum(1)
+        mse_map = (batch.flatten(1) - self.model.decode_point(terms.code).flatten(1)).pow(2).sum(1)
         metrics = {
             "val/sse": terms.sse.mean(),
             "val/kl": terms.kl.mean(),
@@ -170,6 +225,10 @@ class VAEModule(L.LightningModule):
         self.log_dict(metrics, sync_dist=True, batch_size=len(batch))
         nelbo = (terms.sse + terms.kl).mean()
         self.log("val/nelbo", nelbo, prog_bar=True, sync_dist=True, batch_size=len(batch))
+
+    def predict_step(self, batch: torch.Tensor, batch_index: int) -> torch.Tensor:
+        """(B, K) the deterministic codes of a batch: the posterior means (a P-VAE's rates)."""
+        return self.model.encode(_inputs(batch)).mean
 
 
 class _RandomState(Callback):
@@ -249,6 +308,36 @@ class _ProgressBar(TQDMProgressBar):
         return metrics
 
 
+class _EpochLines(Callback):
+    """A line per epoch into the run's ``train.log`` (and onto standard error when no progress
+    bar shows): the training loss and, when the epoch validated, the validation NELBO."""
+
+    def __init__(self, log: RunLog) -> None:
+        self.run_log = log
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            model, train = module.config.model, module.config.train
+            device = "GPU" if isinstance(trainer.accelerator, CUDAAccelerator) else "CPU"
+            self.run_log.line(
+                f"training {model.latent} {model.arch}, K = {model.n_latents}, on "
+                f"{module.config.data.data}: epochs {trainer.current_epoch + 1} to {train.epochs} "
+                f"on the {device}"
+            )
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
+        if "train/loss" in metrics:
+            parts.append(f"train loss {float(metrics['train/loss']):.4g}")
+        validated = (trainer.current_epoch + 1) % module.config.train.val_every == 0
+        if validated and "val/nelbo" in metrics:
+            parts.append(f"validation NELBO {float(metrics['val/nelbo']):.4g}")
+        self.run_log.line(", ".join(parts))
+
+
 def _check_checkpoint(run: Run, module: VAEModule) -> None:
     """Refuse a checkpoint that cannot be read, or that another model wrote, in one line."""
     checkpoint = run.checkpoint
@@ -295,6 +384,8 @@ def finish_run(model: VAE, config: RunConfig, valid: np.ndarray, run: Run) -> di
         "seed": config.train.seed,
     }
     run.write_metrics(summary | metrics)
+    shown = ", ".join(f"{key} {metrics[key]:.4g}" for key in ("nelbo", "mse_map", "n_active"))
+    RunLog(run.log_path, echo=False).line(f"finished: {shown}")
     return metrics
 
 
@@ -319,6 +410,7 @@ def _make_trainer(config: RunConfig, run: Run, callbacks: list[Callback]) -> L.T
     )
     train_config = config.train
     accelerator = _accelerator(train_config)
+    bar = train_config.progress and on_terminal()  # elsewhere a plain line per epoch
     return L.Trainer(
         max_epochs=train_config.epochs,
         accelerator=accelerator,
@@ -330,11 +422,12 @@ def _make_trainer(config: RunConfig, run: Run, callbacks: list[Callback]) -> L.T
         callbacks=[
             checkpointing,
             _RandomState(),
-            *([_ProgressBar()] if train_config.progress else []),
+            *([_ProgressBar()] if bar else []),
+            _EpochLines(RunLog(run.log_path, echo=train_config.progress and not bar)),
             *callbacks,
         ],
         check_val_every_n_epoch=train_config.val_every,
-        enable_progress_bar=train_config.progress,
+        enable_progress_bar=bar,
         enable_model_summary=False,
         log_every_n_steps=train_config.log_every,
         num_sanity_val_steps=0,
@@ -399,12 +492,12 @@ def train(
     """
     run = Run(out)
     with run.session(resume):
-        splits = config.data.load()
-        model_config = dataclasses.replace(config.model, input_shape=splits["train"].shape[1:])
+        data = DataModule.from_config(config.data, config.train.batch_size)
+        model_config = dataclasses.replace(config.model, input_shape=data.train.shape[1:])
         config = dataclasses.replace(config, model=model_config)
         _check_memory(config)
         if resume and run.finished and not run.checkpoint.is_file():
-            return _evaluate_finished(run, config, splits["valid"])
+            return _evaluate_finished(run, config, data.valid)
         with _quiet_lightning():
             trainer = _make_trainer(config, run, callbacks or [])
             L.seed_everything(config.train.seed, verbose=False)
@@ -413,12 +506,10 @@ def train(
             if checkpoint is not None:
                 _check_checkpoint(run, module)
             run.write_config(config)
-            batch_size = config.train.batch_size
             try:
                 trainer.fit(
                     module,
-                    train_dataloaders=_loader(splits["train"], batch_size, shuffle=True),
-                    val_dataloaders=_loader(splits["valid"], max(batch_size, 2000), shuffle=False),
+                    datamodule=data,
                     ckpt_path=checkpoint,
                     weights_only=True,  # explicit: torch < 2.6 defaults to unpickling anything
                 )
@@ -430,7 +521,7 @@ def train(
                     raise
         if trainer.interrupted or not trainer.is_global_zero:
             return None
-        return finish_run(module.model.cpu(), config, splits["valid"], run)
+        return finish_run(module.model.cpu(), config, data.valid, run)
 
 
 def _check_memory(config: RunConfig) -> None:
@@ -493,6 +584,7 @@ def fit_array(
     )
     _check_memory(config)
     accelerator = _accelerator(train_config)
+    bar = train_config.progress and on_terminal()
     epoch_loss = _EpochLoss()
     batch_size = min(train_config.batch_size, len(data))
     samples = data.reshape(len(data), *input_shape)
@@ -508,8 +600,8 @@ def fit_array(
                 devices=1,
                 logger=False,
                 enable_checkpointing=False,
-                callbacks=[epoch_loss, *([_ProgressBar()] if train_config.progress else [])],
-                enable_progress_bar=train_config.progress,
+                callbacks=[epoch_loss, *([_ProgressBar()] if bar else [])],
+                enable_progress_bar=bar,
                 enable_model_summary=False,
                 limit_val_batches=0,
                 num_sanity_val_steps=0,
@@ -518,7 +610,7 @@ def fit_array(
         with _quiet_lightning(), torch.random.fork_rng(devices=rng_devices):
             torch.manual_seed(train_config.seed)
             module = VAEModule(config)
-            trainer.fit(module, train_dataloaders=_loader(samples, batch_size, shuffle=True))
+            trainer.fit(module, datamodule=DataModule(samples, None, batch_size))
     finally:
         lightning_log.setLevel(level)
     return module.model.cpu().eval(), epoch_loss.curve

@@ -18,6 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.distributions import Distribution
 
 from .config import METHODS, ModelConfig
 from .errors import CheckpointError, ConfigError
@@ -107,6 +108,56 @@ class VAE(nn.Module):
         with torch.autocast(code.mean.device.type, enabled=False):
             return self.latent.rsample(code, temperature, hard, generator)
 
+    def _temperature(self, temperature: float | None) -> float:
+        """The temperature given, or by default the family's final one in training mode (a
+        relaxed sample that carries gradient) and 0 in eval mode (exact, hard samples)."""
+        if temperature is not None:
+            return temperature
+        return self.latent.final_temperature if self.training else 0.0
+
+    def posterior(self, x: torch.Tensor, temperature: float | None = None) -> Distribution:
+        """The posteriors of a batch (B, C, H, W) as a ``torch.distributions.Distribution``:
+        ``RelaxedPoisson`` (P-VAE), ``Normal`` (G-VAE; before its relu or exp), ``Laplace``,
+        or a relaxed one-hot categorical (C-VAE), batch shape (B, K) (the C-VAE: (B,) with
+        event shape (K,)). ``rsample``, ``mean`` and ``kl_divergence(q, model.prior())`` work
+        as on any torch distribution.
+
+        Args:
+            x: (B, C, H, W) or (B, C*H*W) inputs.
+            temperature: of the relaxed samples (default: see :meth:`forward`).
+        """
+        return self.latent.distribution(self.encode(x), self._temperature(temperature))
+
+    def prior(self, temperature: float | None = None) -> Distribution:
+        """The prior as a ``torch.distributions.Distribution`` (batch shape (K,))."""
+        return self.latent.prior(self._temperature(temperature))
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write the weights (safetensors) and configuration into ``directory``; the same files as
+        a finished ``pvae train`` run, loadable by :meth:`from_pretrained` and the CLI."""
+        save_model(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> VAE:
+        """The model saved in ``directory`` (by :meth:`save_pretrained` or ``pvae train``), on
+        ``map_location``, in eval mode."""
+        return load_model(directory, map_location)
+
+    def push_to_hub(self, repo_id: str, **options) -> str:
+        """Upload the model to the Hugging Face Hub (the ``hub`` extra; see
+        :func:`poisson_vae.hub.push_to_hub`)."""
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **options)
+
+    @classmethod
+    def from_hub(cls, repo_id: str, **options) -> VAE:
+        """A model from the Hugging Face Hub or a local folder (the ``hub`` extra; see
+        :func:`poisson_vae.hub.from_hub`)."""
+        from .hub import from_hub
+
+        return from_hub(repo_id, **options)
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """(B, K) -> (B, C, H, W)."""
         return self.decoder(z)
@@ -118,7 +169,7 @@ class VAE(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        temperature: float = 0.0,
+        temperature: float | None = None,
         method: str | None = None,
         generator: torch.Generator | None = None,
     ) -> LossTerms:
@@ -126,11 +177,16 @@ class VAE(nn.Module):
 
         Args:
             x: (B, C, H, W) inputs.
-            temperature: relaxation temperature of the sample (0: hard sample).
+            temperature: relaxation temperature of the sample (0: hard sample, no gradient to
+                the encoder through it). Default: in training mode the family's final
+                temperature (P-VAE 0.05, C-VAE 0.1), so that a plain loop
+                ``model(x).loss(1.0).backward()`` trains the encoder; in eval mode 0. The
+                paper's recipe anneals it from 1 (``pvae train`` does).
             method: ``mc``, ``exact`` or ``straight-through``; the config's method if None.
             generator: optional random generator for the sample.
         """
         x = self._check_input(x)
+        temperature = self._temperature(temperature)
         method = method or self.config.method
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from ..config import choice, integer
 from ..errors import ConfigError, braces, require_extra
 from ..files import write_json
+from ..progress import on_terminal
 from ..runs import Run, is_replica
 from .suites import Job, Suite
 
@@ -381,15 +382,22 @@ def run_suite(
             pool, threads = _local_executor(options)
         else:
             pool, threads = _submitit_executor(executor, out, options)
-        bar = tqdm(total=len(todo), desc=f"{suite.name} ({suite.scale})", disable=not progress)
+        # A bar on a terminal; elsewhere (a batch system's log) a line per finished job.
+        bar = tqdm(
+            total=len(todo),
+            desc=f"{suite.name} ({suite.scale})",
+            disable=not (progress and on_terminal()),
+        )
         futures: dict = {}
         try:
             with _stop_on_sigterm():
                 for job in todo:
                     futures[_submit(pool, executor, options, job, out, threads)] = job
-                for future in _completed(futures, executor):
+                for done_count, future in enumerate(_completed(futures, executor), start=1):
                     _record(futures[future], future, out, bar)
                     bar.update()
+                    if progress and bar.disable:
+                        print(f"{futures[future].name} done ({done_count}/{len(todo)})", file=sys.stderr)
         except (KeyboardInterrupt, _Stopped):
             stopped = _stop(pool, executor, futures)
             bar.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import functools
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from ..errors import CheckpointError
 from ..figures import save_dictionary_figure
 from ..files import write_atomic
 from ..metrics import active_latents, explained_variance, lifetime_sparsity, population_sparsity
+from ..progress import RunLog, on_terminal
 from ..runs import Run
 from .base import InferenceMethod
 from .dictionary import dictionary_step, initial_dictionary
@@ -169,11 +171,16 @@ def _train(config: SparseCodingRunConfig, run: Run, resume: bool) -> dict:
     log = run.logs / LOG
     _restart_log(log, first_epoch)
     steps = math.ceil(len(train) / coder.batch_size)
+    bar = coder.progress and on_terminal()  # elsewhere a plain line per epoch
+    lines = RunLog(run.log_path, echo=coder.progress and not bar)
+    lines.line(
+        f"learning {coder.label} with {coder.n_atoms} atoms: epochs {first_epoch + 1} to {coder.epochs}"
+    )
     for epoch in range(first_epoch, coder.epochs):
         order = torch.randperm(len(train), generator=generator)
         objective = 0.0
         batches = tqdm(
-            range(steps), desc=f"epoch {epoch + 1}/{coder.epochs}", disable=not coder.progress
+            range(steps), desc=f"epoch {epoch + 1}/{coder.epochs}", disable=not bar, file=sys.stdout
         )
         for step in batches:
             batch = train[order[step * coder.batch_size : (step + 1) * coder.batch_size]]
@@ -182,6 +189,7 @@ def _train(config: SparseCodingRunConfig, run: Run, resume: bool) -> dict:
             objective += float(result.objective.mean()) / steps
         with open(log, "a", newline="") as handle:
             csv.writer(handle).writerow([epoch + 1, objective])
+        lines.line(f"epoch {epoch + 1}/{coder.epochs}, objective {objective:.4g}")
         state = {
             "dictionary": dictionary.cpu(),
             "epoch": torch.tensor(epoch + 1),
