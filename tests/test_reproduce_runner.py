@@ -163,7 +163,12 @@ def _start_sweep(tmp_path: Path, epochs: int = 60) -> tuple[subprocess.Popen, se
     root = Path(__file__).resolve().parents[1]
     command = [sys.executable, "-c", _SWEEP.format(epochs=epochs), str(tmp_path)]
     process = subprocess.Popen(
-        command, cwd=root, start_new_session=True, stdout=subprocess.PIPE, text=True
+        command,
+        cwd=root,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 240
     while len(list((tmp_path / "runs").glob("*/checkpoints/last.ckpt"))) < 2:
@@ -200,9 +205,11 @@ def test_a_stopped_sweep_stops_its_workers_and_resumes_its_jobs(
         os.killpg(process.pid, signal_number)
     else:
         os.kill(process.pid, signal_number)
-    stdout, _ = process.communicate(timeout=60)
-    assert time.monotonic() - started < 20, "the sweep took too long to stop"
-    assert process.returncode == 130 and "run the same command again to resume" in stdout
+    stdout, stderr = process.communicate(timeout=60)
+    seconds = time.monotonic() - started
+    assert seconds < 20, f"the sweep took {seconds:.0f} s to stop"
+    assert process.returncode == 130, f"exit {process.returncode}: {stdout}{stderr[-3000:]}"
+    assert "run the same command again to resume" in stdout
     assert _gone(workers, 10), "workers kept running after the sweep stopped"
     assert not failed_jobs(tmp_path)  # interrupted, not failed
     interrupted = set(
