@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
-from torch.distributions import Poisson, kl_divergence
+from torch.distributions import Poisson, constraints, kl_divergence
 
 from poisson_vae.distributions import (
     INDICATORS,
+    MAX_RATE,
+    TRUNCATION_TAIL,
     RelaxedPoisson,
     poisson_kl,
     poisson_kl_residual,
@@ -279,6 +281,10 @@ def test_unusable_rates_are_refused_rather_than_walked_forever(
 ) -> None:
     rate = torch.tensor([1.0, bad], device=device_for(backend))
     q = RelaxedPoisson(rate, 0.5, straight_through=True, validate_args=False, backend=backend)
+    if rate.is_cuda:  # the GPU kernel reads nothing back to the host: NaN counts instead
+        counts = q.rsample()
+        assert bool(torch.isfinite(counts[0])) and bool(torch.isnan(counts[1]))
+        return
     with pytest.raises(FloatingPointError, match=message):
         q.rsample()
 
@@ -321,6 +327,20 @@ def test_auto_backend_is_the_triton_kernel_on_cuda() -> None:
     assert torch.equal(draws[0], draws[1])
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_sampling_on_cuda_never_waits_for_the_device() -> None:
+    rate = torch.rand(4096, device="cuda", requires_grad=True) * 2000  # past the quantile table
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        q = RelaxedPoisson(rate, 0.1, validate_args=False)
+        q.rsample().sum().backward()
+        RelaxedPoisson(rate, torch.full_like(rate, 0.2), validate_args=False).rsample()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(rate.grad).all()
+
+
 def test_triton_backend_refuses_cpu_tensors_outside_its_interpreter(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -330,10 +350,38 @@ def test_triton_backend_refuses_cpu_tensors_outside_its_interpreter(
 
 
 def test_poisson_quantile_matches_scipy() -> None:
-    rate = torch.tensor([0.0, 1e-6, 0.01, 0.3, 1.0, 5.0, 60.0, 200.0, 1500.0])
+    rate = torch.tensor([0.0, 1e-6, 0.01, 0.3, 1.0, 5.0, 60.0, 200.0, 850.0])
     expected = stats.poisson.ppf(1 - 1e-5, rate.numpy())
     assert poisson_quantile(rate).tolist() == expected.astype(int).tolist()
     assert int(poisson_quantile(torch.tensor([200.0]))) == 263  # the release's n for rate 200
+
+
+def test_poisson_quantile_of_large_rates_never_truncates_below_the_exact_one() -> None:
+    """Beyond its table the quantile is the Cornish-Fisher expansion: checked against the Poisson
+    CDF (float64) on a dense grid up to MAX_RATE, it is the exact quantile or one above it."""
+    rate = torch.logspace(2.5, math.log10(MAX_RATE), 100_000, dtype=torch.float64)
+    rate = torch.cat([rate, torch.rand(100_000, dtype=torch.float64) * 5000 + 800])
+    n = poisson_quantile(rate).to(torch.float64)
+    cdf = lambda k: torch.special.gammaincc(k + 1, rate)  # noqa: E731 - P(N <= k)
+    assert bool((cdf(n) >= 1 - TRUNCATION_TAIL).all())  # covers the 1 - tail quantile
+    assert bool((cdf(n - 2) < 1 - TRUNCATION_TAIL).all())  # and is at most one above it
+    assert float((cdf(n - 1) >= 1 - TRUNCATION_TAIL).double().mean()) < 0.01
+
+
+def test_the_fused_kernel_truncates_where_poisson_quantile_does() -> None:
+    from poisson_vae._numba_sampler import truncation
+    from poisson_vae.distributions import _cornish_fisher, _quantile_thresholds
+
+    rate = torch.cat([torch.rand(5000) * 1200, torch.logspace(-8, 6, 5000)]).to(torch.float64)
+    thresholds = _quantile_thresholds(TRUNCATION_TAIL, rate.device).numpy()
+    expansion = np.array(_cornish_fisher(TRUNCATION_TAIL))
+    compiled = [truncation(value, thresholds, expansion) for value in rate.tolist()]
+    assert compiled == poisson_quantile(rate).tolist()
+
+
+def test_poisson_quantile_of_unusable_rates_is_zero() -> None:
+    rate = torch.tensor([float("nan"), float("inf"), -1.0, 3.0])
+    assert poisson_quantile(rate).tolist() == [0, 0, 0, 13]
 
 
 @pytest.mark.parametrize(("rate_q", "rate_p"), [(0.3, 0.01), (5.0, 2.0), (40.0, 60.0)])
@@ -393,19 +441,21 @@ def test_triton_kernel_walks_the_arrivals_of_the_fused_kernel(
     from poisson_vae.distributions import (
         INDICATOR_CODES,
         _fused_arrivals,
-        _philox_seed,
+        _philox_key,
         _stop_below,
     )
 
     rate = (torch.randn(50_000, generator=torch.Generator().manual_seed(0)) - 1).exp() * 3
     rate[:3] = torch.tensor([0.0, 1e-9, 1e-4])
     fused = _fused_arrivals(rate, 0.1, indicator, straight_through, torch.Generator().manual_seed(1))
-    seed = _philox_seed(torch.Generator().manual_seed(1), rate.device)
     device = device_for("triton")
+    seed = _philox_key(torch.Generator().manual_seed(1), rate.device).to(device)
     limit = poisson_quantile(rate).to(device)
+    temperature = torch.full((1,), 0.1, device=device)
     cutoff = _stop_below(indicator)
+    code = INDICATOR_CODES[indicator]
     fast = relaxed_poisson_triton(
-        rate.to(device), limit, 0.1, INDICATOR_CODES[indicator], cutoff, straight_through, seed
+        rate.to(device), limit, temperature, code, cutoff, straight_through, seed
     ).cpu()
     z, dz_drate, count = fast
     torch.testing.assert_close(z, fused[0], rtol=1e-5, atol=1e-4)
@@ -498,3 +548,110 @@ def test_the_self_check_tells_a_broken_sampler_from_a_working_one(monkeypatch) -
     monkeypatch.setitem(distributions._WALKS, "fused", off_by_two_percent)
     check = distributions.sampler_self_check("cpu")
     assert not check["ok"] and check["worst"] > 6
+
+
+# --- the torch.distributions contract, tested as torch tests its own distributions ------------
+@pytest.mark.parametrize("batch_shape", [(), (3,), (2, 4)])
+@pytest.mark.parametrize("sample_shape", [(), (5,), (2, 3)])
+def test_shapes_for_every_batch_and_sample_shape(batch_shape: tuple, sample_shape: tuple) -> None:
+    rate = torch.rand(batch_shape) * 5 + 0.1
+    q = RelaxedPoisson(rate, 0.2)
+    assert q.batch_shape == torch.Size(batch_shape) and q.event_shape == torch.Size()
+    for draw in (q.rsample(torch.Size(sample_shape)), q.sample(torch.Size(sample_shape))):
+        assert draw.shape == torch.Size(sample_shape + batch_shape)
+    assert q.log_prob(q.sample(torch.Size(sample_shape))).shape == torch.Size(sample_shape + batch_shape)
+    assert q.entropy().shape == q.mean.shape == q.variance.shape == torch.Size(batch_shape)
+    expanded = q.expand(torch.Size((6, *batch_shape)))
+    assert expanded.batch_shape == (6, *batch_shape) and expanded.rsample().shape == (6, *batch_shape)
+
+
+def test_support_and_arg_constraints_are_validated() -> None:
+    assert RelaxedPoisson.arg_constraints["rate"] is constraints.nonnegative
+    assert RelaxedPoisson.support is constraints.nonnegative
+    with pytest.raises(ValueError, match="rate"):
+        RelaxedPoisson(torch.tensor([1.0, -1.0]), 0.1, validate_args=True)
+    q = RelaxedPoisson(torch.tensor([1.0]), 0.1, validate_args=True)
+    assert torch.isfinite(q.log_prob(torch.tensor([2.0]))).all()
+    with pytest.raises(ValueError, match="support"):
+        q.log_prob(torch.tensor([-1.0]))
+
+
+def test_moments_agree_with_monte_carlo() -> None:
+    # At temperature 0.02 the relaxed count is within rounding of the Poisson it tends to.
+    generator = torch.Generator().manual_seed(3)
+    q = RelaxedPoisson(torch.tensor([0.5, 4.0, 30.0]), 0.02)
+    draws = q.rsample((50_000,), generator=generator).double()
+    standard_error = (q.variance.double() / 50_000).sqrt()
+    assert ((draws.mean(0) - q.mean) / standard_error).abs().max() < 5
+    assert ((draws.var(0) / q.variance) - 1).abs().max() < 0.05  # ~1 % standard error of a variance
+    exact = q.sample((50_000,), generator=generator).double()
+    assert ((exact.mean(0) - q.mean) / standard_error).abs().max() < 5
+
+
+def test_it_pickles() -> None:
+    import pickle
+
+    q = RelaxedPoisson(log_rate=torch.randn(4), temperature=0.3, indicator="cubic")
+    again = pickle.loads(pickle.dumps(q))
+    assert torch.equal(again.rate, q.rate) and again.temperature == 0.3 and again.indicator == "cubic"
+    assert torch.equal(again.log_rate, q.log_rate)
+
+
+def test_a_temperature_tensor_broadcasts_with_the_rate() -> None:
+    temperature = torch.tensor([[1.0], [0.05]])
+    q = RelaxedPoisson(torch.full((1, 20_000), 1.0), temperature)
+    assert q.batch_shape == (2, 20_000)
+    z = q.rsample(generator=torch.Generator().manual_seed(0))
+    # the sigmoid over-counts at temperature 1 (rate 1: mean about 1.30) and not at 0.05
+    assert abs(float(z[0].mean()) - 1.30) < 0.03 and abs(float(z[1].mean()) - 1.0) < 0.03
+    with pytest.raises(ValueError, match="does not broadcast"):
+        RelaxedPoisson(torch.ones(3), torch.tensor([0.1, 0.2]))
+    for bad in (0.0, float("nan")):
+        with pytest.raises(ValueError, match="finite and > 0 everywhere"):
+            RelaxedPoisson(torch.ones(2), torch.tensor([bad, 0.1]))
+        RelaxedPoisson(torch.ones(2), torch.tensor([bad, 0.1]), validate_args=False)  # unread
+
+
+def test_log_rate_is_kept_when_given() -> None:
+    log_rate = torch.tensor([-30.0, 0.0, 2.0])
+    assert RelaxedPoisson(log_rate=log_rate, temperature=0.1).log_rate is log_rate
+    torch.testing.assert_close(RelaxedPoisson(torch.tensor([1.0]), 0.1).log_rate, torch.tensor([0.0]))
+
+
+def test_entropy_against_a_direct_sum() -> None:
+    from poisson_vae.distributions import poisson_entropy
+
+    rates = torch.tensor([0.0, 1e-4, 0.3, 1.0, 7.5, 49.0, 51.0, 120.0, 900.0], dtype=torch.float64)
+    direct = []
+    for rate in rates.tolist():
+        k = torch.arange(0, int(rate + 60 * math.sqrt(rate) + 200), dtype=torch.float64)
+        log_p = (
+            torch.special.xlogy(k, torch.tensor(rate, dtype=torch.float64)) - rate - torch.lgamma(k + 1)
+        )
+        direct.append(float(-(log_p.exp() * log_p).nan_to_num(0.0).sum()))
+    torch.testing.assert_close(
+        poisson_entropy(rates), torch.tensor(direct, dtype=torch.float64), rtol=0, atol=1e-7
+    )
+    assert RelaxedPoisson(torch.tensor([2.0]), 0.1).entropy().dtype == torch.float32
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_rates_are_sampled_in_float32(dtype: torch.dtype) -> None:
+    rate = torch.full((20_000,), 3.0, dtype=dtype, requires_grad=True)
+    q = RelaxedPoisson(rate, 0.05)
+    z = q.rsample(generator=torch.Generator().manual_seed(0))
+    assert z.dtype == dtype and q.sample().dtype == dtype and q.log_prob(z).dtype == dtype
+    z.float().sum().backward()
+    assert rate.grad.dtype == dtype and abs(float(z.float().mean()) - 3.0) < 0.06
+
+
+def test_vmap_over_a_batch_of_rates() -> None:
+    rates = torch.tensor([[0.5] * 5000, [8.0] * 5000])
+    draw = torch.func.vmap(lambda rate: relaxed_poisson_rsample(rate, 0.05), randomness="different")
+    z = draw(rates)
+    assert z.shape == rates.shape
+    assert abs(float(z[0].mean()) - 0.5) < 0.06 and abs(float(z[1].mean()) - 8.0) < 0.25
+    grads = torch.func.vmap(
+        torch.func.grad(lambda rate: relaxed_poisson_rsample(rate, 0.05).sum()), randomness="different"
+    )(rates)
+    assert grads.shape == rates.shape and abs(float(grads.mean()) - 1.0) < 0.05  # d E[z] / d rate = 1

@@ -262,3 +262,45 @@ def test_package_exports_the_estimators_lazily() -> None:
     assert poisson_vae.SparseCodingTransformer is SparseCodingTransformer
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         poisson_vae.Nope  # noqa: B018
+
+
+def test_feature_names_and_pandas_output() -> None:
+    pandas = pytest.importorskip("pandas", reason="pandas comes with the test extra")
+    X = _data(n=60, d=5)
+    vae = _vae(n_latents=3, epochs=1).fit(X)
+    assert list(vae.get_feature_names_out()) == [f"poissonvaetransformer{i}" for i in range(3)]
+    frame = vae.set_output(transform="pandas").transform(X)
+    assert isinstance(frame, pandas.DataFrame) and frame.columns[0] == "poissonvaetransformer0"
+    coder = SparseCodingTransformer(n_atoms=4, n_steps=3, random_state=0).fit(X)
+    assert list(coder.get_feature_names_out()) == [f"sparsecodingtransformer{i}" for i in range(4)]
+
+
+def test_score_is_minus_the_nelbo_and_drives_a_label_free_grid_search() -> None:
+    from sklearn.model_selection import GridSearchCV
+
+    X = _data(n=300, d=8)
+    estimator = _vae(n_latents=4, epochs=2).fit(X)
+    assert estimator.score(X) < 0 and estimator.score(X) == estimator.score(X)
+    search = GridSearchCV(_vae(n_latents=4, epochs=2), {"beta": [0.5, 2.0]}, cv=2).fit(X)
+    assert search.best_params_["beta"] in (0.5, 2.0) and np.isfinite(search.best_score_)
+
+
+def test_dictionaries_are_rows_in_components_and_columns_in_torch() -> None:
+    X = _data(n=100, d=6)
+    vae = _vae(n_latents=3, epochs=1).fit(X)
+    np.testing.assert_array_equal(vae.components_, vae.model_.decoder.dictionary.detach().double().T)
+    coder = SparseCodingTransformer(n_atoms=4, n_steps=3, random_state=0).fit(X)
+    codes = coder.transform(X)
+    np.testing.assert_allclose(coder.inverse_transform(codes), codes @ coder.components_)
+    with pytest.raises(ValueError, match=r"codes must be \(N, 4\)"):
+        coder.inverse_transform(codes[:, :2])
+
+
+@pytest.mark.parametrize(
+    "latent", ["poisson", "gaussian", "gaussian-relu", "gaussian-exp", "laplace", "categorical"]
+)
+def test_every_family_trains_under_bfloat16_mixed_precision(latent: str) -> None:
+    X = _data(n=200, d=16) * 3
+    estimator = _vae(latent=latent, n_latents=8, epochs=2, precision="bf16-mixed").fit(X)
+    assert all(np.isfinite(estimator.loss_curve_)), estimator.loss_curve_
+    assert np.isfinite(estimator.transform(X)).all()

@@ -126,6 +126,16 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path) -> None:
     assert min(steps) < 10 and max(steps) >= 155  # the log of the first part is kept
 
 
+def test_a_bfloat16_mixed_run_trains_and_resumes_in_float32(tmp_path) -> None:
+    run = tmp_path / "run"
+    assert train(small_config(epochs=3, precision="bf16-mixed"), run, callbacks=[_Interrupt()]) is None
+    metrics = train(small_config(epochs=3, precision="32-true"), run, resume=True)
+    assert metrics is not None and torch.isfinite(torch.tensor(metrics["nelbo"]))
+    assert json.loads((run / "config.json").read_text())["train"]["precision"] == "32-true"
+    model = load_model(run)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
 def test_a_crafted_checkpoint_runs_no_code_on_resume(tmp_path) -> None:
     import builtins
 

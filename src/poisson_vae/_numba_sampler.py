@@ -68,17 +68,49 @@ def _indicator(s, code):  # pragma: no cover - compiled
     return (1.0 - math.cos(math.pi * u)) / 2.0, math.pi / 4.0 * math.sin(math.pi * u)
 
 
+@numba.njit(inline="always", cache=True)
+def truncation(lam, thresholds, expansion):  # pragma: no cover - compiled
+    """The truncation ``n`` of a rate: ``distributions.poisson_quantile`` of one element.
+
+    A binary search of ``thresholds`` (the first index whose threshold is ``>= lam``) up to its
+    last entry, the Cornish-Fisher expansion ``ceil(lam + a sqrt(lam) + b + c / sqrt(lam))``
+    beyond, with ``expansion = (a, b, c)``.
+    """
+    if lam > thresholds[-1]:
+        root = math.sqrt(lam)
+        return math.ceil(lam + expansion[0] * root + expansion[1] + expansion[2] / root)
+    low, high = 0, thresholds.shape[0]
+    while low < high:
+        middle = (low + high) // 2
+        if thresholds[middle] < lam:
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
 @numba.njit(parallel=True, cache=True, fastmath=True)
 def relaxed_poisson_kernel(
-    rate, thresholds, temperature, code, cutoff, exact_counts, key0, key1, z, dz_drate, count
+    rate,
+    thresholds,
+    expansion,
+    temperatures,
+    code,
+    cutoff,
+    exact_counts,
+    key0,
+    key1,
+    z,
+    dz_drate,
+    count,
 ):  # pragma: no cover - compiled
     """Fill ``z``, ``dz_drate`` and (when ``exact_counts``) ``count`` for every rate.
 
     Args:
         rate: (N,) float32 or float64 rates.
-        thresholds: (M,) float64, the rates at which the Poisson 1 - 1e-5 quantile steps past
-            0, 1, ..., M - 1 (``distributions._quantile_thresholds``); must exceed every rate.
-        temperature: > 0.
+        thresholds, expansion: the truncation's table and large-rate coefficients (see
+            ``truncation``).
+        temperatures: (1,) or (N,) float64, > 0: one temperature for all, or one per rate.
         code: indicator code, a value of ``distributions.INDICATOR_CODES``.
         cutoff: stop once s = (1 - E / rate) / temperature falls below this.
         exact_counts: also count arrivals before t = 1 exactly (untruncated).
@@ -87,22 +119,15 @@ def relaxed_poisson_kernel(
     """
     for i in numba.prange(rate.shape[0]):
         lam = np.float64(rate[i])
-        # n = first index with thresholds[n] >= lam (binary search)
-        low, high = 0, thresholds.shape[0]
-        while low < high:
-            middle = (low + high) // 2
-            if thresholds[middle] < lam:
-                low = middle + 1
-            else:
-                high = middle
-        limit = low
+        limit = truncation(lam, thresholds, expansion)
         total = 0.0
         slope_total = 0.0
         exact = 0.0
         if limit > 0 or exact_counts:
             # a zero rate (walked only when exact_counts) stops at its first arrival: any finite inverse
             inverse_rate = 1.0 / lam if lam > 0 else 1.0
-            inverse_temperature = 1.0 / temperature
+            per_element = temperatures.shape[0] > 1
+            inverse_temperature = 1.0 / (temperatures[i] if per_element else temperatures[0])
             element_low = np.uint64(i) & _MASK
             element_high = np.uint64(i) >> np.uint64(32)
             arrival = 0.0

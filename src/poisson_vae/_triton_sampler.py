@@ -54,8 +54,8 @@ def _indicator(s, CODE: tl.constexpr):  # pragma: no cover - compiled
     return soft, slope
 
 
-# no recompilation for each seed or batch size
-@triton.jit(do_not_specialize=["seed", "n_elements"])
+# no recompilation for each batch size
+@triton.jit(do_not_specialize=["n_elements"])
 def _relaxed_poisson_kernel(
     rate_ptr,
     limit_ptr,
@@ -63,18 +63,25 @@ def _relaxed_poisson_kernel(
     dz_drate_ptr,
     count_ptr,
     n_elements,
-    inverse_temperature,
+    temperature_ptr,
     cutoff,
-    seed,
+    seed_ptr,
     CODE: tl.constexpr,
     EXACT_COUNTS: tl.constexpr,
+    PER_ELEMENT: tl.constexpr,
     BLOCK: tl.constexpr,
 ):  # pragma: no cover - compiled
     """Fill ``z``, ``dz/drate`` and (when ``EXACT_COUNTS``) the exact count of ``BLOCK`` elements."""
     element = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     inside = element < n_elements
     lam = tl.load(rate_ptr + element, mask=inside, other=0.0).to(tl.float32)
+    if PER_ELEMENT:
+        temperature = tl.load(temperature_ptr + element, mask=inside, other=1.0)
+    else:
+        temperature = tl.load(temperature_ptr + element * 0)
+    inverse_temperature = 1.0 / temperature
     limit = tl.load(limit_ptr + element, mask=inside, other=0)
+    seed = tl.load(seed_ptr)  # from device memory: a new seed needs no host value or recompilation
     # a zero rate walks no arrival (or, when EXACT_COUNTS, stops at its first): any finite inverse does
     inverse_rate = 1.0 / tl.where(lam > 0, lam, 1.0)
     if EXACT_COUNTS:
@@ -119,22 +126,23 @@ def _relaxed_poisson_kernel(
 def relaxed_poisson_triton(
     rate: torch.Tensor,
     limit: torch.Tensor,
-    temperature: float,
+    temperatures: torch.Tensor,
     code: int,
     cutoff: float,
     exact_counts: bool,
-    seed: int,
+    seed: torch.Tensor,
 ) -> torch.Tensor:
     """Run the kernel on a flat batch.
 
     Args:
         rate: (N,) contiguous rates on a CUDA device (or the CPU under the interpreter).
         limit: (N,) integer truncations ``n`` (``distributions.poisson_quantile``).
-        temperature: > 0.
+        temperatures: (1,) or (N,) float32 on the device of ``rate``, > 0: one temperature, or one
+            per rate.
         code: indicator code, a value of ``distributions.INDICATOR_CODES``.
         cutoff: stop once s = (1 - E / rate) / temperature falls below this.
         exact_counts: also count arrivals before t = 1 exactly (untruncated).
-        seed: a 64-bit key for the Philox streams.
+        seed: (1,) int64 on the device of ``rate``, the key of the Philox streams.
 
     Returns:
         (3, N) of the dtype of ``rate``: ``z``, ``dz/drate`` and the exact count (zero unless
@@ -149,11 +157,12 @@ def relaxed_poisson_triton(
         limit.to(torch.int32),
         *result,
         rate.numel(),
-        1.0 / temperature,
+        temperatures,
         cutoff,
         seed,
         CODE=code,
         EXACT_COUNTS=exact_counts,
+        PER_ELEMENT=temperatures.numel() > 1,
         BLOCK=block,
     )
     return result

@@ -62,9 +62,22 @@ __all__ = [
 METHODS = ("mc", "exact", "straight-through")
 #: Values of ``accelerator``: ``auto`` takes CUDA when present (``gpu`` and ``cuda`` require it).
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+#: Lightning's precisions: float32, or mixed precision with bfloat16 (CPU and recent GPUs) or
+#: float16 (GPUs). The latent family and the loss stay in float32 under mixed precision.
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 #: Fields that may differ from the stored configuration when a run is resumed.
 RESUMABLE = frozenset(
-    {"epochs", "accelerator", "devices", "num_nodes", "strategy", "progress", "cache_dir", "data_dir"}
+    {
+        "epochs",
+        "accelerator",
+        "devices",
+        "num_nodes",
+        "strategy",
+        "precision",
+        "progress",
+        "cache_dir",
+        "data_dir",
+    }
 )
 
 
@@ -391,6 +404,11 @@ class TrainConfig:
         "auto", "devices per node: a count or 'auto'", Check("a positive count or 'auto'", _devices)
     )
     num_nodes: int = option(1, "nodes for multi-node data parallelism", integer(1))
+    precision: str = option(
+        "32-true",
+        "arithmetic: 32-true, or mixed precision bf16-mixed (CPU, recent GPUs) or 16-mixed (GPU)",
+        choice(PRECISIONS),
+    )
     strategy: str = option("auto", "Lightning strategy, e.g. ddp", text())
     val_every: int = option(5, "validate every this many epochs", integer(1))
     log_every: int = option(10, "log training metrics every this many steps", integer(1))

@@ -24,6 +24,7 @@ import functools
 import importlib.util
 import math
 import os
+import statistics
 import warnings
 from collections.abc import Callable
 from numbers import Number
@@ -48,6 +49,7 @@ __all__ = [
     "RelaxedOneHot",
     "RelaxedPoisson",
     "default_backend",
+    "poisson_entropy",
     "poisson_kl",
     "poisson_kl_residual",
     "poisson_quantile",
@@ -109,17 +111,23 @@ INDICATORS: dict[str, Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]
 INDICATOR_CODES = {"sigmoid": 0, "linear": 1, "cubic": 2, "quintic": 3, "cosine": 4}
 
 
+# The truncation of rates up to the last threshold of this table is looked up exactly; beyond
+# (rates above ~890) the Cornish-Fisher expansion gives it, never below the exact quantile and at
+# most one above it (checked against the Poisson CDF up to MAX_RATE in the tests).
+_TABLE_SIZE = 1024
+
+
 @functools.lru_cache(maxsize=8)
-def _quantile_thresholds(n_max: int, tail: float) -> torch.Tensor:
-    """Rates ``t_k`` (k = 0..n_max) at which the Poisson ``1 - tail`` quantile steps past ``k``.
+def _quantile_thresholds(tail: float, device: torch.device) -> torch.Tensor:
+    """Rates ``t_k`` (k = 0.._TABLE_SIZE) at which the Poisson ``1 - tail`` quantile steps past ``k``.
 
     ``P(N <= k; rate)`` falls with the rate, so the quantile is ``<= k`` exactly for rates ``<= t_k``.
-    Found by bisection on ``gammaincc(k + 1, rate) = P(N <= k)`` in float64.
+    Found by bisection on ``gammaincc(k + 1, rate) = P(N <= k)`` in float64, once per device.
 
     Returns:
-        (n_max + 1,) float64 tensor, increasing.
+        (_TABLE_SIZE + 1,) float64 tensor on ``device``, increasing.
     """
-    k = torch.arange(n_max + 1, dtype=torch.float64)
+    k = torch.arange(_TABLE_SIZE + 1, dtype=torch.float64)
     low = torch.zeros_like(k)
     high = k + 20 * k.sqrt() + 50
     for _ in range(80):
@@ -127,28 +135,55 @@ def _quantile_thresholds(n_max: int, tail: float) -> torch.Tensor:
         below = torch.special.gammaincc(k + 1, middle) >= 1 - tail
         low = torch.where(below, middle, low)
         high = torch.where(below, high, middle)
-    return low
+    return low.to(device)
 
 
-def _thresholds_covering(rate: torch.Tensor, tail: float) -> torch.Tensor:
-    """Quantile thresholds (see ``_quantile_thresholds``) whose last entry exceeds every rate."""
-    largest = float(rate.max()) if rate.numel() else 0.0
-    if not math.isfinite(largest):
-        raise FloatingPointError(f"Poisson rates must be finite, got a maximum of {largest}")
-    if largest > MAX_RATE:
+@functools.lru_cache(maxsize=8)
+def _cornish_fisher(tail: float) -> tuple[float, float, float]:
+    """Coefficients ``(a, b, c)`` of the Poisson ``1 - tail`` quantile of large rates,
+    ``ceil(rate + a sqrt(rate) + b + c / sqrt(rate))``, by the Cornish-Fisher expansion.
+
+    With ``z`` the standard normal quantile, skewness ``rate^-1/2`` and excess kurtosis ``1/rate``:
+    ``rate + sqrt(rate) (z + (z^2 - 1) / (6 sqrt(rate)) + ((z^3 - 3 z) / 24 - (2 z^3 - 5 z) / 36)
+    / rate) - 1/2``, the half a continuity correction.
+    """
+    z = statistics.NormalDist().inv_cdf(1 - tail)
+    return z, (z * z - 1) / 6 - 0.5, (z**3 - 3 * z) / 24 - (2 * z**3 - 5 * z) / 36
+
+
+def _valid_rates(rate: torch.Tensor, refuse: bool) -> torch.Tensor:
+    """The rates the sampler can walk: finite and at most ``MAX_RATE``.
+
+    Args:
+        rate: (N,) rates.
+        refuse: raise for any other rate (this reads the tensor on the host: a synchronisation on
+            a GPU, which the GPU kernel avoids by returning NaN for those rates instead).
+
+    Returns:
+        (N,) bool mask.
+
+    Raises:
+        FloatingPointError: ``refuse`` and a rate is NaN, infinite or above ``MAX_RATE``.
+    """
+    valid = torch.isfinite(rate) & (rate <= MAX_RATE)
+    if refuse and not bool(valid.all()):
+        largest = float(rate.max())
+        if not math.isfinite(largest):
+            raise FloatingPointError(f"Poisson rates must be finite, got a maximum of {largest}")
         raise FloatingPointError(
             f"Poisson rates above {MAX_RATE:g} are not supported (the relaxed sampler walks one "
             f"arrival per count, and single-precision arrival times drift beyond it); got a "
             f"maximum of {largest:g}: cap the rates, e.g. through the log-rate"
         )
-    n_max = 64
-    while float(_quantile_thresholds(n_max, tail)[-1]) < largest:
-        n_max *= 2
-    return _quantile_thresholds(n_max, tail)
+    return valid
 
 
 def poisson_quantile(rate: torch.Tensor, tail: float = TRUNCATION_TAIL) -> torch.Tensor:
     """The Poisson ``1 - tail`` quantile of every rate: smallest ``n`` with ``P(N <= n) >= 1 - tail``.
+
+    Exact for rates up to ~890 (a table), the Cornish-Fisher expansion beyond (never below the
+    exact quantile, at most one above it). Computed on the rates' device without reading them on
+    the host; NaN, infinite and negative rates get 0.
 
     Args:
         rate: any shape, non-negative.
@@ -156,12 +191,15 @@ def poisson_quantile(rate: torch.Tensor, tail: float = TRUNCATION_TAIL) -> torch
 
     Returns:
         int64 tensor of the shape of ``rate``.
-
-    Raises:
-        FloatingPointError: a rate is NaN, infinite or above ``MAX_RATE``.
     """
-    thresholds = _thresholds_covering(rate, tail).to(rate.device)
-    return torch.searchsorted(thresholds, rate.detach().to(torch.float64).contiguous())
+    x = rate.detach().to(torch.float64)
+    thresholds = _quantile_thresholds(tail, x.device)
+    exact = torch.searchsorted(thresholds, x.contiguous())
+    a, b, c = _cornish_fisher(tail)
+    root = x.clamp_min(1.0).sqrt()
+    large = torch.ceil(x + a * root + b + c / root)
+    quantile = torch.where(x <= thresholds[-1], exact.to(torch.float64), large)
+    return torch.where(torch.isfinite(x) & (x >= 0), quantile, 0.0).to(torch.int64)
 
 
 # Live elements are compacted once this fraction of them has finished; until then finished
@@ -172,7 +210,7 @@ _COMPACT_FRACTION = 0.125
 @torch.no_grad()
 def _walk_arrivals(
     rate: torch.Tensor,
-    temperature: float,
+    temperature: float | torch.Tensor,
     indicator: str,
     exact_counts: bool,
     generator: torch.Generator | None,
@@ -181,7 +219,7 @@ def _walk_arrivals(
 
     Args:
         rate: (N,) rates, detached.
-        temperature: > 0.
+        temperature: > 0, a number or an (N,) tensor (one per rate).
         indicator: a key of ``INDICATORS``.
         exact_counts: also count the arrivals before ``t = 1`` exactly (untruncated), walking on
             until that count is known.
@@ -193,15 +231,17 @@ def _walk_arrivals(
     """
     soft_indicator = INDICATORS[indicator]
     cutoff = _stop_below(indicator)
+    _valid_rates(rate, refuse=True)  # the walk reads its progress on the host at every step anyway
     n_arrivals = poisson_quantile(rate)
     result = rate.new_zeros(3, rate.numel())
     # Rates below ~1e-5 have n = 0 arrivals: z = 0 and no gradient, unless exact counts are asked for.
     index = torch.nonzero((n_arrivals > 0) | exact_counts).squeeze(1)
-    # Rows: rate, n, arrival time E_j (unit rate), z, dz/drate, exact count.
-    state = rate.new_zeros(6, index.numel())
+    # Rows: rate, n, arrival time E_j (unit rate), z, dz/drate, exact count, temperature.
+    state = rate.new_zeros(7, index.numel())
     state[0] = rate[index]
     state[1] = n_arrivals[index]
-    lam, limit, arrival, z, dz_drate, count = state
+    state[6] = temperature[index] if isinstance(temperature, torch.Tensor) else temperature
+    lam, limit, arrival, z, dz_drate, count, temperature = state
     step = 0
     while index.numel():
         step += 1
@@ -223,25 +263,30 @@ def _walk_arrivals(
         if n_done < max(1.0, _COMPACT_FRACTION * index.numel()):
             continue
         done = torch.nonzero(~keep).squeeze(1)
-        result.index_copy_(1, index.index_select(0, done), state[3:].index_select(1, done))
+        result.index_copy_(1, index.index_select(0, done), state[3:6].index_select(1, done))
         kept = torch.nonzero(keep).squeeze(1)
         index = index.index_select(0, kept)
         state = state.index_select(1, kept)
-        lam, limit, arrival, z, dz_drate, count = state
+        lam, limit, arrival, z, dz_drate, count, temperature = state
     return result
 
 
-def _philox_seed(generator: torch.Generator | None, device: torch.device) -> int:
+def _philox_key(generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     """One draw from torch's generator (the default one of ``device`` when None): the key of the
-    counter-based generator of a whole call of a compiled kernel."""
+    counter-based generator of a whole call of a compiled kernel.
+
+    Returns:
+        (1,) int64 in [0, 2^62) on the generator's device (read by the GPU kernel there, with no
+        trip through the host).
+    """
     device = generator.device if generator is not None else device
-    return int(torch.randint(0, 2**62, (1,), generator=generator, device=device))
+    return torch.randint(0, 2**62, (1,), generator=generator, device=device)
 
 
 @torch.no_grad()
 def _fused_arrivals(
     rate: torch.Tensor,
-    temperature: float,
+    temperature: float | torch.Tensor,
     indicator: str,
     exact_counts: bool,
     generator: torch.Generator | None,
@@ -249,16 +294,17 @@ def _fused_arrivals(
     """The same as ``_walk_arrivals``, by the compiled per-element kernel (CPU tensors)."""
     from ._numba_sampler import relaxed_poisson_kernel
 
-    thresholds = _thresholds_covering(rate, TRUNCATION_TAIL).numpy()
-    seed = _philox_seed(generator, rate.device)
+    _valid_rates(rate, refuse=True)
+    seed = int(_philox_key(generator, rate.device))
     result = rate.new_empty(3, rate.numel())
-    cutoff = _stop_below(indicator)
     relaxed_poisson_kernel(
         rate.numpy(),
-        thresholds,
-        temperature,
+        _quantile_thresholds(TRUNCATION_TAIL, rate.device).numpy(),
+        np.array(_cornish_fisher(TRUNCATION_TAIL)),
+        # one temperature, or one per rate
+        torch.as_tensor(temperature, dtype=torch.float64).reshape(-1).numpy(),
         INDICATOR_CODES[indicator],
-        cutoff,
+        _stop_below(indicator),
         exact_counts,
         np.uint64(seed & 0xFFFFFFFF),
         np.uint64(seed >> 32),
@@ -270,20 +316,37 @@ def _fused_arrivals(
 @torch.no_grad()
 def _triton_arrivals(
     rate: torch.Tensor,
-    temperature: float,
+    temperature: float | torch.Tensor,
     indicator: str,
     exact_counts: bool,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
-    """The same as ``_walk_arrivals``, by the Triton per-element kernel (CUDA tensors)."""
+    """The same as ``_walk_arrivals``, by the Triton per-element kernel (CUDA tensors).
+
+    Nothing is read back to the host: on a GPU, rates the sampler cannot walk (NaN, infinite,
+    above ``MAX_RATE``) give NaN counts instead of an error (a training loss then turns NaN and
+    stops the run); CPU tensors (under Triton's interpreter) are refused as by the other walks.
+    """
     from ._triton_sampler import relaxed_poisson_triton
 
-    limit = poisson_quantile(rate)
-    seed = _philox_seed(generator, rate.device)
-    cutoff = _stop_below(indicator)
+    valid = _valid_rates(rate, refuse=rate.device.type == "cpu")
+    walked = torch.where(valid, rate, 0.0)
+    key = _philox_key(generator, rate.device).to(rate.device)
+    if isinstance(temperature, torch.Tensor):
+        temperatures = temperature.reshape(-1).to(torch.float32)
+    else:
+        temperatures = torch.full((1,), temperature, dtype=torch.float32, device=rate.device)
     with torch.cuda.device(rate.device) if rate.is_cuda else contextlib.nullcontext():
-        code = INDICATOR_CODES[indicator]
-        return relaxed_poisson_triton(rate, limit, temperature, code, cutoff, exact_counts, seed)
+        result = relaxed_poisson_triton(
+            walked,
+            poisson_quantile(walked),
+            temperatures,
+            INDICATOR_CODES[indicator],
+            _stop_below(indicator),
+            exact_counts,
+            key,
+        )
+    return torch.where(valid, result, torch.nan)
 
 
 #: Sampler implementations: ``fused`` (compiled per-element kernel, CPU), ``triton`` (the same
@@ -351,7 +414,7 @@ def default_backend(device: str | torch.device) -> str:
 
 def relaxed_poisson_rsample(
     rate: torch.Tensor,
-    temperature: float,
+    temperature: float | torch.Tensor,
     indicator: str = "sigmoid",
     straight_through: bool = False,
     generator: torch.Generator | None = None,
@@ -360,8 +423,11 @@ def relaxed_poisson_rsample(
     """Reparameterised relaxed Poisson counts with a gradient with respect to ``rate``.
 
     Args:
-        rate: any shape, non-negative; gradients flow back to it.
-        temperature: > 0 (use ``torch.poisson`` for temperature 0).
+        rate: any shape, non-negative; gradients flow back to it. float16 and bfloat16 rates are
+            sampled in float32 and the counts returned in the rates' dtype.
+        temperature: > 0 (use ``torch.poisson`` for temperature 0): a number, or a tensor that
+            broadcasts with ``rate`` (one temperature per element). Under ``torch.func.vmap``
+            (with ``randomness="different"``) each element still draws its own arrivals.
         indicator: soft indicator, a key of ``INDICATORS``.
         straight_through: forward the exact count, backward the relaxed count's gradient.
         generator: optional random generator.
@@ -371,10 +437,12 @@ def relaxed_poisson_rsample(
         Counts of the shape of ``rate``.
     """
     resolved = _resolve_backend(backend, rate.device)
+    if isinstance(temperature, torch.Tensor) and temperature.numel() > 1:
+        temperature = temperature.detach().to(rate.device).expand(rate.shape)
     try:
         return _RelaxedPoissonSample.apply(
             rate, temperature, indicator, straight_through, generator, resolved
-        )
+        )[0]
     except FloatingPointError:  # the rates' fault, not the kernel's
         raise
     except Exception as error:
@@ -391,24 +459,48 @@ def relaxed_poisson_rsample(
         )
         return _RelaxedPoissonSample.apply(
             rate, temperature, indicator, straight_through, generator, "torch"
-        )
+        )[0]
 
 
 class _RelaxedPoissonSample(torch.autograd.Function):
     """z and dz/drate in one forward pass; the backward pass is one multiply."""
 
     @staticmethod
-    def forward(ctx, rate, temperature, indicator, straight_through, generator, backend):  # type: ignore[override]
-        flat = rate.detach().reshape(-1).contiguous()
+    def forward(rate, temperature, indicator, straight_through, generator, backend):  # type: ignore[override]
+        working = torch.float32 if rate.dtype in (torch.float16, torch.bfloat16) else rate.dtype
+        flat = rate.detach().reshape(-1).to(working).contiguous()
+        if isinstance(temperature, torch.Tensor) and temperature.numel() > 1:
+            temperature = temperature.reshape(-1).to(working).contiguous()
         walk = _WALKS[backend]
         soft, dz_drate, exact = walk(flat, temperature, indicator, straight_through, generator)
-        ctx.save_for_backward(dz_drate.view_as(rate))
-        return (exact if straight_through else soft).view_as(rate)
+        z = (exact if straight_through else soft).view(rate.shape).to(rate.dtype)
+        return z, dz_drate.view(rate.shape).to(rate.dtype)
 
     @staticmethod
-    def backward(ctx, grad_output):  # type: ignore[override]
+    def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
+        ctx.save_for_backward(output[1])
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def backward(ctx, grad_z, grad_slope):  # type: ignore[override]
         (dz_drate,) = ctx.saved_tensors
-        return grad_output * dz_drate, None, None, None, None, None
+        return grad_z * dz_drate, None, None, None, None, None
+
+    @staticmethod
+    def vmap(info, in_dims, rate, temperature, indicator, straight_through, generator, backend):  # type: ignore[override]
+        # The sampler is elementwise: a batch of rates is one bigger call, its batch dimension
+        # moved to the front (and the temperature broadcast to it).
+        rate = (
+            rate.movedim(in_dims[0], 0)
+            if in_dims[0] is not None
+            else rate.expand(info.batch_size, *rate.shape)
+        )
+        if isinstance(temperature, torch.Tensor) and in_dims[1] is not None:
+            temperature = temperature.movedim(in_dims[1], 0).expand(rate.shape)
+        outputs = _RelaxedPoissonSample.apply(
+            rate, temperature, indicator, straight_through, generator, backend
+        )
+        return outputs, (0, 0)
 
 
 def _floating(name: str, value: torch.Tensor | Number) -> torch.Tensor | Number:
@@ -433,7 +525,9 @@ class RelaxedPoisson(Distribution):
     Args:
         rate: (...,) non-negative Poisson rates. Give this or ``log_rate``. Integer tensors are
             converted to torch's default floating dtype.
-        temperature: >= 0; the relaxation's sharpness (the release anneals it from 1 to 0.05).
+        temperature: >= 0; the relaxation's sharpness (the release anneals it from 1 to 0.05). A
+            number, or a tensor that broadcasts with the rates (each > 0; its values are checked
+            when ``validate_args``).
         log_rate: (...,) natural log of the rates.
         indicator: the soft indicator, one of ``INDICATORS`` (``sigmoid``, ``linear``, ``cubic``,
             ``quintic``, ``cosine``).
@@ -460,7 +554,7 @@ class RelaxedPoisson(Distribution):
     def __init__(
         self,
         rate: torch.Tensor | Number | None = None,
-        temperature: float = 1.0,
+        temperature: float | torch.Tensor = 1.0,
         *,
         log_rate: torch.Tensor | Number | None = None,
         indicator: str = "sigmoid",
@@ -478,30 +572,49 @@ class RelaxedPoisson(Distribution):
             raise ValueError(
                 f"RelaxedPoisson: unknown indicator {indicator!r}; choose one of {sorted(INDICATORS)}."
             )
-        if isinstance(temperature, torch.Tensor) and temperature.requires_grad:
-            raise ValueError(
-                "RelaxedPoisson: temperature requires grad, but the relaxation is not "
-                "differentiable in it; pass temperature.detach() or a number"
-            )
-        temperature = float(temperature)
-        if not math.isfinite(temperature) or temperature < 0:
-            raise ValueError(
-                f"RelaxedPoisson: temperature must be a finite number >= 0, got {temperature}."
-            )
+        validate = Distribution._validate_args if validate_args is None else validate_args
+        temperature = _checked_temperature(temperature, validate)
+        self._log_rate = None
         if log_rate is not None:
             (log_rate,) = broadcast_all(_floating("log_rate", log_rate))
-            rate = log_rate.exp()
+            self._log_rate, rate = log_rate, log_rate.exp()
         (self.rate,) = broadcast_all(_floating("rate", rate))
+        if isinstance(temperature, torch.Tensor):
+            try:
+                shape = torch.broadcast_shapes(self.rate.shape, temperature.shape)
+            except RuntimeError:
+                raise ValueError(
+                    f"RelaxedPoisson: a temperature of shape {tuple(temperature.shape)} does not "
+                    f"broadcast with rates of shape {tuple(self.rate.shape)}"
+                ) from None
+            self.rate = self.rate.expand(shape)
+            self._log_rate = None if self._log_rate is None else self._log_rate.expand(shape)
+            temperature = temperature.to(self.rate.device).expand(shape)
         self.temperature = temperature
         self.indicator = indicator
         self.straight_through = straight_through
         self.backend = backend
         super().__init__(self.rate.shape, validate_args=validate_args)
 
+    @property
+    def log_rate(self) -> torch.Tensor:
+        """The natural log of the rates (as given, when the distribution was built from it)."""
+        return self._log_rate if self._log_rate is not None else self.rate.log()
+
+    @property
+    def _hard(self) -> bool:
+        """Temperature 0: exact counts."""
+        return not isinstance(self.temperature, torch.Tensor) and self.temperature == 0
+
     def expand(self, batch_shape, _instance=None):  # type: ignore[override]
         new = self._get_checked_instance(RelaxedPoisson, _instance)
-        new.rate = self.rate.expand(torch.Size(batch_shape))
-        new.temperature = self.temperature
+        batch_shape = torch.Size(batch_shape)
+        new.rate = self.rate.expand(batch_shape)
+        new._log_rate = None if self._log_rate is None else self._log_rate.expand(batch_shape)
+        temperature = self.temperature
+        new.temperature = (
+            temperature.expand(batch_shape) if isinstance(temperature, torch.Tensor) else temperature
+        )
         new.indicator = self.indicator
         new.straight_through = self.straight_through
         new.backend = self.backend
@@ -525,11 +638,15 @@ class RelaxedPoisson(Distribution):
         self, sample_shape: torch.Size = torch.Size(), generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Relaxed counts of shape ``sample_shape + batch_shape``, differentiable in the rate."""
-        rate = self.rate.expand(self._extended_shape(sample_shape))
-        if self.temperature == 0:
-            return torch.poisson(rate.detach(), generator=generator)
+        shape = self._extended_shape(sample_shape)
+        rate = self.rate.expand(shape)
+        if self._hard:
+            return _exact_counts(rate.detach(), generator)
+        temperature = self.temperature
+        if isinstance(temperature, torch.Tensor):
+            temperature = temperature.expand(shape)
         return relaxed_poisson_rsample(
-            rate, self.temperature, self.indicator, self.straight_through, generator, self.backend
+            rate, temperature, self.indicator, self.straight_through, generator, self.backend
         )
 
     def sample(
@@ -538,7 +655,7 @@ class RelaxedPoisson(Distribution):
         """Exact Poisson counts of shape ``sample_shape + batch_shape``."""
         with torch.no_grad():
             rate = self.rate.expand(self._extended_shape(sample_shape))
-            return torch.poisson(rate, generator=generator)
+            return _exact_counts(rate, generator)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """Poisson log-probability (continued to non-integer counts through lgamma)."""
@@ -548,7 +665,74 @@ class RelaxedPoisson(Distribution):
         return value.xlogy(rate) - rate - torch.lgamma(value + 1)
 
     def entropy(self) -> torch.Tensor:
-        return Poisson(self.rate).entropy()
+        """The entropy of the Poisson distribution the relaxation tends to (nats), elementwise:
+        a direct sum for rates up to 50, the asymptotic series beyond (error below 1e-7)."""
+        return poisson_entropy(self.rate)
+
+
+def _checked_temperature(temperature: float | torch.Tensor, validate: bool) -> float | torch.Tensor:
+    """A number >= 0, or a tensor of numbers > 0 (one per element), refused in one line else.
+
+    The values of a tensor are checked only when ``validate`` (reading them is a host
+    synchronisation on a GPU, which ``validate_args=False`` avoids, as in ``torch.distributions``).
+    """
+    if isinstance(temperature, torch.Tensor) and temperature.requires_grad:
+        raise ValueError(
+            "RelaxedPoisson: temperature requires grad, but the relaxation is not "
+            "differentiable in it; pass temperature.detach() or a number"
+        )
+    if not isinstance(temperature, torch.Tensor) or temperature.numel() == 1:
+        value = float(temperature)
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"RelaxedPoisson: temperature must be a finite number >= 0, got {value}.")
+        return value
+    if not temperature.is_floating_point():
+        raise ValueError("RelaxedPoisson: temperatures must be floating-point numbers")
+    if validate and not bool((torch.isfinite(temperature) & (temperature > 0)).all()):
+        raise ValueError(
+            "RelaxedPoisson: a tensor of temperatures must be finite and > 0 everywhere "
+            "(temperature 0, exact counts, is one number for the whole distribution)"
+        )
+    return temperature
+
+
+def _exact_counts(rate: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Poisson counts, drawn in float32 for half-precision rates and returned in their dtype."""
+    if rate.dtype in (torch.float16, torch.bfloat16):
+        return torch.poisson(rate.float(), generator=generator).to(rate.dtype)
+    return torch.poisson(rate, generator=generator)
+
+
+# Rates up to this are summed directly; beyond, the asymptotic series is accurate to below 1e-7.
+_ENTROPY_SUM_UP_TO = 50.0
+
+
+def poisson_entropy(rate: torch.Tensor) -> torch.Tensor:
+    """The entropy H = -sum_k p_k log p_k of Poisson(rate), elementwise, in nats.
+
+    A direct sum over k for rates up to 50 (to the k past which p_k < 1e-17), the asymptotic
+    series 0.5 log(2 pi e rate) - 1/(12 rate) - 1/(24 rate^2) - 19/(360 rate^3) beyond. Computed in
+    float64, returned in the rates' dtype; 0 for a zero rate.
+    """
+    rate64 = torch.as_tensor(rate).detach().to(torch.float64)
+    flat = rate64.reshape(-1)
+    small = flat <= _ENTROPY_SUM_UP_TO
+    result = torch.empty_like(flat)
+    if bool(small.any()):
+        lam = flat[small].unsqueeze(1)
+        last = int(_ENTROPY_SUM_UP_TO + 12 * math.sqrt(_ENTROPY_SUM_UP_TO) + 40)
+        k = torch.arange(0, last, dtype=torch.float64)
+        log_p = torch.special.xlogy(k, lam) - lam - torch.lgamma(k + 1)
+        result[small] = -(log_p.exp() * log_p).nan_to_num(0.0).sum(1)
+    large = flat[~small]
+    result[~small] = (
+        0.5 * torch.log(2 * math.pi * math.e * large)
+        - 1 / (12 * large)
+        - 1 / (24 * large**2)
+        - 19 / (360 * large**3)
+    )
+    dtype = rate.dtype if isinstance(rate, torch.Tensor) and rate.is_floating_point() else torch.float64
+    return result.view(rate64.shape).to(dtype)
 
 
 def poisson_kl(rate_q: torch.Tensor, rate_p: torch.Tensor) -> torch.Tensor:

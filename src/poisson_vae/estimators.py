@@ -31,16 +31,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .config import ModelConfig, SparseCodingConfig, TrainConfig
+from .nets import LinearDecoder
 from .runs import Run
 from .sparse_coding import InferenceMethod, learn_dictionary
 from .sparse_coding.training import inference_method
 from .training import fit_array
-from .vae import load_model
+from .vae import VAE, load_model
 
 __all__ = ["PoissonVAETransformer", "SparseCodingTransformer"]
 
@@ -64,7 +65,7 @@ def _float64_copy(model: torch.nn.Module) -> torch.nn.Module:
 _MODEL_PARAMETERS = ("latent", "arch", "method", "indicator", "excitatory_only", "init_std")
 
 
-class PoissonVAETransformer(TransformerMixin, BaseEstimator):
+class PoissonVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """A VAE on flat features (``lin|lin`` by default), as a scikit-learn transformer.
 
     ``fit`` trains the VAE on X (N, D) with the same Lightning module, optimiser (Adamax), schedules
@@ -73,7 +74,13 @@ class PoissonVAETransformer(TransformerMixin, BaseEstimator):
     means (P-VAE: the rates), (N, K); spike counts come only from :meth:`sample_codes`.
 
     The parameters are those of ``pvae train`` (see ``pvae train --help``) with smaller defaults for
-    fast fits; multi-device options are left to the CLI.
+    fast fits; multi-device options are left to the CLI. ``score(X)`` is minus the NELBO on X, so a
+    grid search over ``beta`` (or any parameter) needs no labels. Output feature names are
+    ``poissonvaetransformer0``, ... (``set_output(transform="pandas")`` works).
+
+    Dictionaries: the torch model keeps a linear decoder's atoms as the columns of a (D, K)
+    matrix (``model_.decoder.dictionary``); ``components_`` holds them as (K, D) rows, as
+    scikit-learn's ``DictionaryLearning`` and :class:`SparseCodingTransformer` do.
 
     Args:
         n_latents: K, the number of latents.
@@ -90,11 +97,13 @@ class PoissonVAETransformer(TransformerMixin, BaseEstimator):
             ``pvae train`` (``batch_size`` is capped at N).
         accelerator: ``cpu`` (default, deterministic for a given ``random_state``), ``gpu`` or
             ``auto``.
+        precision: ``32-true`` (default), ``bf16-mixed`` or ``16-mixed`` (GPU).
         random_state: seed of the initial weights, the batch order and the samples.
         verbose: show a progress bar.
 
     Attributes:
         model_: the trained :class:`~poisson_vae.vae.VAE` (on the CPU, in eval mode).
+        components_: (K, D) a linear decoder's atoms as rows (absent for other decoders).
         n_features_in_: D.
         input_shape_: (C, H, W) the model takes (``(1, 1, D)`` after ``fit``).
         loss_curve_: mean training loss of each epoch.
@@ -127,6 +136,7 @@ class PoissonVAETransformer(TransformerMixin, BaseEstimator):
         temperature_end: float | None = None,
         anneal_fraction: float = 0.5,
         accelerator: str = "cpu",
+        precision: str = "32-true",
         random_state: int | np.random.RandomState | None = None,
         verbose: bool = False,
     ) -> None:
@@ -153,6 +163,7 @@ class PoissonVAETransformer(TransformerMixin, BaseEstimator):
         self.temperature_end = temperature_end
         self.anneal_fraction = anneal_fraction
         self.accelerator = accelerator
+        self.precision = precision
         self.random_state = random_state
         self.verbose = verbose
 
@@ -163,7 +174,7 @@ class PoissonVAETransformer(TransformerMixin, BaseEstimator):
         train_options = (
             "epochs", "batch_size", "lr", "lr_min", "warmup_epochs", "weight_decay", "grad_clip",
             "warmup_clip_factor", "lr_restarts", "beta", "beta_start", "beta_hold_fraction",
-            "temperature_start", "temperature_end", "anneal_fraction", "accelerator",
+            "temperature_start", "temperature_end", "anneal_fraction", "accelerator", "precision",
         )  # fmt: skip
         model = ModelConfig(
             n_latents=self.n_latents,
@@ -182,10 +193,32 @@ class PoissonVAETransformer(TransformerMixin, BaseEstimator):
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         model_config, train_config = self._configs(X.shape[1])
         model, curve = fit_array(model_config, train_config, X)
-        self.model_ = model
-        self.input_shape_ = model.config.input_shape
+        self._fitted(model)
         self.loss_curve_ = curve
         return self
+
+    def _fitted(self, model: VAE) -> None:
+        """Set the fitted attributes of a trained model."""
+        self.model_ = model
+        self.input_shape_ = tuple(model.config.input_shape)
+        if isinstance(model.decoder, LinearDecoder):
+            self.components_ = model.decoder.dictionary.detach().double().T.numpy().copy()
+        elif hasattr(self, "components_"):
+            del self.components_
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.model_.config.n_latents
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Minus the mean NELBO (SSE + KL, hard samples, as ``pvae evaluate``) of X (N, D): higher
+        is better, as scikit-learn's model selection expects; ``y`` is ignored."""
+        data = self._inputs(X)
+        model = _float64_copy(self.model_)
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            terms = model(data, temperature=0.0, method="mc", generator=generator)
+        return -float((terms.sse + terms.kl).mean())
 
     def _inputs(self, X: Any) -> torch.Tensor:
         """X (N, D) validated, as a float64 tensor."""
@@ -239,14 +272,13 @@ class PoissonVAETransformer(TransformerMixin, BaseEstimator):
         if "seed" in recipe:
             params["random_state"] = recipe["seed"]
         estimator = cls(**params)
-        estimator.model_ = model.eval()
-        estimator.input_shape_ = tuple(model.config.input_shape)
+        estimator._fitted(model.eval())
         estimator.n_features_in_ = math.prod(model.config.input_shape)
         estimator.loss_curve_ = []
         return estimator
 
 
-class SparseCodingTransformer(TransformerMixin, BaseEstimator):
+class SparseCodingTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Dictionary learning plus LCA / ISTA / FISTA sparse inference, like scikit-learn's SparseCoder.
 
     ``fit`` learns ``n_atoms`` unit-norm atoms by minibatch alternating minimisation
@@ -268,7 +300,8 @@ class SparseCodingTransformer(TransformerMixin, BaseEstimator):
         random_state: seed of the initial atoms and the minibatches.
 
     Attributes:
-        components_: (K, D) the unit-norm atoms, as rows (like ``DictionaryLearning``).
+        components_: (K, D) the unit-norm atoms, as rows (like ``DictionaryLearning``); the
+            torch solvers take them as the columns of a (D, K) dictionary, ``components_.T``.
         n_features_in_: D.
     """
 
@@ -325,6 +358,18 @@ class SparseCodingTransformer(TransformerMixin, BaseEstimator):
         )
         self.components_ = dictionary.T.numpy().astype(np.float64)
         return self
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.components_.shape[0]
+
+    def inverse_transform(self, codes: Any) -> np.ndarray:
+        """(N, D) reconstructions ``codes @ components_`` of (N, K) codes, float64."""
+        check_is_fitted(self, "components_")
+        codes = np.asarray(codes, dtype=np.float64)
+        if codes.ndim != 2 or codes.shape[1] != self.components_.shape[0]:
+            raise ValueError(f"codes must be (N, {self.components_.shape[0]}), got shape {codes.shape}")
+        return codes @ self.components_
 
     def transform(self, X: Any) -> np.ndarray:
         """Sparse codes of X (N, D) under the learned dictionary, (N, K) float64."""

@@ -417,6 +417,7 @@ def _make_trainer(config: RunConfig, run: Run, callbacks: list[Callback]) -> L.T
         devices=int(train_config.devices) if train_config.devices.isdigit() else "auto",
         num_nodes=train_config.num_nodes,
         strategy=train_config.strategy,
+        precision=train_config.precision,
         logger=loggers,
         plugins=[_AtomicCheckpointIO()],
         callbacks=[
@@ -598,6 +599,7 @@ def fit_array(
                 max_epochs=train_config.epochs,
                 accelerator=accelerator,
                 devices=1,
+                precision=train_config.precision,
                 logger=False,
                 enable_checkpointing=False,
                 callbacks=[epoch_loss, *([_ProgressBar()] if bar else [])],
