@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -497,3 +499,26 @@ def test_sample_writes_into_a_folder(tmp_path: Path, capsys: pytest.CaptureFixtu
         main(["sample", str(tmp_path / "model"), "--n-samples", "9", "--out", str(tmp_path / "o")]) == 0
     )
     assert (tmp_path / "o" / "samples.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _documented_commands() -> list[str]:
+    """Every ``pvae`` command line of a bash block in the README and the docs."""
+    root = Path(__file__).resolve().parents[1]
+    commands = []
+    for page in [root / "README.md", *sorted((root / "docs").rglob("*.md"))]:
+        for block in re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.DOTALL):
+            for line in block.replace("\\\n", " ").splitlines():
+                line = line.split(" #")[0].strip()
+                if re.match(r"(\.venv/bin/)?pvae ", line):
+                    commands.append(line)
+    return commands
+
+
+@pytest.mark.parametrize("command", _documented_commands())
+def test_documented_commands_parse(command: str) -> None:
+    """A renamed flag cannot leave the documentation behind: each command line parses."""
+    argv = shlex.split(command)[1:]
+    try:
+        build_parser().parse_args(argv)
+    except SystemExit as stop:  # a parse error, or --help / --version
+        assert stop.code == 0, command

@@ -39,6 +39,8 @@ def test_train_resume_and_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["algorithm"] == "lca" and 0 < metrics["portion_zeros"] < 1
     assert (out / "dictionary.png").is_file()
+    log = (out / "train.log").read_text()  # both starts, one line per epoch
+    assert all(f"epoch {epoch}/" in log for epoch in (1, 2, 3)), log
     assert main(["evaluate", str(out)]) == 0
     evaluated = json.loads((out / "eval" / "metrics.json").read_text())
     assert evaluated["mse_map"] == pytest.approx(metrics["mse_map"], rel=1e-4)

@@ -276,6 +276,43 @@ def test_two_process_ddp_keeps_replicas_identical(tmp_path) -> None:
     assert (tmp_path / "run" / "metrics.json").is_file()
 
 
+def test_a_lightning_script_of_ones_own_trains_restores_and_predicts(tmp_path) -> None:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x = torch.from_numpy(DataConfig(n_train=600, n_valid=100).load()["train"])
+    labels = torch.zeros(len(x), dtype=torch.long)
+    loader = DataLoader(TensorDataset(x, labels), batch_size=100, shuffle=True)  # (x, y) batches
+    module = VAEModule(small_config(epochs=10))  # the trainer's epochs rule the schedules
+    before = module.model.encoder.linear.weight.detach().clone()
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    trainer.fit(module, loader)
+    assert not torch.equal(module.model.encoder.linear.weight, before)  # the encoder trained
+    assert module._warmup_steps == 6  # one warm-up epoch of 6 steps, of 2 epochs
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    restored = VAEModule.load_from_checkpoint(tmp_path / "last.ckpt")
+    assert restored.config == module.config
+    torch.testing.assert_close(restored.model.state_dict(), module.model.state_dict())
+    rates = torch.cat(trainer.predict(restored, DataLoader(TensorDataset(x[:250]), batch_size=100)))
+    torch.testing.assert_close(rates, module.model.eval().encode(x[:250]).mean)
+
+
+def test_load_from_checkpoint_runs_no_code_from_the_file(tmp_path) -> None:
+    import builtins
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (builtins.open, (str(marker), "w"))
+
+    document = {"state_dict": {}, "hyper_parameters": {"config": Exploit()}}
+    torch.save(document, tmp_path / "crafted.ckpt")
+    with pytest.raises(pickle.UnpicklingError):
+        VAEModule.load_from_checkpoint(tmp_path / "crafted.ckpt")
+    assert not marker.exists()
+
+
 def test_fit_array_trains_in_memory_seeded_and_leaves_the_callers_rng_alone() -> None:
     data = torch.randn(300, 1, 4, 4, generator=torch.Generator().manual_seed(0)).numpy()
     recipe = TrainConfig(epochs=4, batch_size=50, warmup_epochs=1, progress=False, seed=3)

@@ -388,7 +388,7 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "compare",
         help="paper-style tables over seeds and conditions of evaluated runs",
-        description="Aggregate evaluated runs by condition: mean and 99 %% CI over seeds, paired "
+        description="Aggregate evaluated runs by condition: mean and 99 % CI over seeds, paired "
         "t-tests (Benjamini-Hochberg), a rate-distortion plot; writes OUT/COMPARE.md.",
     )
     parser.add_argument("runs", type=_path, nargs="+", help="evaluated run directories")

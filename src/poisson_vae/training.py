@@ -138,6 +138,18 @@ class VAEModule(L.LightningModule):
         self.config = config
         self.model: VAE = build_vae(config.model)
 
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls, checkpoint_path, map_location=None, hparams_file=None, strict=None, **kwargs
+    ) -> VAEModule:
+        """Lightning's ``load_from_checkpoint``, reading tensors and plain data only (a crafted
+        checkpoint runs no code): the configuration is saved as plain data, so nothing needs
+        unpickling. ``weights_only=False`` still reads checkpoints from trusted sources only."""
+        kwargs.setdefault("weights_only", True)
+        return super().load_from_checkpoint(
+            checkpoint_path, map_location, hparams_file, strict, **kwargs
+        )
+
     # --- schedules -------------------------------------------------------------------------
     @property
     def _total_steps(self) -> int:
@@ -145,8 +157,10 @@ class VAEModule(L.LightningModule):
 
     @property
     def _warmup_steps(self) -> int:
-        per_epoch = self._total_steps / self.config.train.epochs
-        return round(self.config.train.warmup_epochs * per_epoch)
+        # the trainer's epochs (in a script of one's own), else the configuration's
+        epochs = self._trainer.max_epochs if self._trainer is not None else None
+        epochs = epochs if epochs is not None and epochs > 0 else self.config.train.epochs
+        return round(self.config.train.warmup_epochs * self._total_steps / epochs)
 
     def schedule(self, step: int) -> tuple[float, float]:
         """(temperature, beta) at an optimiser step."""
