@@ -36,3 +36,18 @@ def test_readme_has_python_examples() -> None:
 def test_readme_example_runs(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     exec(compile(readme_examples()[index], f"README.md example {index}", "exec"), {})
+
+
+def test_the_version_is_defined_once() -> None:
+    """pyproject.toml reads it from the package; the citation file repeats it."""
+    import poisson_vae
+
+    pyproject = (ROOT / "pyproject.toml").read_text()  # (tomllib needs Python 3.11)
+    project = pyproject.split("\n[project]\n")[1].split("\n[")[0]
+    assert not re.search(r"^version\s*=", project, flags=re.MULTILINE)
+    assert 'dynamic = ["version"]' in project
+    assert 'version = { attr = "poisson_vae.__version__" }' in pyproject
+    citation = (ROOT / "CITATION.cff").read_text()
+    assert f"\nversion: {poisson_vae.__version__}\n" in citation
+    assert f"## {poisson_vae.__version__.removesuffix('.dev0')}" in (ROOT / "CHANGELOG.md").read_text()
+    assert (ROOT / "src" / "poisson_vae" / "py.typed").is_file()

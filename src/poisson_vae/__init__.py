@@ -14,7 +14,7 @@ from .latents import LatentCode, PoissonLatent
 from .sparse_coding import FISTA, ISTA, LCA
 from .vae import VAE, CheckpointError, build_vae, load_model, save_model
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "FISTA",
