@@ -144,8 +144,10 @@ class VAEModule(L.LightningModule):
     ) -> VAEModule:
         """Lightning's ``load_from_checkpoint``, reading tensors and plain data only (a crafted
         checkpoint runs no code): the configuration is saved as plain data, so nothing needs
-        unpickling. ``weights_only=False`` still reads checkpoints from trusted sources only."""
-        kwargs.setdefault("weights_only", True)
+        unpickling, and a request to unpickle anything is refused."""
+        if kwargs.pop("weights_only", True) is False:
+            raise ValueError("VAEModule checkpoints load weights-only; drop weights_only=False")
+        kwargs["weights_only"] = True
         return super().load_from_checkpoint(
             checkpoint_path, map_location, hparams_file, strict, **kwargs
         )
