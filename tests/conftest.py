@@ -7,11 +7,14 @@ everywhere; the variable must be set before the kernels are defined (at import).
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import lightning  # noqa: F401  (its log handler binds to the session's stderr, not to one test's)
 import pytest
 import torch
+from matplotlib.figure import Figure
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -23,6 +26,18 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("PVAE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+@pytest.fixture(autouse=True)
+def _ctrl_c_left_alone() -> Iterator[None]:
+    """A test that leaves Ctrl+C ignored (Lightning ignores SIGINT once it has caught one) fails:
+    every process the worker starts afterwards would inherit the ignored signal."""
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    after = signal.getsignal(signal.SIGINT)
+    if after is not before:
+        signal.signal(signal.SIGINT, before)
+        pytest.fail(f"the test left SIGINT's handler changed from {before} to {after}")
+
+
 @pytest.fixture
 def one_torch_thread() -> Iterator[None]:
     """Run a test with one torch thread, restoring the count after it."""
@@ -30,3 +45,20 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> dict[Path, Figure]:
+    """The figures the package saves during a test, by path (as the caller named it): tests read
+    the data a figure plots from its artists rather than from pixels."""
+    from poisson_vae import figures
+
+    saved: dict[Path, Figure] = {}
+    save = figures._save
+
+    def record(figure: Figure, path: str | Path, dpi: int = 100) -> Path:
+        saved[Path(path)] = figure
+        return save(figure, path, dpi)
+
+    monkeypatch.setattr(figures, "_save", record)
+    return saved

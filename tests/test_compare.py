@@ -79,6 +79,8 @@ def test_condition_label() -> None:
     assert Condition("natural16", "lca", "-", "-", lam=0.5).label == "lca lam=0.5"
     sized = Condition("mnist", "poisson", "lin|lin", "mc", beta=1.0, n_latents=10, epochs=30)
     assert sized.label == "poisson lin|lin mc K=10 beta=1 (30 epochs)"
+    assert sized.sweep_label == "poisson lin|lin mc K=10 (30 epochs)" and sized.weight_label == "β=1"
+    assert Condition("natural16", "lca", "-", "-", lam=0.5).weight_label == "λ=0.5"
 
 
 def test_runs_with_other_sizes_or_schedules_are_other_conditions(tmp_path: Path) -> None:
@@ -250,3 +252,54 @@ def test_rate_distortion_figure_written(tmp_path: Path) -> None:
     runs = load_runs(two_conditions(tmp_path / "runs", shift=1.0, seeds=(0, 1, 2)))
     path = save_rate_distortion_figure(runs, tmp_path / "fig" / "rd.png")
     assert path.stat().st_size > 0 and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_beta_sweep_is_one_curve_of_labelled_means_with_seed_bars(tmp_path: Path, drawn: dict) -> None:
+    directories = []
+    for beta in (4.0, 0.5, 1.0):  # listed out of order: the curve runs by beta
+        for seed in (0, 1, 2):
+            sparsity, mse = 0.9 + beta / 50 + seed / 1000, 10 * beta + seed
+            metrics = {"lifetime_sparsity": sparsity, "mse_map": mse}
+            directories.append(write_run(tmp_path, f"b{beta}-{seed}", seed, beta=beta, **metrics))
+    directories += [write_run(tmp_path, f"g{seed}", seed, "gaussian") for seed in (0, 1, 2)]
+    save_rate_distortion_figure(load_runs(directories), tmp_path / "rd.png")
+    axis = drawn[tmp_path / "rd.png"].axes[0]
+    sweep, gaussian = axis.containers
+    means = [[0.9 + beta / 50 + 0.001, 10 * beta + 1] for beta in (0.5, 1.0, 4.0)]
+    assert np.allclose(sweep.lines[0].get_xydata(), means)
+    half = scipy_stats.t.ppf(0.995, 2) * np.std([0, 1, 2], ddof=1) / np.sqrt(3)
+    assert np.allclose(
+        [s[:, 1] for s in sweep.lines[2][1].get_segments()], [[y - half, y + half] for _, y in means]
+    )
+    assert np.allclose(gaussian.lines[0].get_xydata(), [[0.7, 0.2]])  # BASE: one condition, one point
+    assert sorted(text.get_text() for text in axis.texts) == ["β=0.5", "β=1", "β=1", "β=4"]
+    legend = [text.get_text() for text in axis.figure.legends[0].get_texts()]
+    assert legend == ["poisson lin|lin mc K=512 (10 epochs)", "gaussian lin|lin mc K=512 (10 epochs)"]
+
+
+def test_knn_accuracy_against_labels_per_condition(tmp_path: Path, drawn: dict) -> None:
+    directories = []
+    for latent, shift in (("poisson", 0.1), ("gaussian", 0.0)):
+        for seed in (0, 1, 2):
+            knn = {
+                n: {"mean": accuracy + shift + seed / 100}
+                for n, accuracy in (("1000", 0.7), ("200", 0.5))
+            }
+            directories.append(
+                write_run(tmp_path, f"{latent}{seed}", seed, latent, data="mnist", knn=knn)
+            )
+    compare(directories, tmp_path / "out")
+    assert (
+        "![KNN accuracy against the number of labels](knn.png)"
+        in (tmp_path / "out" / "COMPARE.md").read_text()
+    )
+    (axis,) = drawn[tmp_path / "out" / "knn.png"].axes
+    assert axis.get_title() == "mnist" and axis.get_xscale() == "log"
+    poisson, gaussian = axis.lines
+    assert poisson.get_xdata().tolist() == [200, 1000] and np.allclose(poisson.get_ydata(), [0.61, 0.81])
+    assert np.allclose(gaussian.get_ydata(), [0.51, 0.71])
+    band = axis.collections[0].get_paths()[0].vertices[:, 1]
+    half = scipy_stats.t.ppf(0.995, 2) * 0.01 / np.sqrt(3)  # the seeds differ by 0.01
+    assert (band.min(), band.max()) == pytest.approx((0.61 - half, 0.81 + half))
+    compare(two_conditions(tmp_path / "unlabelled", shift=1.0, seeds=(0, 1)), tmp_path / "out")
+    assert not (tmp_path / "out" / "knn.png").exists()  # no KNN results: none, and no stale one

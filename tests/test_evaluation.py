@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from poisson_vae.cli import main
@@ -30,7 +31,7 @@ def natural_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _tiny_run(out, DataConfig(n_train=1000, n_valid=300), n_latents=24)
 
 
-def test_evaluate_writes_metrics_report_and_figures(natural_run: Path) -> None:
+def test_evaluate_writes_metrics_report_and_figures(natural_run: Path, drawn: dict) -> None:
     metrics = evaluate_run(natural_run)
     out = natural_run / "eval"
     stored = json.loads((out / "metrics.json").read_text())
@@ -42,11 +43,19 @@ def test_evaluate_writes_metrics_report_and_figures(natural_run: Path) -> None:
     gabor = stored["gabor"]
     assert gabor["n"] == stored["n_active"] and 0 <= gabor["fraction_gabor"] <= 1
     assert "knn" not in stored  # natural16 has no labels
-    for name in ("kl_per_latent", "code_histogram", "reconstructions", "samples", "dictionary"):
+    figures = ("kl_per_latent", "code_histogram", "reconstructions", "samples", "dictionary")
+    for name in (*figures, "training_curves"):
         assert (out / f"{name}.png").stat().st_size > 1000, name
     assert (out / "gabor_fits.png").is_file()
     report = (out / "report.md").read_text()
     assert "| NELBO | SSE | KL | mse_map |" in report and "fit a 2-D Gabor" in report
+    assert "![training curves](training_curves.png)" in report
+    # the curves are the run's logs: 2 epochs of 10 steps, validated after each
+    curves = {axis.get_title(): axis for axis in drawn[out / "training_curves.png"].axes}
+    nelbo = curves["validation NELBO"].lines[0].get_xydata()
+    assert nelbo[:, 0].tolist() == [9, 19] and np.isfinite(nelbo).all()
+    assert len(curves["temperature"].lines[0].get_xdata()) == 20 // 10  # logged every 10 steps
+    assert (natural_run / "training_curves.png").stat().st_size > 1000  # written by training
 
 
 def test_evaluate_cli_and_its_errors(

@@ -212,6 +212,46 @@ def test_rate_distortion_report_has_the_combined_figure(tmp_path: Path) -> None:
     assert "| ISTA, published (van Hateren) | — | 86.9 | 0.961 |" in text
 
 
+def test_rate_distortion_figure_draws_every_sweep_apart(tmp_path: Path, drawn: dict) -> None:
+    suite = build_suite("natural16-rate-distortion", "small")
+    rising = {0.01: 3.0, 0.4: 50.0, 1.0: 100.0, 1.5: 130.0, 4.0: 230.0}
+    render_report(suite, rate_distortion_results(rising, 60.0), {}, tmp_path, "x")
+    axis = drawn[tmp_path / "figures" / "rate_distortion.png"].axes[0]
+    names = [text.get_text() for text in axis.figure.legends[0].get_texts()]
+    assert names == [
+        "P-VAE encoder (beta sweep)",
+        *(f"LCA on the beta = {beta:g} P-VAE dictionary" for beta in rising),
+    ]
+    sweep = axis.containers[0].lines[0].get_xydata()
+    assert np.allclose(sweep, [[0.3 + beta / 10 + 0.01, mse + 1] for beta, mse in rising.items()])
+    styles = {
+        (c.lines[0].get_color(), c.lines[0].get_marker(), c.lines[0].get_linestyle())
+        for c in axis.containers
+    }
+    assert len(styles) == 6  # the five overlapping gap curves stay apart
+    labels = {text.get_text() for text in axis.texts}
+    assert {"β=0.01", "β=4", "λ=0.3", "λ=1"} <= labels
+
+
+def test_mnist_report_plots_knn_against_labels_for_every_k(tmp_path: Path, drawn: dict) -> None:
+    suite = build_suite("mnist-geometry", "small")
+    results = {}
+    for k in (10, 50):
+        for seed in range(3):
+            for family, base in (("poisson", 0.8), ("gaussian", 0.7)):
+                metrics = {f"knn_{n}": base + n / 1e5 + seed / 100 for n in (200, 1000, 5000)}
+                name, result = vae_result(family, seed, metrics, k=k, data="mnist")
+                results[name] = result
+    text = render_report(suite, results, {}, tmp_path, "x")
+    assert "![KNN accuracy against the number of labels](figures/knn.png)" in text
+    axes = drawn[tmp_path / "figures" / "knn.png"].axes
+    assert [axis.get_title() for axis in axes] == ["K = 10", "K = 50"]  # no runs of K = 100 yet
+    poisson, gaussian = axes[1].lines  # the paper's order of families
+    assert poisson.get_xdata().tolist() == [200, 1000, 5000]
+    assert np.allclose(poisson.get_ydata(), [0.81 + n / 1e5 for n in (200, 1000, 5000)])
+    assert np.allclose(gaussian.get_ydata(), [0.71 + n / 1e5 for n in (200, 1000, 5000)])
+
+
 def test_report_regenerates_from_result_files_alone(tmp_path: Path) -> None:
     suite = build_suite("natural16-zoo", "small")
     synthetic = list(zoo_results(1.0, 0.1).values())

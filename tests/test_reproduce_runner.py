@@ -128,10 +128,13 @@ def test_killed_sweep_loses_only_the_job_in_flight(tmp_path: Path) -> None:
 
 
 _SWEEP = """
+import signal
 import sys
 from tests.test_reproduce_runner import tiny_job, tiny_suite
 from poisson_vae.reproduce.runner import SweepInterrupted, run_suite
 if __name__ == "__main__":
+    # a foreground command's Ctrl+C, whatever the test process's own disposition
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     jobs = [tiny_job("poisson", seed, epochs={epochs}) for seed in range(3)]
     try:
         run_suite(tiny_suite(*jobs), sys.argv[1], "local", {{"workers": 2}}, progress=False)

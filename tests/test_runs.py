@@ -179,11 +179,41 @@ def test_one_replica_check_for_every_launcher(
 
 def test_outputs_never_overwrite_a_runs_own_files(tmp_path: Path) -> None:
     _started(tmp_path / "run")
-    for path in ("dictionary.png", "config.json", "eval/metrics.json", "checkpoints/x"):
+    for path in (
+        "dictionary.png",
+        "training_curves.png",
+        "config.json",
+        "eval/metrics.json",
+        "checkpoints/x",
+    ):
         with pytest.raises(ConfigError, match="would overwrite a file of the run"):
             check_output_path(tmp_path / "run" / path)
     assert check_output_path(tmp_path / "run" / "my-samples.png").name == "my-samples.png"
     assert check_output_path(tmp_path / "elsewhere.png").name == "elsewhere.png"
+
+
+def test_training_history_joins_the_starts_in_order(tmp_path: Path) -> None:
+    run = _started(tmp_path)
+    assert run.training_history() == ({}, [])
+    header = "epoch,step,train/loss,train/beta,val/nelbo\n"
+    logs = {
+        0: "0,9,5.0,0.1,\n0,19,4.0,0.2,\n0,19,,,3.5\n1,29,3.0,0.3,\n",  # killed after step 29
+        1: "1,24,3.2,0.25,\n1,34,2.5,0.35,\n1,39,,,2.9\n",  # resumed from the step-20 checkpoint
+        10: "2,49,2.0,0.5,\n",  # version 10 comes after version 1, not before it
+        2: "1,44,2.2,0.45,\n",
+    }
+    for version, rows in logs.items():
+        folder = tmp_path / "logs" / f"version_{version}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.csv").write_text(header + rows)
+    (tmp_path / "logs" / "version_x").mkdir()  # not a start
+    history = run.training_history()
+    assert history.resumed_at == [24, 44, 49]
+    assert history.columns["train/loss"].tolist() == [
+        [9, 5.0], [19, 4.0], [24, 3.2], [34, 2.5], [44, 2.2], [49, 2.0]
+    ]  # fmt: skip
+    assert history.columns["val/nelbo"].tolist() == [[19, 3.5], [39, 2.9]]
+    assert set(history.columns) == {"train/loss", "train/beta", "val/nelbo"}
 
 
 def test_metrics_are_written_atomically_and_read_back(tmp_path: Path) -> None:

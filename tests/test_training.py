@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from poisson_vae.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from poisson_vae.training import NonFiniteLossError, RunExistsError, VAEModule, fit_array, train
 from poisson_vae.vae import CheckpointError
 
-FINAL_FILES = ("model.safetensors", "dictionary.png", "metrics.json")
+FINAL_FILES = ("model.safetensors", "dictionary.png", "training_curves.png", "metrics.json")
 
 
 def small_config(epochs: int = 3, **train_options) -> RunConfig:
@@ -327,3 +328,24 @@ def test_fit_array_trains_in_memory_seeded_and_leaves_the_callers_rng_alone() ->
     assert curve_again == curve
     for left, right in zip(model.parameters(), again.parameters(), strict=True):
         torch.testing.assert_close(left, right, rtol=0, atol=0)
+
+
+def test_an_interrupted_fit_array_raises_keyboard_interrupt_and_leaves_ctrl_c_working(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Lightning turns Ctrl+C into exit(1) and ignores SIGINT from then on; in memory (the
+    scikit-learn estimator, a notebook) the caller gets a KeyboardInterrupt and its handler back."""
+    step = VAEModule.training_step
+
+    def interrupted(self, batch, batch_index):
+        if self.global_step == 2:
+            raise KeyboardInterrupt
+        return step(self, batch, batch_index)
+
+    monkeypatch.setattr(VAEModule, "training_step", interrupted)
+    handler = signal.getsignal(signal.SIGINT)
+    data = torch.randn(300, 1, 4, 4, generator=torch.Generator().manual_seed(0)).numpy()
+    recipe = TrainConfig(epochs=4, batch_size=50, warmup_epochs=1, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        fit_array(ModelConfig(n_latents=8), recipe, data)
+    assert signal.getsignal(signal.SIGINT) is handler

@@ -11,6 +11,7 @@ from .distributions import (
 )
 from .gabor import fit_gabors, gabor_summary
 from .latents import LatentCode, PoissonLatent
+from .pretrained import load_pretrained
 from .sparse_coding import FISTA, ISTA, LCA
 from .vae import VAE, CheckpointError, build_vae, load_model, save_model
 
@@ -34,6 +35,7 @@ __all__ = [
     "fit_gabors",
     "gabor_summary",
     "load_model",
+    "load_pretrained",
     "poisson_kl",
     "poisson_kl_residual",
     "poisson_quantile",

@@ -24,7 +24,7 @@ import torch
 
 from .config import RunConfig, choice, integer
 from .errors import ConfigError, braces
-from .figures import save_rate_distortion_points
+from .figures import RatePoint, save_rate_distortion
 from .latents import LATENT_FAMILIES
 from .metrics import lifetime_sparsity
 from .nets import LinearDecoder
@@ -167,14 +167,17 @@ def amortization_gap(
     out.mkdir(parents=True, exist_ok=True)
     label = f"{config.model.latent} {config.model.arch}"
     (out / "amortization_gap.md").write_text(render_gap_table(rows, label))
-    series = {
-        f"{label} encoder": [(rows[0]["lifetime_sparsity"], rows[0]["mse_map"])],
-        sweep[0]["source"]: [(row["lifetime_sparsity"], row["mse_map"]) for row in sweep],
-    }
-    series |= {row["source"]: [(row["lifetime_sparsity"], row["mse_map"])] for row in compared}
-    save_rate_distortion_points(series, out / "rate_distortion.png", f"amortisation gap: {label}")
+    curves = {f"{label} encoder": [_point(rows[0])], sweep[0]["source"]: [_point(row) for row in sweep]}
+    curves |= {row["source"]: [_point(row)] for row in compared}
+    save_rate_distortion(curves, out / "rate_distortion.png", f"amortisation gap: {label}")
     (out / "amortization_gap.json").write_text(json.dumps(rows, indent=2) + "\n")
     return rows
+
+
+def _point(row: dict) -> RatePoint:
+    """A row's point of the figure, labelled with its lambda where it has one."""
+    label = "" if row["lam"] is None else f"λ={row['lam']:g}"
+    return RatePoint(row["lifetime_sparsity"], row["mse_map"], label=label)
 
 
 def render_gap_table(rows: list[dict], label: str) -> str:

@@ -39,6 +39,36 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
+def _run_help() -> str:
+    from .pretrained import PRETRAINED
+
+    return (
+        "run directory of a finished `pvae train`, or pretrained:NAME for a model shipped with "
+        f"the package ({', '.join(PRETRAINED)})"
+    )
+
+
+def _run_path(text: str) -> Path:
+    """A run folder, or ``pretrained:NAME`` for a model shipped with the package."""
+    if text.startswith("pretrained:"):
+        from .pretrained import pretrained_path
+
+        try:
+            return pretrained_path(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return _path(text)
+
+
+def _default_out(run: Path) -> Path:
+    """Where a command writes beside a run: the run itself, or ``./NAME`` for a shipped model
+    (the package's own folder is never written into)."""
+    from .pretrained import pretrained_name
+
+    name = pretrained_name(run)
+    return run if name is None else Path(name)
+
+
 def _list_of(convert: Callable[[str], Any], what: str) -> Callable[[str], list]:
     """An argparse type for a list flag: comma-separated values in one word; with
     ``action="extend"`` the flag may also repeat (``--lams 0.1,0.3`` or ``--lams 0.1 --lams 0.3``),
@@ -292,12 +322,14 @@ def _add_sample(commands: argparse._SubParsersAction) -> None:
         help="decode draws from a trained model's prior into OUT/samples.png",
         description="Decode draws from a trained model's prior into a grid, OUT/samples.png.",
     )
-    parser.add_argument("run", type=_path, help="run directory of a finished `pvae train`")
+    parser.add_argument("run", type=_run_path, help=_run_help())
     parser.add_argument(
         "--n-samples", "--n", type=int, default=64, help="number of samples (default: 64)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior draws (default: 0)")
-    parser.add_argument("--out", type=_path, help="output folder (default: RUN)")
+    parser.add_argument(
+        "--out", type=_path, help="output folder (default: RUN; ./NAME for pretrained:NAME)"
+    )
     parser.set_defaults(handler=_sample)
 
 
@@ -315,7 +347,7 @@ def _sample(args: argparse.Namespace) -> int:
     if args.n_samples < 1:
         raise ConfigError(f"{{0}} must be a positive integer, got {args.n_samples}", "n_samples")
     SEED("seed", args.seed)
-    folder = Run(args.run).directory if args.out is None else args.out
+    folder = _default_out(Run(args.run).directory) if args.out is None else args.out
     out = check_output_path(folder / Run.SAMPLES)
     model = load_model(args.run)
     pixels = math.prod(model.config.input_shape)
@@ -337,7 +369,7 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         help="metrics, figures, Gabor fits and geometry of a trained run into RUN/eval",
         description="Evaluate a finished run: writes RUN/eval/metrics.json, report.md and figures.",
     )
-    parser.add_argument("run", type=_path, help="run directory of a finished `pvae train`")
+    parser.add_argument("run", type=_run_path, help=_run_help())
     parser.add_argument("--seed", type=int, help="seed of hard samples and KNN draws (default: run's)")
     parser.add_argument(
         "--geometry", action=argparse.BooleanOptionalAction, default=True, help="KNN and shattering"
@@ -351,7 +383,10 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         help="fit the shattering classifiers on this many training samples (default: all)",
     )
     parser.add_argument(
-        "--out", type=_path, help="output folder (default: RUN/eval, which pvae compare reads)"
+        "--out",
+        type=_path,
+        help="output folder (default: RUN/eval, which pvae compare reads; ./NAME/eval for "
+        "pretrained:NAME)",
     )
     parser.set_defaults(handler=_evaluate)
 
@@ -365,6 +400,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"{{0}} must be at least 10, got {args.shattering_samples}", "shattering_samples"
         )
+    if args.out is None and _default_out(args.run) != args.run:
+        args.out = _default_out(args.run) / "eval"
     metrics = evaluate_run(
         args.run,
         geometry=args.geometry,

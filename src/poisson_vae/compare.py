@@ -1,4 +1,5 @@
-"""``pvae compare``: evaluated runs as the paper's tables, paired tests and a rate-distortion plot.
+"""``pvae compare``: evaluated runs as the paper's tables, paired tests, a rate-distortion plot and
+KNN accuracy against the number of labels.
 
 Runs are read and summarised over seeds by :mod:`poisson_vae.results`; this module renders them
 (``COMPARE.md``) and compares conditions on the same data set by paired t-tests over seeds with
@@ -11,15 +12,24 @@ from collections.abc import Iterable, Sequence
 from itertools import combinations
 from pathlib import Path
 
-import numpy as np
-
 from . import stats
 from .errors import ConfigError, braces
-from .figures import save_rate_distortion_scatter
-from .results import Condition, RunRecord, aggregate, by_condition, load_runs, metric_order
+from .figures import RatePoint, save_knn_figure, save_rate_distortion
+from .results import (
+    Condition,
+    RunRecord,
+    aggregate,
+    by_condition,
+    knn_accuracies,
+    load_runs,
+    metric_order,
+)
 from .tables import summary_cell, table
 
 __all__ = ["TESTED_METRICS", "check_seeds", "compare", "paired_tests", "render_markdown"]
+
+#: The figures :func:`compare` writes beside ``COMPARE.md``.
+RATE_DISTORTION, KNN = "rate_distortion.png", "knn.png"
 
 TESTED_METRICS = ("nelbo", "mse_map", "lifetime_sparsity", "active_fraction")
 _ALPHA = 0.01
@@ -167,6 +177,7 @@ def render_markdown(runs: Sequence[RunRecord], alpha: float = _ALPHA) -> str:
     if knn:
         columns = [(name, f"N={name.removeprefix('knn_')}") for name in knn]
         lines += ["## KNN classification accuracy", "", *_summary_table(summaries, columns), ""]
+        lines += [f"![KNN accuracy against the number of labels]({KNN})", ""]
     if "shattering" in present:
         columns = [("shattering", "shattering")]
         lines += ["## Shattering dimensionality", "", *_summary_table(summaries, columns), ""]
@@ -177,34 +188,41 @@ def render_markdown(runs: Sequence[RunRecord], alpha: float = _ALPHA) -> str:
 
 
 def save_rate_distortion_figure(runs: Sequence[RunRecord], path: str | Path) -> Path:
-    """MSE (MAP) against lifetime sparsity: each run as a dot, each condition's mean with 99 %
-    confidence bars in both directions. Runs lacking either metric are left out."""
-    summaries = aggregate(runs, ["lifetime_sparsity", "mse_map"])
-    several_data = len({condition.data for condition in summaries}) > 1
-    groups = []
-    for condition, by_metric in summaries.items():
-        if set(by_metric) != {"lifetime_sparsity", "mse_map"}:
-            continue
-        points = np.array(
-            [
-                [run.metrics["lifetime_sparsity"], run.metrics["mse_map"]]
-                for run in runs
-                if run.condition == condition and {"lifetime_sparsity", "mse_map"} <= set(run.metrics)
-            ]
-        )
-        x, y = by_metric["lifetime_sparsity"], by_metric["mse_map"]
-        label = f"{condition.data}: {condition.label}" if several_data else condition.label
-        mean, half = (x["mean"], y["mean"]), (x["ci99_half_width"], y["ci99_half_width"])
-        groups.append((label, points, mean, half))
-    return save_rate_distortion_scatter(
-        groups, path, "Rate-distortion: mean ± 99% CI over seeds, dots are seeds"
-    )
+    """MSE (MAP) against lifetime sparsity (:func:`~poisson_vae.figures.save_rate_distortion`): a
+    curve per sweep (conditions that differ only in beta or lambda), each point a condition's mean
+    over seeds with 99 % confidence bars both ways and its seeds as dots, labelled with its beta or
+    lambda. Runs lacking either metric are left out."""
+    measured = [run for run in runs if {"lifetime_sparsity", "mse_map"} <= set(run.metrics)]
+    several_data = len({condition.data for condition in by_condition(runs)}) > 1
+    curves: dict[str, list[RatePoint]] = {}
+    # by beta or lambda: each sweep's line runs through its points in that order
+    for condition, by_seed in sorted(by_condition(measured).items(), key=lambda item: item[0].weight[1]):
+        name = f"{condition.data}: {condition.sweep_label}" if several_data else condition.sweep_label
+        seeds = [(run.metrics["lifetime_sparsity"], run.metrics["mse_map"]) for run in by_seed.values()]
+        curves.setdefault(name, []).append(RatePoint.over_seeds(seeds, condition.weight_label))
+    title = "Rate-distortion: mean ± 99% CI over seeds, dots are seeds"
+    return save_rate_distortion(curves, path, title)
+
+
+def save_knn_curves(runs: Sequence[RunRecord], path: str | Path) -> Path | None:
+    """KNN accuracy against the number of labels (:func:`~poisson_vae.figures.save_knn_figure`): a
+    panel per data set, a line per condition with its 99 % confidence band over seeds; None (and no
+    file) when no run has KNN results."""
+    panels: dict[str, dict[str, dict[int, list[float]]]] = {}
+    for condition, by_seed in by_condition(runs).items():
+        accuracies = knn_accuracies(by_seed.values())
+        if accuracies:
+            panels.setdefault(condition.data, {})[condition.label] = accuracies
+    if not panels:
+        return None
+    return save_knn_figure(panels, path, "KNN accuracy against the number of labels")
 
 
 def compare(
     directories: Iterable[str | Path], out: str | Path | None = None, unpaired: bool = False
 ) -> Path:
-    """Load evaluated runs and write ``COMPARE.md`` and ``rate_distortion.png`` into ``out``.
+    """Load evaluated runs and write ``COMPARE.md``, ``rate_distortion.png`` and (when runs have
+    KNN results) ``knn.png`` into ``out``.
 
     Args:
         directories: run directories, each evaluated by ``pvae evaluate``.
@@ -222,5 +240,7 @@ def compare(
     out.mkdir(parents=True, exist_ok=True)
     markdown = out / "COMPARE.md"
     markdown.write_text(render_markdown(runs))
-    save_rate_distortion_figure(runs, out / "rate_distortion.png")
+    save_rate_distortion_figure(runs, out / RATE_DISTORTION)
+    if save_knn_curves(runs, out / KNN) is None:
+        (out / KNN).unlink(missing_ok=True)  # an earlier comparison's
     return markdown

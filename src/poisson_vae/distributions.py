@@ -816,10 +816,18 @@ class RelaxedOneHot(RelaxedOneHotCategorical):
 
     Args:
         temperature: >= 0.
-        probs, logits: the category probabilities (one of them), (..., K).
+        probs: the category probabilities, (..., K); give this or ``logits``.
+        logits: their logits, (..., K).
+        validate_args: as for any torch distribution.
     """
 
-    def __init__(self, temperature, probs=None, logits=None, validate_args=None) -> None:
+    def __init__(
+        self,
+        temperature: float | torch.Tensor,
+        probs: torch.Tensor | None = None,
+        logits: torch.Tensor | None = None,
+        validate_args: bool | None = None,
+    ) -> None:
         temperature = torch.as_tensor(temperature, dtype=torch.get_default_dtype())
         self.hard = bool((temperature == 0).all())
         # the parent divides by the temperature; any positive one does for the hard case

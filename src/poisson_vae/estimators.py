@@ -90,11 +90,13 @@ class PoissonVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
             ``mlp``) can be fitted on (N, D) data. Checkpoints of convolutional models are wrapped
             with :meth:`from_checkpoint`.
         method: expectation of the loss: ``mc``, ``exact`` or ``straight-through``.
-        indicator, excitatory_only, init_std: model options of ``pvae train``.
-        epochs, batch_size, lr, lr_min, warmup_epochs, weight_decay, grad_clip,
-        warmup_clip_factor, lr_restarts, beta, beta_start, beta_hold_fraction,
-        temperature_start, temperature_end, anneal_fraction: the training recipe of
-            ``pvae train`` (``batch_size`` is capped at N).
+        indicator: the model options of ``pvae train`` (as ``--indicator``), like
+            ``excitatory_only`` and ``init_std``.
+        epochs: the training recipe of ``pvae train`` (as ``--epochs``), like ``batch_size``
+            (capped at N), ``lr``, ``lr_min``, ``warmup_epochs``, ``weight_decay``,
+            ``grad_clip``, ``warmup_clip_factor``, ``lr_restarts``, ``beta``, ``beta_start``,
+            ``beta_hold_fraction``, ``temperature_start``, ``temperature_end`` and
+            ``anneal_fraction``.
         accelerator: ``cpu`` (default, deterministic for a given ``random_state``), ``gpu`` or
             ``auto``.
         precision: ``32-true`` (default), ``bf16-mixed`` or ``16-mixed`` (GPU).

@@ -1,9 +1,10 @@
 """``pvae evaluate``: the paper's metrics, figures, Gabor analysis and geometry of a trained run.
 
-Evaluation reads only the run's configuration and weights (through :class:`~poisson_vae.runs.Run`)
-and the dataset registry; it needs neither a GPU nor the training engine's state. It writes the
-run's ``eval/metrics.json`` (written last, so its presence means the evaluation finished),
-``eval/report.md`` and PNG figures beside them.
+Evaluation reads only the run's configuration, weights and training logs (through
+:class:`~poisson_vae.runs.Run`) and the dataset registry; it needs neither a GPU nor the training
+engine's state. It writes the run's ``eval/metrics.json`` (written last, so its presence means the
+evaluation finished), ``eval/report.md`` and PNG figures beside them (a VAE's training curves among
+them).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .figures import (
     save_kl_figure,
     save_reconstructions,
     save_sample_grid,
+    save_training_curves,
 )
 from .files import write_json, write_text
 from .metrics import ACTIVE_RULE, active_latents, evaluate_model
@@ -142,6 +144,8 @@ def evaluate_run(
         save_reconstructions(x[:32], model.decode_point(code)[:32], out / "reconstructions.png")
         prior = model.latent.prior_sample(64, generator=torch.Generator().manual_seed(seed))
         save_sample_grid(model.decode(prior), out / Run.SAMPLES)
+    history = run.training_history()
+    save_training_curves(history.columns, out / Run.CURVES, f"{label}: training", history.resumed_at)
     shape = tuple(config.model.input_shape[1:])
     if isinstance(model.decoder, LinearDecoder):
         order = torch.argsort(kl, descending=True)
@@ -260,6 +264,8 @@ def render_report(metrics: dict) -> str:
             "![reconstructions](reconstructions.png)",
             "",
             "![samples from the prior](samples.png)",
+            "",
+            f"![training curves]({Run.CURVES})",
         ]
     if "gabor" in metrics and metrics["gabor"].get("n"):
         gabor = metrics["gabor"]

@@ -26,6 +26,7 @@ __all__ = [
     "by_condition",
     "condition_and_seed",
     "flat_metrics",
+    "knn_accuracies",
     "load_runs",
     "metric_order",
 ]
@@ -84,10 +85,25 @@ class Condition:
     def label(self) -> str:
         """Short name without the data set, e.g. ``poisson lin|lin mc K=512 beta=1 (100 epochs)``
         or ``lca lam=0.5``."""
+        name, value = self.weight
+        return self._describe(f"{name}={value:g}")
+
+    @property
+    def weight_label(self) -> str:
+        """The sparsity weight as a figure labels a point of a sweep: ``β=1`` or ``λ=0.3``."""
+        name, value = self.weight
+        return f"{'λ' if name == 'lam' else 'β'}={value:g}"
+
+    @property
+    def sweep_label(self) -> str:
+        """:attr:`label` without the sparsity weight: the name of a sweep over beta or lambda,
+        e.g. ``poisson lin|lin mc K=512 (100 epochs)``."""
+        return self._describe(None)
+
+    def _describe(self, weight: str | None) -> str:
         parts = [part for part in (self.family, self.arch, self.method) if part != "-"]
         parts += [f"K={self.n_latents}"] if self.n_latents is not None else []
-        name, value = self.weight
-        parts += [f"{name}={value:g}"]
+        parts += [weight] if weight else []
         if self.epochs is not None:
             parts += [f"({self.epochs} epoch{'s' * (self.epochs != 1)})"]
         return " ".join(parts)
@@ -200,6 +216,17 @@ def metric_order(runs: Sequence[RunRecord]) -> list[str]:
     present = {name for run in runs for name in run.metrics}
     knn = sorted((name for name in present if name.startswith("knn_")), key=_knn_size)
     return [name for name in METRICS if name in present] + knn
+
+
+def knn_accuracies(runs: Iterable[RunRecord]) -> dict[int, list[float]]:
+    """``{N: each run's KNN accuracy with N labels}`` from the runs' ``knn_<N>`` metrics, by
+    increasing N (runs without one are left out of its list)."""
+    found: dict[int, list[float]] = {}
+    for run in runs:
+        for name, value in run.metrics.items():
+            if name.startswith("knn_") and name.removeprefix("knn_").isdigit():
+                found.setdefault(int(name.removeprefix("knn_")), []).append(value)
+    return dict(sorted(found.items()))
 
 
 def _knn_size(name: str) -> float:

@@ -7,11 +7,12 @@ file's name. A run folder holds::
                            data + sparse_coding for dictionary learning)
     checkpoints/last.ckpt  a VAE's Lightning state (last.safetensors for dictionary learning),
                            rewritten after every epoch: write beside, then rename into place
-    logs/                  training logs (a VAE: logs/version_N/ per start; dictionary learning:
-                           logs/metrics.csv)
+    logs/                  training logs (a VAE: logs/version_N/metrics.csv per start;
+                           dictionary learning: logs/metrics.csv)
     model.safetensors      final weights (dictionary learning: dictionary.safetensors)   } when
     dictionary.png         the atoms                                                      } finished,
-    metrics.json           validation metrics, written last: the run is finished          } in order
+    training_curves.png    a VAE's logged losses, beta and temperature by step            } in order
+    metrics.json           validation metrics, written last: the run is finished          }
     eval/                  ``pvae evaluate``'s metrics.json (last), report.md and figures
     .lock                  held while a process trains the run
 
@@ -23,11 +24,14 @@ replace it.
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
 
 from .config import RunConfig, SparseCodingRunConfig, config_from_dict
 from .errors import CheckpointError, ConfigError, FieldError, braces
@@ -38,6 +42,7 @@ __all__ = [
     "Run",
     "RunBusyError",
     "RunExistsError",
+    "TrainingHistory",
     "check_output_path",
     "is_replica",
 ]
@@ -78,6 +83,19 @@ def _folder(path: str | Path) -> Path:
     return path
 
 
+class TrainingHistory(NamedTuple):
+    """What a VAE run logged while training, over all its starts.
+
+    Attributes:
+        columns: ``{column: (n, 2) (step, value)}`` by increasing step, e.g. ``train/loss``,
+            ``val/nelbo``.
+        resumed_at: the first logged step of each start after the first.
+    """
+
+    columns: dict[str, np.ndarray]
+    resumed_at: list[int]
+
+
 class Run:
     """A run folder (which may not exist yet).
 
@@ -97,6 +115,9 @@ class Run:
     }
     FIGURE = "dictionary.png"
     LOGS = "logs"
+    #: Lightning's CSV log of one start of a VAE run, under ``logs/version_N/``.
+    TRAINING_LOG = "metrics.csv"
+    CURVES = "training_curves.png"
     LOG = "train.log"
     EVAL = "eval"
     GAP = "amortization_gap"
@@ -150,6 +171,46 @@ class Run:
         return self.directory / self.LOGS
 
     @property
+    def training_logs(self) -> list[Path]:
+        """The CSV log of every start of a VAE run, in order (``logs/version_N/metrics.csv``)."""
+        versions = self.logs.glob(f"version_*/{self.TRAINING_LOG}") if self.logs.is_dir() else []
+        return sorted(
+            (path for path in versions if path.parent.name.removeprefix("version_").isdigit()),
+            key=lambda path: int(path.parent.name.removeprefix("version_")),
+        )
+
+    @property
+    def curves_path(self) -> Path:
+        """The figure of the training curves (a finished VAE run's)."""
+        return self.directory / self.CURVES
+
+    def training_history(self) -> TrainingHistory:
+        """The metrics the VAE run logged while training, its starts joined in order.
+
+        Where a start resumed from a checkpoint older than the last step its predecessor logged
+        (a run killed mid-epoch), its rows replace the predecessor's from its first step on.
+        """
+        columns: dict[str, list[tuple[float, float]]] = {}
+        resumed_at = []
+        for path in self.training_logs:
+            with open(path, newline="") as handle:
+                rows = [row for row in csv.DictReader(handle) if row.get("step")]
+            if not rows:
+                continue
+            first = min(int(row["step"]) for row in rows)
+            if any(columns.values()):
+                resumed_at.append(first)
+            columns = {name: [p for p in points if p[0] < first] for name, points in columns.items()}
+            for row in rows:
+                for name, value in row.items():
+                    if name not in ("epoch", "step") and value not in ("", None):
+                        columns.setdefault(name, []).append((float(row["step"]), float(value)))
+        return TrainingHistory(
+            {name: np.array(points).reshape(-1, 2) for name, points in columns.items() if points},
+            resumed_at,
+        )
+
+    @property
     def log_path(self) -> Path:
         """The run's progress log (a line per epoch; appended to by every start)."""
         return self.directory / self.LOG
@@ -170,7 +231,7 @@ class Run:
         """Whether ``path`` is one of the files or folders this run writes."""
         path = Path(path).resolve()
         mine = [self.config_path, self.metrics_path, self.figure_path, self.logs, self.eval_dir]
-        mine += [self.log_path]
+        mine += [self.log_path, self.curves_path]
         mine += [self.directory / name for name in (*self.WEIGHTS.values(), "checkpoints")]
         mine += [self.gap_dir, self.directory / self.LOCK]
         return any(path == item.resolve() or item.resolve() in path.parents for item in mine)

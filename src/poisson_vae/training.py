@@ -4,7 +4,7 @@ The run folder and its files belong to :class:`~poisson_vae.runs.Run`; this modu
 ``config.json`` at the start, ``checkpoints/last.ckpt`` after every epoch (the full trainer state:
 weights, optimiser, schedules, loop position and every random state, so that a resumed run
 continues exactly as an uninterrupted one), CSV logs per start, and at the end the weights, the
-dictionary figure and ``metrics.json``.
+dictionary figure, the training curves and ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import random
 import signal
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -30,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig, check_memory, resolve_accelerator
 from .errors import require_extra
-from .figures import save_dictionary_figure
+from .figures import save_dictionary_figure, save_training_curves
 from .files import write_atomic
 from .metrics import evaluate_model
 from .nets import LinearDecoder, parse_architecture
@@ -380,7 +381,8 @@ def _check_checkpoint(run: Run, module: VAEModule) -> None:
 
 
 def finish_run(model: VAE, config: RunConfig, valid: np.ndarray, run: Run) -> dict:
-    """Write the final weights, figure and metrics of a finished run (metrics.json last)."""
+    """Write the final weights, figures (dictionary, training curves) and metrics of a finished
+    run (metrics.json last)."""
     run.metrics_path.unlink(missing_ok=True)
     save_model(model, run.directory)
     metrics = evaluate_model(model, valid, seed=config.train.seed)
@@ -393,6 +395,9 @@ def finish_run(model: VAE, config: RunConfig, valid: np.ndarray, run: Run) -> di
             order=order,
             title=f"{config.model.latent} {config.model.arch}: atoms by decreasing KL",
         )
+    history = run.training_history()
+    title = f"{config.model.latent} {config.model.arch} on {config.data.data}: training"
+    save_training_curves(history.columns, run.curves_path, title, history.resumed_at)
     summary = {"data": config.data.data, "latent": config.model.latent, "arch": config.model.arch}
     summary |= {
         "method": config.model.method,
@@ -523,22 +528,31 @@ def train(
             if checkpoint is not None:
                 _check_checkpoint(run, module)
             run.write_config(config)
-            try:
-                trainer.fit(
-                    module,
-                    datamodule=data,
-                    ckpt_path=checkpoint,
-                    weights_only=True,  # explicit: torch < 2.6 defaults to unpickling anything
-                )
-            except SystemExit:
-                # Lightning turns Ctrl+C into a graceful shutdown and exit(1), ignoring SIGINT
-                # from then on.
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-                if not trainer.interrupted:
-                    raise
+            _fit(
+                trainer,
+                module,
+                datamodule=data,
+                ckpt_path=checkpoint,
+                weights_only=True,  # explicit: torch < 2.6 defaults to unpickling anything
+            )
         if trainer.interrupted or not trainer.is_global_zero:
             return None
         return finish_run(module.model.cpu(), config, data.valid, run)
+
+
+def _fit(trainer: L.Trainer, module: L.LightningModule, **options: Any) -> None:
+    """``trainer.fit``; on Ctrl+C it stops as Lightning stops (``trainer.interrupted``), without
+    Lightning's ``exit(1)`` and with the caller's Ctrl+C handler back in place (Lightning ignores
+    SIGINT once it has caught one)."""
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(module, **options)
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+    finally:
+        if threading.current_thread() is threading.main_thread() and handler is not None:
+            signal.signal(signal.SIGINT, handler)
 
 
 def _check_memory(config: RunConfig) -> None:
@@ -628,7 +642,9 @@ def fit_array(
         with _quiet_lightning(), torch.random.fork_rng(devices=rng_devices):
             torch.manual_seed(train_config.seed)
             module = VAEModule(config)
-            trainer.fit(module, datamodule=DataModule(samples, None, batch_size))
+            _fit(trainer, module, datamodule=DataModule(samples, None, batch_size))
     finally:
         lightning_log.setLevel(level)
+    if trainer.interrupted:
+        raise KeyboardInterrupt("training was interrupted")
     return module.model.cpu().eval(), epoch_loss.curve

@@ -498,8 +498,9 @@ def load_dataset(
 
     Args:
         name: a key of :data:`DATASETS`, or ``npy:PATH``.
-        n_train, n_valid: samples per split (default: the dataset's own; natural16 draws this many
+        n_train: training samples (default: the dataset's own; natural16 draws this many
             patches, the others take the first ones).
+        n_valid: validation samples, likewise.
         seed: patch positions (natural16, vanhateren16, cifar16, user arrays) and vanhateren16's split.
         cache_dir: where processed arrays are cached.
         data_dir: folder of source files a user supplies (mnist layout for ``mnist``).

@@ -53,8 +53,8 @@ class LCA(InferenceMethod):
         dt: Euler step; > 0, or None (default) for eta = dt / tau = min(1 / 10, 1 / L), half the
             stability limit 2 / L at most (module docstring). Only eta matters.
         threshold: ``"soft"`` (Lasso) or ``"hard"`` (L0-like energy).
-        Other arguments: those of :class:`~.base.InferenceMethod` (``n_iterations``, ``tol``,
-        ``non_negative``, ``check_every``, ``record_objective``).
+        n_iterations: as for :class:`~.base.InferenceMethod`, like ``tol``, ``non_negative``,
+            ``check_every`` and ``record_objective``.
     """
 
     def __init__(

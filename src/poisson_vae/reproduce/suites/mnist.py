@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...figures import save_knn_figure
+from ...results import knn_accuracies
 from ...tables import published_cell, table
 from ..claims import claim, display_name, records, values
 from .base import FAMILIES, Suite, SuiteDefinition, protocol, train_options, vae_job
@@ -116,6 +118,25 @@ def _cell(found: list, metric: str, published: float | None = None, **match) -> 
     return published_cell(list(values(found, metric, **match).values()), published)
 
 
+def _knn_figure(found: list, sizes: tuple[int, ...], out: Path) -> Path | None:
+    """KNN accuracy against the number of labels: a panel per K, a line per family with its 99 %
+    confidence band over seeds (None while no job has KNN results)."""
+    panels = {}
+    for k in sizes:
+        curves = {
+            display_name(family): knn_accuracies(
+                r for r in found if r.condition.family == family and r.condition.n_latents == k
+            )
+            for family in FAMILIES
+        }
+        if any(curves.values()):
+            panels[f"K = {k}"] = {name: curve for name, curve in curves.items() if curve}
+    if not panels:
+        return None
+    path = out / "figures" / "knn.png"
+    return save_knn_figure(panels, path, "5-NN accuracy on MNIST against the number of labels")
+
+
 def _sections(suite: Suite, results: dict[str, dict], out: Path) -> list[str]:
     found = records(results)
     sizes = suite.settings["n_latents"]
@@ -128,6 +149,10 @@ def _sections(suite: Suite, results: dict[str, dict], out: Path) -> list[str]:
         rows.append(cells)
     lines = ["### KNN sample efficiency, K = 10 (5-NN accuracy with N labels)", ""]
     lines += [*table(["model", "N = 200", "N = 1000", "N = 5000"], rows), ""]
+    figure = _knn_figure(found, sizes, out)
+    if figure is not None:
+        lines += ["Every K, mean and 99 % confidence band over seeds:", ""]
+        lines += [f"![KNN accuracy against the number of labels]({figure.relative_to(out)})", ""]
     rows = [
         [display_name(family)]
         + [

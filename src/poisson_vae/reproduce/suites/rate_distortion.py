@@ -10,10 +10,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
-
-from ...figures import save_rate_distortion_points
-from ...results import aggregate
+from ...figures import RatePoint, save_rate_distortion
+from ...results import aggregate, by_condition
 from ...tables import published_cell, table
 from ..claims import claim, display_name, monotone_claim, records, values
 from .base import (
@@ -269,21 +267,20 @@ def _tables(suite: Suite, results: dict[str, dict]) -> list[str]:
 
 
 def _figure(results: dict[str, dict], out: Path) -> Path | None:
-    """VAEs (beta sweep), LCA, ISTA and LCA on each P-VAE dictionary: means over seeds."""
-    found = records(results)
-    series: dict[str, list[tuple[float, float]]] = {}
-    for condition, summary in aggregate(found, ["lifetime_sparsity", "mse_map"]).items():
-        if len(summary) < 2:
-            continue
+    """VAEs (beta sweep), LCA and ISTA (lambda sweeps) and LCA on each P-VAE dictionary: each
+    point a mean over seeds with its 99 % confidence bars, labelled with its beta or lambda."""
+    measured = [r for r in records(results) if {"lifetime_sparsity", "mse_map"} <= set(r.metrics)]
+    curves: dict[str, list[RatePoint]] = {}
+    # by beta or lambda: each sweep's line runs through its points in that order
+    for condition, by_seed in sorted(by_condition(measured).items(), key=lambda item: item[0].weight[1]):
         if condition.family != "poisson":
-            label = f"{display_name(condition.family)} (lambda sweep)"
+            name = f"{display_name(condition.family)} (lambda sweep)"
         elif condition.arch == "lin|lin":
-            label = "P-VAE encoder (beta sweep)"
+            name = "P-VAE encoder (beta sweep)"
         else:
-            label = f"P-VAE encoder ({condition.arch})"
-        series.setdefault(label, []).append(
-            (summary["lifetime_sparsity"]["mean"], summary["mse_map"]["mean"])
-        )
+            name = f"P-VAE encoder ({condition.arch})"
+        seeds = [(r.metrics["lifetime_sparsity"], r.metrics["mse_map"]) for r in by_seed.values()]
+        curves.setdefault(name, []).append(RatePoint.over_seeds(seeds, condition.weight_label))
     by_source: dict[tuple[str, float], list[dict]] = {}
     for result in results.values():
         source = _gap_source(result, results) if result["kind"] == "gap" else None
@@ -291,19 +288,19 @@ def _figure(results: dict[str, dict], out: Path) -> Path | None:
             by_source.setdefault(source, []).append(result["metrics"])
     several = len({arch for arch, _ in by_source}) > 1
     for (arch, beta), gaps in sorted(by_source.items()):
-        points = list(zip(*[g["points"] for g in gaps]))
         network = f" {arch}" if several else ""
-        series[f"LCA on the beta = {beta:g}{network} P-VAE dictionary"] = [
-            (
-                float(np.mean([p["lifetime_sparsity"] for p in point])),
-                float(np.mean([p["mse_map"] for p in point])),
+        curves[f"LCA on the beta = {beta:g}{network} P-VAE dictionary"] = [
+            RatePoint.over_seeds(
+                [(p["lifetime_sparsity"], p["mse_map"]) for p in point], f"λ={point[0]['lam']:g}"
             )
-            for point in points
+            for point in zip(*[g["points"] for g in gaps])
         ]
-    if not series:  # nothing finished yet
+    if not curves:  # nothing finished yet
         return None
     path = out / "figures" / "rate_distortion.png"
-    return save_rate_distortion_points(series, path, "rate-distortion: means over seeds")
+    return save_rate_distortion(
+        curves, path, "rate-distortion: means ± 99 % CI over seeds, dots are seeds"
+    )
 
 
 def _sections(suite: Suite, results: dict[str, dict], out: Path) -> list[str]:
