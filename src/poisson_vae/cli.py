@@ -50,9 +50,9 @@ def _run_help() -> str:
 
 def _run_path(text: str) -> Path:
     """A run folder, or ``pretrained:NAME`` for a model shipped with the package."""
-    if text.startswith("pretrained:"):
-        from .pretrained import pretrained_path
+    from .pretrained import PREFIX, pretrained_path
 
+    if text.startswith(PREFIX):
         try:
             return pretrained_path(text)
         except ValueError as error:

@@ -20,7 +20,14 @@ from ..runs import Run
 if TYPE_CHECKING:
     from ..vae import VAE
 
-__all__ = ["PRETRAINED", "load_pretrained", "pretrained_metrics", "pretrained_name", "pretrained_path"]
+__all__ = [
+    "PREFIX",
+    "PRETRAINED",
+    "load_pretrained",
+    "pretrained_metrics",
+    "pretrained_name",
+    "pretrained_path",
+]
 
 #: The shipped models and what each is.
 PRETRAINED = {
