@@ -193,6 +193,7 @@ def test_mismatched_seeds_refused_when_strict(tmp_path: Path) -> None:
     markdown = path.read_text()
     assert "## NELBO" in markdown and message in markdown
     assert (tmp_path / "out" / "rate_distortion.png").stat().st_size > 0
+    assert "](rate_distortion.png)" in markdown  # the report shows the figure it sits beside
 
 
 def test_missing_eval_refused(tmp_path: Path) -> None:

@@ -173,6 +173,8 @@ def render_markdown(runs: Sequence[RunRecord], alpha: float = _ALPHA) -> str:
         "",
         *_summary_table(summaries, sparsity),
         "",
+        f"![Rate-distortion: mse_map against lifetime sparsity]({RATE_DISTORTION})",
+        "",
     ]
     if knn:
         columns = [(name, f"N={name.removeprefix('knn_')}") for name in knn]
