@@ -81,5 +81,6 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     reference = (tmp_path / "site" / "cli" / "index.html").read_text()
     assert "pvae sparse-coding train" in reference and "--n-latents" in reference  # generated
-    api = (tmp_path / "site" / "api" / "index.html").read_text()
-    assert "RelaxedPoisson" in api and "load_pretrained" in api
+    distributions = (tmp_path / "site" / "api" / "distributions" / "index.html").read_text()
+    models = (tmp_path / "site" / "api" / "models" / "index.html").read_text()
+    assert "RelaxedPoisson" in distributions and "load_pretrained" in models
