@@ -400,8 +400,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"{{0}} must be at least 10, got {args.shattering_samples}", "shattering_samples"
         )
-    if args.out is None and _default_out(args.run) != args.run:
-        args.out = _default_out(args.run) / "eval"
+    folder = _default_out(args.run)
+    if args.out is None and folder != args.run:  # a shipped model: ./NAME/eval
+        args.out = folder / "eval"
     metrics = evaluate_run(
         args.run,
         geometry=args.geometry,

@@ -17,9 +17,9 @@ import numpy as np
 from .. import stats
 from ..latents import LATENT_FAMILIES
 from ..results import RunRecord, condition_and_seed
-from ..tables import number
+from ..tables import number, published_cell
 
-__all__ = ["ALPHA", "claim", "decide", "display_name", "monotone_claim", "records", "values"]
+__all__ = ["ALPHA", "cell", "claim", "decide", "display_name", "monotone_claim", "records", "values"]
 
 ALPHA = 0.01
 
@@ -47,6 +47,12 @@ def values(found: Sequence[RunRecord], metric: str, **match) -> dict[int, float]
         if metric in record.metrics
         and all(getattr(record.condition, key) == value for key, value in match.items())
     }
+
+
+def cell(found: Sequence[RunRecord], metric: str, published: float | None = None, **match) -> str:
+    """A report's table cell: ``metric`` over the seeds of the matching records, beside the
+    published number."""
+    return published_cell(list(values(found, metric, **match).values()), published)
 
 
 def _digits(value: float) -> int:

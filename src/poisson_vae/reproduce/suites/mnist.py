@@ -11,8 +11,8 @@ from pathlib import Path
 
 from ...figures import save_knn_figure
 from ...results import knn_accuracies
-from ...tables import published_cell, table
-from ..claims import claim, display_name, records, values
+from ...tables import table
+from ..claims import cell, claim, display_name, records, values
 from .base import FAMILIES, Suite, SuiteDefinition, protocol, train_options, vae_job
 
 __all__ = ["DEFINITION", "KNN_K10", "MNIST_LATENTS", "SHATTERING"]
@@ -114,10 +114,6 @@ def _claims(suite: Suite, results: dict[str, dict]) -> list[dict]:
     return stated
 
 
-def _cell(found: list, metric: str, published: float | None = None, **match) -> str:
-    return published_cell(list(values(found, metric, **match).values()), published)
-
-
 def _knn_figure(found: list, sizes: tuple[int, ...], out: Path) -> Path | None:
     """KNN accuracy against the number of labels: a panel per K, a line per family with its 99 %
     confidence band over seeds (None while no job has KNN results)."""
@@ -145,7 +141,7 @@ def _sections(suite: Suite, results: dict[str, dict], out: Path) -> list[str]:
         published = KNN_K10.get(family, (None, None, None))
         cells = [display_name(family)]
         for metric, value in zip(("knn_200", "knn_1000", "knn_5000"), published):
-            cells.append(_cell(found, metric, value, family=family, n_latents=10))
+            cells.append(cell(found, metric, value, family=family, n_latents=10))
         rows.append(cells)
     lines = ["### KNN sample efficiency, K = 10 (5-NN accuracy with N labels)", ""]
     lines += [*table(["model", "N = 200", "N = 1000", "N = 5000"], rows), ""]
@@ -156,7 +152,7 @@ def _sections(suite: Suite, results: dict[str, dict], out: Path) -> list[str]:
     rows = [
         [display_name(family)]
         + [
-            _cell(found, "shattering", SHATTERING.get(family, {}).get(k), family=family, n_latents=k)
+            cell(found, "shattering", SHATTERING.get(family, {}).get(k), family=family, n_latents=k)
             for k in sizes
         ]
         for family in FAMILIES
@@ -165,7 +161,7 @@ def _sections(suite: Suite, results: dict[str, dict], out: Path) -> list[str]:
     lines += [*table(["model", *(f"K = {k}" for k in sizes)], rows), ""]
     rows = [
         [display_name(family)]
-        + [_cell(found, "active_fraction", family=family, n_latents=k) for k in sizes]
+        + [cell(found, "active_fraction", family=family, n_latents=k) for k in sizes]
         for family in FAMILIES
     ]
     lines += ["### Active fraction", ""]

@@ -13,7 +13,7 @@ from pathlib import Path
 from ...figures import RatePoint, save_rate_distortion
 from ...results import aggregate, by_condition
 from ...tables import published_cell, table
-from ..claims import claim, display_name, monotone_claim, records, values
+from ..claims import cell, claim, display_name, monotone_claim, records
 from .base import (
     Job,
     Suite,
@@ -199,10 +199,6 @@ def _claims(suite: Suite, results: dict[str, dict]) -> list[dict]:
     return stated + [_gap_claim(gaps, arch) for arch, gaps in _gaps_at_beta_1(suite, results).items()]
 
 
-def _cell(found: list, metric: str, published: float | None = None, **match) -> str:
-    return published_cell(list(values(found, metric, **match).values()), published)
-
-
 def _tables(suite: Suite, results: dict[str, dict]) -> list[str]:
     found = records(results)
     rows = []
@@ -211,8 +207,8 @@ def _tables(suite: Suite, results: dict[str, dict]) -> list[str]:
         rows.append(
             [
                 f"{beta:g}",
-                _cell(found, "mse_map", mse_published, **match),
-                _cell(found, "lifetime_sparsity", sparsity_published, **match),
+                cell(found, "mse_map", mse_published, **match),
+                cell(found, "lifetime_sparsity", sparsity_published, **match),
             ]
         )
     lines = ["### P-VAE beta sweep (`lin|lin`)", ""]
@@ -224,8 +220,8 @@ def _tables(suite: Suite, results: dict[str, dict]) -> list[str]:
             [
                 display_name(condition.family),
                 f"{condition.lam:g}",
-                _cell(found, "mse_map", **match),
-                _cell(found, "lifetime_sparsity", **match),
+                cell(found, "mse_map", **match),
+                cell(found, "lifetime_sparsity", **match),
             ]
         )
     for name in ("LCA", "ISTA"):  # the paper's point of each, at a lambda it does not give

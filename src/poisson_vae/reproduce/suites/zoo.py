@@ -14,9 +14,9 @@ import numpy as np
 
 from ...figures import atom_mosaic, save_dictionary_panels
 from ...runs import Run
-from ...tables import published_cell, table
+from ...tables import table
 from ...vae import load_model
-from ..claims import claim, display_name, records, values
+from ..claims import cell, claim, display_name, records, values
 from .base import (
     Suite,
     SuiteDefinition,
@@ -160,10 +160,6 @@ def _claims(suite: Suite, results: dict[str, dict]) -> list[dict]:
     return stated
 
 
-def _cell(found: list, metric: str, published: float | None = None, **match) -> str:
-    return published_cell(list(values(found, metric, **match).values()), published)
-
-
 def _tables(suite: Suite, results: dict[str, dict]) -> list[str]:
     found = records(results)
     published_table = CIFAR16_ZOO if suite.data == "cifar16" else ZOO
@@ -177,20 +173,18 @@ def _tables(suite: Suite, results: dict[str, dict]) -> list[str]:
             if not values(found, "nelbo", **match):
                 continue
             cells = [display_name(family), method]
-            cells.append(
-                _cell(found, "nelbo", published.get("nelbo_conv" if conv else "nelbo"), **match)
-            )
+            cells.append(cell(found, "nelbo", published.get("nelbo_conv" if conv else "nelbo"), **match))
             for metric in ("sse", "kl", "mse_map"):
-                cells.append(_cell(found, metric, None if conv else published.get(metric), **match))
+                cells.append(cell(found, metric, None if conv else published.get(metric), **match))
             rows.append(cells)
             active = published.get("active_conv" if conv else "active")
             sparsity_rows.append(
                 [
                     display_name(family),
                     method,
-                    _cell(found, "active_fraction", active, **match),
+                    cell(found, "active_fraction", active, **match),
                     *(
-                        _cell(found, metric, **match)
+                        cell(found, metric, **match)
                         for metric in (
                             "n_active",
                             "lifetime_sparsity",
