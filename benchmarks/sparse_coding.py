@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -40,11 +39,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import peak_rss_mb
+
 METHODS = ("lca", "lca_tol", "fista_tol", "sklearn_lasso_cd")
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def prepare(path: Path, data: str, batch: int, atoms: int, seed: int) -> None:
@@ -109,7 +106,7 @@ def measure(
     solve(x[:2], dictionary)
 
     def peak() -> float:
-        return torch.cuda.max_memory_allocated() / 2**20 if on_cuda else _peak_mb()
+        return torch.cuda.max_memory_allocated() / 2**20 if on_cuda else peak_rss_mb()
 
     baseline = peak()
     codes, ran = solve(x, dictionary)

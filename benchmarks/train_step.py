@@ -19,21 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
 import statistics
 import subprocess
 import sys
 import time
 
+from machine import describe, peak_rss_mb
+
 FAMILIES = ("poisson", "gaussian", "gaussian-relu", "gaussian-exp", "laplace", "categorical")
 TEMPERATURES = (1.0, 0.05)
 EXTRA_METHODS = (("poisson", "exact"), ("poisson", "straight-through"))
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(
@@ -67,9 +62,9 @@ def measure(
     step(x[:1])
     step(x[:2])  # compiles the fused kernel's multi-thread path too
     model.load_state_dict(start_state)
-    baseline = _peak_mb()
+    baseline = peak_rss_mb()
     step(x)
-    memory = _peak_mb() - baseline
+    memory = peak_rss_mb() - baseline
     times = []
     for _ in range(repeats):
         model.load_state_dict(start_state)
@@ -94,18 +89,26 @@ def measure(
     }
 
 
-def _rows(conv: bool) -> list[tuple[str, str, str, float]]:
+def _rows(conv: bool, families: list[str]) -> list[tuple[str, str, str, float]]:
     rows = []
     for temperature in TEMPERATURES:
-        rows += [(family, "mc", "lin|lin", temperature) for family in FAMILIES]
-        rows += [(family, method, "lin|lin", temperature) for family, method in EXTRA_METHODS]
+        rows += [(family, "mc", "lin|lin", temperature) for family in families]
+        rows += [
+            (family, method, "lin|lin", temperature)
+            for family, method in EXTRA_METHODS
+            if family in families
+        ]
         if conv:
-            rows += [(family, "mc", "conv+b|lin", temperature) for family in ("poisson", "gaussian")]
+            rows += [
+                (family, "mc", "conv+b|lin", temperature)
+                for family in ("poisson", "gaussian")
+                if family in families
+            ]
     return rows
 
 
 def _table(results: list[dict], args: argparse.Namespace) -> str:
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    machine = describe()
     lines = [
         f"batch {args.batch}, {args.latents} latents, 16x16 inputs; {machine}, "
         f"torch {results[0]['torch']}; median of {args.repeats} steps",
@@ -133,6 +136,13 @@ def main() -> None:
     parser.add_argument("--latents", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--conv", action="store_true", help="add conv+b|lin rows (slow on a CPU)")
+    parser.add_argument(
+        "--families",
+        nargs="+",
+        choices=FAMILIES,
+        default=list(FAMILIES),
+        help="latent families to time (the G-VAE is always timed: it is the reference)",
+    )
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -143,7 +153,8 @@ def main() -> None:
         print(json.dumps(result))
         return
     results = []
-    for family, method, arch, temperature in _rows(args.conv):
+    families = [family for family in FAMILIES if family in {*args.families, "gaussian"}]
+    for family, method, arch, temperature in _rows(args.conv, families):
         command = [sys.executable, __file__, "--worker", family, method, arch, str(temperature)]
         command += ["--batch", str(args.batch), "--latents", str(args.latents)]
         repeats = max(3, args.repeats // 3) if arch.startswith("conv") else args.repeats

@@ -11,13 +11,14 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import torch
+
+if not torch.cuda.is_available():  # before anything imports triton (lightning may)
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 import lightning  # noqa: F401  (its log handler binds to the session's stderr, not to one test's)
 import pytest
-import torch
 from matplotlib.figure import Figure
-
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(autouse=True)

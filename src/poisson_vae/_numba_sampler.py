@@ -2,10 +2,15 @@
 
 Each element walks its own arrivals in a compiled loop, from its own stream of a counter-based
 random generator (Philox-4x32-10, keyed by a seed drawn from torch's generator, counter = element
-index and arrival block), and stops at its own truncation ``n`` or as soon as further arrivals can
-no longer change ``z`` or its gradient. It returns ``z`` and ``dz/drate`` together. The results do
-not depend on the number of threads: every element's random numbers are a function of the seed, its
-index and its arrival number only.
+index and arrival block), and stops at its own truncation ``n`` (when truncating) or as soon as
+further arrivals can no longer change ``z`` or its gradient. It returns ``z`` and ``dz/drate``
+together.
+
+``walk`` runs it on torch's number of threads: Python threads that each call the compiled kernel on
+chunks of elements, taken in turn (no numba threading layer, so no second OpenMP pool whose idle
+threads spin against torch's and against other processes). The results do not depend on the number
+of threads: every element's random numbers are a function of the seed, its index and its arrival
+number only.
 
 numba rather than a C++ extension: it ships as binary wheels for every platform torch supports, so
 users need no compiler, and the kernel stays readable Python.
@@ -13,12 +18,15 @@ users need no compiler, and the kernel stays readable Python.
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 
-__all__ = ["relaxed_poisson_kernel"]
+__all__ = ["relaxed_poisson_kernel", "walk"]
 
 _MASK = np.uint64(0xFFFFFFFF)
 _M0 = np.uint64(0xD2511F53)
@@ -89,14 +97,33 @@ def truncation(lam, thresholds, expansion):  # pragma: no cover - compiled
     return low
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+@numba.njit(inline="always", cache=True)
+def _gap(j, words, element_low, element_high, key0, key1):  # pragma: no cover - compiled
+    """The Exp(1) gap before arrival ``j + 1`` (counting from 1) and the Philox block it came from.
+
+    Four arrivals per Philox block; counter = (block, element).
+    """
+    lane = j & 3
+    if lane == 0:
+        block = np.uint64(j >> 2)
+        words = _philox(block & _MASK, block >> np.uint64(32), element_low, element_high, key0, key1)
+    # a uniform on (0, 1]; single precision suffices for an Exp(1) gap
+    uniform = (np.float32(words[lane]) + np.float32(0.5)) * np.float32(_TWO_TO_MINUS_32)
+    return -np.float64(math.log(uniform)), words
+
+
+@numba.njit(nogil=True, cache=True, fastmath=True)
 def relaxed_poisson_kernel(
+    start,
+    stop,
     rate,
+    max_rate,
     thresholds,
     expansion,
     temperatures,
     code,
     cutoff,
+    truncate,
     exact_counts,
     key0,
     key1,
@@ -104,28 +131,38 @@ def relaxed_poisson_kernel(
     dz_drate,
     count,
 ):  # pragma: no cover - compiled
-    """Fill ``z``, ``dz_drate`` and (when ``exact_counts``) ``count`` for every rate.
+    """Fill ``z``, ``dz_drate`` and (when ``exact_counts``) ``count`` for the rates ``start:stop``.
 
     Args:
+        start, stop: the range of elements to walk.
         rate: (N,) float32 or float64 rates.
+        max_rate: the largest rate walked (``distributions.MAX_RATE``).
         thresholds, expansion: the truncation's table and large-rate coefficients (see
             ``truncation``).
         temperatures: (1,) or (N,) float64, > 0: one temperature for all, or one per rate.
         code: indicator code, a value of ``distributions.INDICATOR_CODES``.
-        cutoff: stop once s = (1 - E / rate) / temperature falls below this.
+        cutoff: stop once s = (1 - E / rate) / temperature falls to this.
+        truncate: count only each element's first ``truncation(rate)`` arrivals.
         exact_counts: also count arrivals before t = 1 exactly (untruncated).
         key0, key1: the 32-bit halves of the random seed, as uint64.
         z, dz_drate, count: (N,) outputs of the dtype of ``rate``.
+
+    Returns:
+        The number of rates in the range that are NaN, infinite or above ``max_rate`` (their
+        outputs are zero).
     """
-    for i in numba.prange(rate.shape[0]):
+    invalid = 0
+    for i in range(start, stop):
         lam = np.float64(rate[i])
-        limit = truncation(lam, thresholds, expansion)
         total = 0.0
         slope_total = 0.0
         exact = 0.0
-        if limit > 0 or exact_counts:
-            # a zero rate (walked only when exact_counts) stops at its first arrival: any finite inverse
-            inverse_rate = 1.0 / lam if lam > 0 else 1.0
+        if not (-math.inf < lam <= max_rate):
+            invalid += 1
+        # Rates below the first threshold have truncation 0: nothing counted, unless exact counts
+        # are asked for (a rate <= 0 has none).
+        elif lam > thresholds[0] or (lam > 0 and (exact_counts or not truncate)):
+            inverse_rate = 1.0 / lam
             per_element = temperatures.shape[0] > 1
             inverse_temperature = 1.0 / (temperatures[i] if per_element else temperatures[0])
             element_low = np.uint64(i) & _MASK
@@ -133,32 +170,105 @@ def relaxed_poisson_kernel(
             arrival = 0.0
             j = 0
             words = (np.uint64(0), np.uint64(0), np.uint64(0), np.uint64(0))
-            while True:
-                lane = j & 3
-                if lane == 0:  # four arrivals per Philox block; counter = (block, element)
-                    block = np.uint64(j >> 2)
-                    words = _philox(
-                        block & _MASK, block >> np.uint64(32), element_low, element_high, key0, key1
-                    )
-                bits = words[lane]
-                # a uniform on (0, 1]; single precision suffices for an Exp(1) gap
-                uniform = (np.float32(bits) + np.float32(0.5)) * np.float32(_TWO_TO_MINUS_32)
-                j += 1
-                arrival -= np.float64(math.log(uniform))
-                scaled = arrival * inverse_rate
-                s = (1.0 - scaled) * inverse_temperature
-                counted = j <= limit
-                if counted:
+            if not exact_counts:  # the hot loop: every arrival walked is counted
+                limit = -1  # the truncation beyond the table, worked out when first needed
+                while True:
+                    gap, words = _gap(j, words, element_low, element_high, key0, key1)
+                    j += 1
+                    arrival += gap
+                    scaled = arrival * inverse_rate
+                    s = (1.0 - scaled) * inverse_temperature
                     soft, slope = _indicator(s, code)
                     total += soft
                     slope_total += slope * scaled
-                before_one = arrival < lam
-                if exact_counts and before_one:
-                    exact += 1.0
-                if not ((counted and s > cutoff) or (exact_counts and before_one)):
-                    break
+                    if s <= cutoff:
+                        break
+                    # Is arrival j + 1 within the truncation, truncation(lam) >= j + 1? In the
+                    # table (increasing) that is lam > thresholds[j]: one comparison, no search.
+                    if truncate:
+                        if j < thresholds.shape[0]:
+                            if not lam > thresholds[j]:
+                                break
+                        else:
+                            if limit < 0:
+                                limit = truncation(lam, thresholds, expansion)
+                            if j >= limit:
+                                break
+            else:  # walk on past the relaxation's last arrival while arrivals fall before t = 1
+                counted = not truncate or lam > thresholds[0]
+                limit = -1
+                while True:
+                    gap, words = _gap(j, words, element_low, element_high, key0, key1)
+                    j += 1
+                    arrival += gap
+                    scaled = arrival * inverse_rate
+                    s = (1.0 - scaled) * inverse_temperature
+                    if counted:
+                        soft, slope = _indicator(s, code)
+                        total += soft
+                        slope_total += slope * scaled
+                        # is arrival j + 1 still counted? (as in the hot loop)
+                        if s <= cutoff:
+                            counted = False
+                        elif truncate:
+                            if j < thresholds.shape[0]:
+                                counted = lam > thresholds[j]
+                            else:
+                                if limit < 0:
+                                    limit = truncation(lam, thresholds, expansion)
+                                counted = j < limit
+                    if arrival < lam:
+                        exact += 1.0
+                    elif not counted:
+                        break
             # dz/drate = sum_j g'(s_j) E_j / (rate^2 temperature), with scaled_j = E_j / rate
             slope_total *= inverse_rate * inverse_temperature
         z[i] = total
         dz_drate[i] = slope_total
         count[i] = exact
+    return invalid
+
+
+# Below this many elements per thread, a call runs in the calling thread alone.
+_MIN_CHUNK = 16_384
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """The module's worker threads, made anew after a fork (a child has none of its parent's)."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1]._max_workers < workers:
+        _POOL = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="pvae-sampler"))
+    return _POOL[1]
+
+
+def walk(rate: np.ndarray, *arguments, threads: int) -> int:
+    """``relaxed_poisson_kernel`` over all of ``rate``, on up to ``threads`` threads.
+
+    The elements are cut into chunks that the calling thread and ``threads - 1`` workers take in
+    turn until none is left: a thread the system slows down (another process on the core) takes
+    fewer chunks instead of holding the others up, and idle workers sleep instead of spinning.
+
+    Returns:
+        The number of invalid rates (see ``relaxed_poisson_kernel``).
+    """
+    n = rate.shape[0]
+    threads = max(1, min(threads, n // _MIN_CHUNK))
+    if threads == 1:
+        return relaxed_poisson_kernel(0, n, rate, *arguments)
+    size = -(-n // (16 * threads))
+    chunks = itertools.count()  # next() on it is atomic under the GIL
+
+    def take() -> int:
+        invalid = 0
+        for chunk in chunks:
+            if chunk * size >= n:
+                return invalid
+            invalid += relaxed_poisson_kernel(
+                chunk * size, min(n, chunk * size + size), rate, *arguments
+            )
+        return invalid
+
+    others = [_pool(threads - 1).submit(take) for _ in range(threads - 1)]
+    invalid = take()
+    return invalid + sum(other.result() for other in others)

@@ -53,6 +53,7 @@ __all__ = [
     "poisson_kl",
     "poisson_kl_residual",
     "poisson_quantile",
+    "relaxed_moments",
     "relaxed_poisson_rsample",
     "sampler_self_check",
 ]
@@ -106,6 +107,46 @@ INDICATORS: dict[str, Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]
         lambda u: (1 - torch.cos(math.pi * u)) / 2, lambda u: math.pi / 2 * torch.sin(math.pi * u)
     ),
 }
+
+
+def relaxed_moments(
+    rate: torch.Tensor | float, temperature: float, indicator: str = "sigmoid"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance of the relaxed count with every arrival walked (no truncation).
+
+    By Campbell's theorem, with ``x = (1 - t) / temperature`` running over ``(-inf, 1/temperature]``:
+    ``E z = rate temperature int g(x) dx`` and ``Var z = rate temperature int g(x)^2 dx``, linear
+    in the rate. The sigmoid's integrals are ``softplus(1/T)`` and ``softplus(1/T) - sigmoid(1/T)``
+    (its mean over-counts by ``rate T log(1 + e^{-1/T})``); a compact indicator is 1 beyond
+    ``x = 1`` and point-symmetric on ``[-1, 1]``, so for ``T <= 1`` its mean is the rate exactly
+    and its variance ``rate (1 - c T)`` with ``c = 1 - int_{-1}^{1} g^2 / 2`` (1/3 linear, 9/35
+    cubic, 50/231 quintic, 1/4 cosine); both integrals are taken by Gauss-Legendre quadrature in
+    float64 (exact for the polynomials).
+
+    Args:
+        rate: any shape, >= 0.
+        temperature: > 0.
+        indicator: a key of ``INDICATORS``.
+
+    Returns:
+        (mean, variance), float64 tensors of the shape of ``rate``.
+    """
+    rate = torch.as_tensor(rate, dtype=torch.float64)
+    top = 1.0 / temperature
+    if indicator == "sigmoid":
+        mass = math.log1p(math.exp(-top)) + top  # softplus(1/T), without overflow
+        square = mass - 1.0 / (1.0 + math.exp(-top))
+    else:
+        end = min(top, 1.0)  # a temperature above 1 cuts the ramp at t = 0
+        nodes, weights = np.polynomial.legendre.leggauss(32)
+        x = torch.as_tensor((nodes + 1) * (end + 1) / 2 - 1)
+        soft = INDICATORS[indicator](x)[0]
+        half_width = (end + 1) / 2
+        flat = max(top - 1.0, 0.0)  # g = 1 from x = 1 to 1/T
+        mass = half_width * float((torch.as_tensor(weights) * soft).sum()) + flat
+        square = half_width * float((torch.as_tensor(weights) * soft**2).sum()) + flat
+    return rate * temperature * mass, rate * temperature * square
+
 
 #: The compiled kernels' codes for the soft indicators.
 INDICATOR_CODES = {"sigmoid": 0, "linear": 1, "cubic": 2, "quintic": 3, "cosine": 4}
@@ -212,6 +253,7 @@ def _walk_arrivals(
     rate: torch.Tensor,
     temperature: float | torch.Tensor,
     indicator: str,
+    truncate: bool,
     exact_counts: bool,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
@@ -221,6 +263,7 @@ def _walk_arrivals(
         rate: (N,) rates, detached.
         temperature: > 0, a number or an (N,) tensor (one per rate).
         indicator: a key of ``INDICATORS``.
+        truncate: count only each element's first ``poisson_quantile(rate)`` arrivals.
         exact_counts: also count the arrivals before ``t = 1`` exactly (untruncated), walking on
             until that count is known.
         generator: optional random generator.
@@ -232,10 +275,10 @@ def _walk_arrivals(
     soft_indicator = INDICATORS[indicator]
     cutoff = _stop_below(indicator)
     _valid_rates(rate, refuse=True)  # the walk reads its progress on the host at every step anyway
-    n_arrivals = poisson_quantile(rate)
+    n_arrivals = poisson_quantile(rate) if truncate else _untruncated(rate)
     result = rate.new_zeros(3, rate.numel())
     # Rates below ~1e-5 have n = 0 arrivals: z = 0 and no gradient, unless exact counts are asked for.
-    index = torch.nonzero((n_arrivals > 0) | exact_counts).squeeze(1)
+    index = torch.nonzero((n_arrivals > 0) | (exact_counts & (rate > 0))).squeeze(1)
     # Rows: rate, n, arrival time E_j (unit rate), z, dz/drate, exact count, temperature.
     state = rate.new_zeros(7, index.numel())
     state[0] = rate[index]
@@ -271,6 +314,12 @@ def _walk_arrivals(
     return result
 
 
+def _untruncated(rate: torch.Tensor) -> torch.Tensor:
+    """The truncation of the walks that do not truncate: beyond reach (the largest int32, what
+    the GPU kernel holds) for positive rates, 0 for the others (which have no arrivals)."""
+    return torch.where(rate > 0, 2**31 - 1, 0).to(torch.int64)
+
+
 def _philox_key(generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     """One draw from torch's generator (the default one of ``device`` when None): the key of the
     counter-based generator of a whole call of a compiled kernel.
@@ -288,28 +337,34 @@ def _fused_arrivals(
     rate: torch.Tensor,
     temperature: float | torch.Tensor,
     indicator: str,
+    truncate: bool,
     exact_counts: bool,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
-    """The same as ``_walk_arrivals``, by the compiled per-element kernel (CPU tensors)."""
-    from ._numba_sampler import relaxed_poisson_kernel
+    """The same as ``_walk_arrivals``, by the compiled per-element kernel (CPU tensors), on
+    torch's number of threads."""
+    from ._numba_sampler import walk
 
-    _valid_rates(rate, refuse=True)
     seed = int(_philox_key(generator, rate.device))
     result = rate.new_empty(3, rate.numel())
-    relaxed_poisson_kernel(
+    invalid = walk(
         rate.numpy(),
+        MAX_RATE,
         _quantile_thresholds(TRUNCATION_TAIL, rate.device).numpy(),
         np.array(_cornish_fisher(TRUNCATION_TAIL)),
         # one temperature, or one per rate
         torch.as_tensor(temperature, dtype=torch.float64).reshape(-1).numpy(),
         INDICATOR_CODES[indicator],
         _stop_below(indicator),
+        truncate,
         exact_counts,
         np.uint64(seed & 0xFFFFFFFF),
         np.uint64(seed >> 32),
         *result.numpy(),
+        threads=torch.get_num_threads(),
     )
+    if invalid:  # the kernel found them in the same pass; this says which way they are wrong
+        _valid_rates(rate, refuse=True)
     return result
 
 
@@ -318,6 +373,7 @@ def _triton_arrivals(
     rate: torch.Tensor,
     temperature: float | torch.Tensor,
     indicator: str,
+    truncate: bool,
     exact_counts: bool,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
@@ -339,7 +395,7 @@ def _triton_arrivals(
     with torch.cuda.device(rate.device) if rate.is_cuda else contextlib.nullcontext():
         result = relaxed_poisson_triton(
             walked,
-            poisson_quantile(walked),
+            poisson_quantile(walked) if truncate else _untruncated(walked),
             temperatures,
             INDICATOR_CODES[indicator],
             _stop_below(indicator),
@@ -419,6 +475,7 @@ def relaxed_poisson_rsample(
     straight_through: bool = False,
     generator: torch.Generator | None = None,
     backend: str = "auto",
+    truncate: bool = True,
 ) -> torch.Tensor:
     """Reparameterised relaxed Poisson counts with a gradient with respect to ``rate``.
 
@@ -432,16 +489,22 @@ def relaxed_poisson_rsample(
         straight_through: forward the exact count, backward the relaxed count's gradient.
         generator: optional random generator.
         backend: one of ``BACKENDS``.
+        truncate: for the sigmoid, count each element's arrivals only up to the Poisson
+            ``1 - TRUNCATION_TAIL`` quantile of its rate (the original release's rule, the default);
+            ``False`` walks on until the arrivals left add less than ``exp(-40) rate temperature``
+            in expectation. The compact indicators always walk exactly to ``t = 1 + temperature``,
+            the last arrival they count: no truncation.
 
     Returns:
         Counts of the shape of ``rate``.
     """
     resolved = _resolve_backend(backend, rate.device)
+    truncate = truncate and indicator == "sigmoid"
     if isinstance(temperature, torch.Tensor) and temperature.numel() > 1:
         temperature = temperature.detach().to(rate.device).expand(rate.shape)
     try:
         return _RelaxedPoissonSample.apply(
-            rate, temperature, indicator, straight_through, generator, resolved
+            rate, temperature, indicator, truncate, straight_through, generator, resolved
         )[0]
     except FloatingPointError:  # the rates' fault, not the kernel's
         raise
@@ -458,7 +521,7 @@ def relaxed_poisson_rsample(
             stacklevel=2,
         )
         return _RelaxedPoissonSample.apply(
-            rate, temperature, indicator, straight_through, generator, "torch"
+            rate, temperature, indicator, truncate, straight_through, generator, "torch"
         )[0]
 
 
@@ -466,13 +529,13 @@ class _RelaxedPoissonSample(torch.autograd.Function):
     """z and dz/drate in one forward pass; the backward pass is one multiply."""
 
     @staticmethod
-    def forward(rate, temperature, indicator, straight_through, generator, backend):  # type: ignore[override]
+    def forward(rate, temperature, indicator, truncate, straight_through, generator, backend):  # type: ignore[override]
         working = torch.float32 if rate.dtype in (torch.float16, torch.bfloat16) else rate.dtype
         flat = rate.detach().reshape(-1).to(working).contiguous()
         if isinstance(temperature, torch.Tensor) and temperature.numel() > 1:
             temperature = temperature.reshape(-1).to(working).contiguous()
         walk = _WALKS[backend]
-        soft, dz_drate, exact = walk(flat, temperature, indicator, straight_through, generator)
+        soft, dz_drate, exact = walk(flat, temperature, indicator, truncate, straight_through, generator)
         z = (exact if straight_through else soft).view(rate.shape).to(rate.dtype)
         return z, dz_drate.view(rate.shape).to(rate.dtype)
 
@@ -484,10 +547,12 @@ class _RelaxedPoissonSample(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_z, grad_slope):  # type: ignore[override]
         (dz_drate,) = ctx.saved_tensors
-        return grad_z * dz_drate, None, None, None, None, None
+        return grad_z * dz_drate, None, None, None, None, None, None
 
     @staticmethod
-    def vmap(info, in_dims, rate, temperature, indicator, straight_through, generator, backend):  # type: ignore[override]
+    def vmap(
+        info, in_dims, rate, temperature, indicator, truncate, straight_through, generator, backend
+    ):  # type: ignore[override]
         # The sampler is elementwise: a batch of rates is one bigger call, its batch dimension
         # moved to the front (and the temperature broadcast to it).
         rate = (
@@ -498,7 +563,7 @@ class _RelaxedPoissonSample(torch.autograd.Function):
         if isinstance(temperature, torch.Tensor) and in_dims[1] is not None:
             temperature = temperature.movedim(in_dims[1], 0).expand(rate.shape)
         outputs = _RelaxedPoissonSample.apply(
-            rate, temperature, indicator, straight_through, generator, backend
+            rate, temperature, indicator, truncate, straight_through, generator, backend
         )
         return outputs, (0, 0)
 
@@ -532,6 +597,9 @@ class RelaxedPoisson(Distribution):
         indicator: the soft indicator, one of ``INDICATORS`` (``sigmoid``, ``linear``, ``cubic``,
             ``quintic``, ``cosine``).
         straight_through: ``rsample`` forwards the exact count and backpropagates the relaxed one.
+        truncate: for the sigmoid, count each element's arrivals only up to the Poisson
+            ``1 - 1e-5`` quantile of its rate (the original release's rule, the default); see
+            ``relaxed_poisson_rsample``. The compact indicators never truncate.
         backend: sampler implementation, one of ``BACKENDS``: ``auto`` (default) runs the compiled
             per-element kernel on CPU tensors (``fused``, numba) and on CUDA tensors (``triton``),
             and the vectorised torch walk (``torch``) where neither applies; all draw from the
@@ -559,6 +627,7 @@ class RelaxedPoisson(Distribution):
         log_rate: torch.Tensor | Number | None = None,
         indicator: str = "sigmoid",
         straight_through: bool = False,
+        truncate: bool = True,
         backend: str = "auto",
         validate_args: bool | None = None,
     ) -> None:
@@ -593,6 +662,7 @@ class RelaxedPoisson(Distribution):
         self.temperature = temperature
         self.indicator = indicator
         self.straight_through = straight_through
+        self.truncate = truncate
         self.backend = backend
         super().__init__(self.rate.shape, validate_args=validate_args)
 
@@ -617,6 +687,7 @@ class RelaxedPoisson(Distribution):
         )
         new.indicator = self.indicator
         new.straight_through = self.straight_through
+        new.truncate = self.truncate
         new.backend = self.backend
         super(RelaxedPoisson, new).__init__(torch.Size(batch_shape), validate_args=False)
         new._validate_args = self._validate_args
@@ -646,7 +717,13 @@ class RelaxedPoisson(Distribution):
         if isinstance(temperature, torch.Tensor):
             temperature = temperature.expand(shape)
         return relaxed_poisson_rsample(
-            rate, temperature, self.indicator, self.straight_through, generator, self.backend
+            rate,
+            temperature,
+            self.indicator,
+            self.straight_through,
+            generator,
+            self.backend,
+            self.truncate,
         )
 
     def sample(

@@ -65,14 +65,11 @@ RESULTS, RUNS, FAILED = "results", "runs", "failed"
 
 
 def _limit_threads(threads: int | None) -> None:
-    """Bound torch's and numba's thread pools in a worker, so that workers do not oversubscribe."""
+    """Bound torch's thread pool in a worker (the fused sampler runs on as many threads), so that
+    workers do not oversubscribe."""
     if threads is None:
         return
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    # numba reads this once, at import, which happens at the first sampler call of the worker;
-    # without it each worker's sampler starts one thread per core and the workers slow each other
-    # down several-fold.
-    os.environ["NUMBA_NUM_THREADS"] = str(threads)
     import torch
 
     torch.set_num_threads(threads)
