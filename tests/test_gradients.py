@@ -17,8 +17,8 @@ import torch
 
 from poisson_vae.distributions import INDICATORS, relaxed_moments
 from poisson_vae.gradients import (
-    ESTIMATORS,
     EAT,
+    ESTIMATORS,
     Exact,
     GumbelSoftmax,
     MeasureValued,
@@ -186,7 +186,9 @@ def test_gsm_is_pathwise_and_tends_to_the_truncated_poisson_mean() -> None:
     (gradient,) = torch.autograd.grad(value.sum(), single)
     step = 1e-6
     shifted = [
-        GumbelSoftmax(support=8).loss(single.detach() + h, identity, 0.5, torch.Generator().manual_seed(8))[0]
+        GumbelSoftmax(support=8).loss(
+            single.detach() + h, identity, 0.5, torch.Generator().manual_seed(8)
+        )[0]
         for h in (step, -step)
     ]
     assert float(gradient) == pytest.approx(float((shifted[0] - shifted[1]) / (2 * step)), rel=1e-5)
@@ -197,7 +199,9 @@ def test_the_registry_builds_every_estimator_and_refuses_unknown_names() -> None
     objective, rate = toy()
     for name in ESTIMATORS:
         estimator = make_estimator(name)
-        loss, z = estimator.loss(rate.float(), SquaredError(objective.x.float(), objective.dictionary.float()), 0.2)
+        loss, z = estimator.loss(
+            rate.float(), SquaredError(objective.x.float(), objective.dictionary.float()), 0.2
+        )
         assert loss.shape == (3,) and bool(torch.isfinite(loss).all())
         assert z is None or z.shape == rate.shape
     with pytest.raises(ValueError, match="unknown gradient estimator 'reinforce'"):

@@ -49,9 +49,9 @@ import torch
 from .distributions import INDICATORS, poisson_quantile, relaxed_moments, relaxed_poisson_rsample
 
 __all__ = [
+    "EAT",
     "ESTIMATORS",
     "GSM_SUPPORT_RULES",
-    "EAT",
     "Exact",
     "GumbelSoftmax",
     "MeasureValued",
@@ -234,7 +234,13 @@ class EAT(PoissonEstimator):
     def loss(self, rate, f, temperature=0.0, generator=None):
         temperature = _positive("eat", temperature)
         z = relaxed_poisson_rsample(
-            rate, temperature, self.indicator, self.straight_through, generator, self.backend, self.truncate
+            rate,
+            temperature,
+            self.indicator,
+            self.straight_through,
+            generator,
+            self.backend,
+            self.truncate,
         )
         return f(z), z
 
@@ -368,7 +374,8 @@ class VarGrad(PoissonEstimator):
         z = _exact_draws(rate, self.n_samples, generator)
         losses = f(z)
         log_p = _score(z, rate).sum(-1)
-        # d/d rate of Var_n(f_n + (log p_n - stopgrad)) / 2 = (1 / (S - 1)) sum_n (f_n - mean f) d log p_n
+        # the gradient of Var_n(f_n + log p_n - stopgrad(log p_n)) / 2 is
+        # (1 / (S - 1)) sum_n (f_n - mean f) d log p_n
         w = losses.detach() + log_p - log_p.detach()
         variance = w.var(0, correction=1) / 2
         return losses.mean(0) + variance - variance.detach(), z[0]
