@@ -50,3 +50,10 @@ def competitor(on: bool = True) -> Iterator[None]:
     finally:
         process.kill()
         process.wait()
+
+
+def package_first() -> None:
+    """Import the package before torch, as ``pvae`` does, so that its process defaults apply
+    (idle OpenMP threads sleep, ``OMP_WAIT_POLICY=PASSIVE``, unless the environment says otherwise).
+    Called first by every worker, never by the parent (whose peak memory the workers inherit)."""
+    import poisson_vae  # noqa: F401

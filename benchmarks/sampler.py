@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 
-from machine import competitor, describe, peak_rss_mb
+from machine import competitor, describe, package_first, peak_rss_mb
 
 #: The paths measured on each device; the compiled kernel is ``fused`` on the CPU, ``triton`` on CUDA.
 PATHS = {
@@ -58,7 +58,7 @@ def _peak_mb(device: str) -> float:
     return peak_rss_mb()
 
 
-def _gvae_step(latents: int, device: str, pixels: int = 256):
+def gvae_step(latents: int, device: str, pixels: int = 256):
     """A lin|lin G-VAE training step on random data, as a function of the batch size."""
     import torch
 
@@ -92,6 +92,7 @@ def measure(
     beside_poisson: bool = False,
 ) -> dict:
     """Run one path in this process and return its figures."""
+    package_first()
     import torch
 
     from poisson_vae import RelaxedPoisson
@@ -99,12 +100,12 @@ def measure(
 
     generator = torch.Generator().manual_seed(0)
     log_rate = (torch.randn(batch, latents, generator=generator) - 1).to(device)
-    gvae_step = _gvae_step(latents, device) if path == "gvae_step" else None
+    reference_step = gvae_step(latents, device) if path == "gvae_step" else None
     synchronize = torch.cuda.synchronize if device == "cuda" else lambda: None
 
     def one_pass(values: torch.Tensor) -> None:
-        if gvae_step is not None:
-            gvae_step(values.shape[0])
+        if reference_step is not None:
+            reference_step(values.shape[0])
             return
         leaf = values.clone().requires_grad_(path != "poisson")
         rate = leaf.exp()

@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import peak_rss_mb
+from machine import package_first, peak_rss_mb
 
 METHODS = ("lca", "lca_tol", "fista_tol", "sklearn_lasso_cd")
 
@@ -92,6 +92,7 @@ def measure(
     method: str, path: str, lam: float, iterations: int, tol: float, repeats: int, device: str
 ) -> dict:
     """Run one method in this process and return its figures."""
+    package_first()
     import numpy as np
     import sklearn
     import torch

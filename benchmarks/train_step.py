@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from machine import describe, peak_rss_mb
+from machine import describe, package_first, peak_rss_mb
 
 FAMILIES = ("poisson", "gaussian", "gaussian-relu", "gaussian-exp", "laplace", "categorical")
 TEMPERATURES = (1.0, 0.05)
@@ -35,6 +35,7 @@ def measure(
     family: str, method: str, arch: str, temperature: float, batch: int, latents: int, repeats: int
 ) -> dict:
     """Time one training step of one configuration in this process."""
+    package_first()
     import torch
 
     from poisson_vae import ModelConfig, build_vae

@@ -82,7 +82,7 @@ def test_failed_job_is_recorded_and_retried_on_request(tmp_path: Path) -> None:
     results = run_suite(suite, tmp_path, progress=False)
     assert set(results) == {"poisson-s0"}
     assert (
-        "model.method must be one of mc, exact, straight-through, got 'nope'"
+        "model.method must be one of mc, exact, straight-through, gsm, score, vargrad, mvd, got 'nope'"
         in failed_jobs(tmp_path)["poisson-s1"]
     )
     record = tmp_path / "failed" / "poisson-s1.json"

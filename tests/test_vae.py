@@ -62,18 +62,23 @@ def test_excitatory_only_keeps_rates_above_the_prior() -> None:
     assert bool((code.features >= -1e-4).all())  # a smooth clamp: off by < 5e-5 at 0
 
 
-def test_exact_loss_equals_the_expected_sse() -> None:
-    """The closed form of E||x - Phi z||^2 against the average over many exact Poisson samples."""
+@pytest.mark.parametrize("method", ["mc", "gsm", "score", "vargrad", "mvd"])
+def test_the_loss_estimates_the_closed_form_expected_error(method: str) -> None:
+    """The closed form of E||x - Phi z||^2 (``exact``) against the mean loss of many calls of each
+    sampling method: exact draws for mc (temperature 0), the estimators at temperature 0.02 (gsm's
+    relaxation is then within 1 % of exact)."""
     torch.manual_seed(0)
-    model = build_vae(ModelConfig(n_latents=16, init_std=0.3))
+    model = build_vae(ModelConfig(n_latents=16, init_std=0.3, method=method))
     with torch.no_grad():
         model.latent.prior_log_rate.fill_(0.0)
     x = torch.randn(1, 1, 16, 16)
+    temperature = 0.0 if method == "mc" else 0.02
     with torch.no_grad():
         exact = float(model(x, method="exact").sse)
-        samples = torch.stack([model(x, temperature=0.0).sse[0] for _ in range(20_000)]).double()
-    error = float(samples.std()) / math.sqrt(samples.numel())
-    assert exact == pytest.approx(float(samples.mean()), abs=4 * error)
+        values = torch.stack([model(x, temperature=temperature).sse[0] for _ in range(5000)])
+    error = float(values.double().std()) / math.sqrt(values.numel())
+    slack = 0.01 * abs(exact) if method == "gsm" else 0.0
+    assert exact == pytest.approx(float(values.double().mean()), abs=4.5 * error + slack)
 
 
 def test_straight_through_forward_is_integer() -> None:
@@ -98,7 +103,7 @@ def test_wrong_input_shape_is_refused() -> None:
         ({"arch": "lin|transformer"}, "unknown network 'transformer'"),
         ({"arch": "lin+x|lin"}, "only '\\+b'"),
         ({"n_latents": 0}, "n_latents must be a positive integer, got 0"),
-        ({"method": "vi"}, "method must be one of mc, exact, straight-through, got 'vi'"),
+        ({"method": "vi"}, "method must be one of mc, exact, straight-through, gsm, .*, got 'vi'"),
         ({"indicator": "step"}, "indicator must be one of sigmoid, .*, got 'step'"),
     ],
 )
@@ -140,7 +145,7 @@ def test_missing_and_corrupt_checkpoints_are_named(tmp_path) -> None:
 
 FAMILIES = ["poisson", "gaussian", "gaussian-relu", "gaussian-exp", "laplace", "categorical"]
 VALID_METHODS = {
-    "poisson": ["mc", "exact", "straight-through"],
+    "poisson": ["mc", "exact", "straight-through", "gsm", "score", "vargrad", "mvd"],
     "gaussian": ["mc", "exact"],
     "gaussian-relu": ["mc"],
     "gaussian-exp": ["mc"],
@@ -202,6 +207,15 @@ def test_mlp_networks_train(family: str, arch: str) -> None:
     _train_a_few_steps(build_vae(ModelConfig(latent=family, arch=arch, n_latents=32)), family, "mc")
 
 
+@pytest.mark.parametrize("method", ["mvd", "score", "gsm"])
+def test_estimators_train_through_a_nonlinear_decoder(method: str) -> None:
+    """No closed form there: the MVD runs the decoder K + 1 times, the score function S times."""
+    torch.manual_seed(0)
+    model = build_vae(ModelConfig(arch="lin|mlp", n_latents=8, method=method))
+    x = torch.randn(64, 1, 16, 16) * torch.linspace(0.2, 2, 256).view(1, 1, 16, 16)
+    _train_a_few_steps(model, "poisson", method, x)
+
+
 @pytest.mark.parametrize(
     ("family", "arch", "method"),
     [
@@ -252,6 +266,7 @@ def _train_a_few_steps(model, family: str, method: str, x: torch.Tensor | None =
         ({"latent": "gaussian", "method": "straight-through"}, "needs a hard sample"),
         ({"latent": "laplace", "excitatory_only": True}, "excitatory_only applies to latent poisson"),
         ({"arch": "lin|mlp", "method": "exact"}, "needs a linear decoder"),
+        ({"latent": "gaussian", "method": "mvd"}, "method mvd is a Poisson gradient estimator"),
     ],
 )
 def test_invalid_family_method_combinations_are_refused(options: dict, message: str) -> None:
@@ -290,7 +305,10 @@ def test_exp_variant_starts_from_smaller_weights() -> None:
 
 def test_an_unknown_method_is_refused() -> None:
     model = build_vae(ModelConfig(n_latents=4))
-    with pytest.raises(ValueError, match="method must be one of mc, exact, straight-through, got 'foo'"):
+    with pytest.raises(
+        ValueError,
+        match="method must be one of mc, exact, straight-through, gsm, score, vargrad, mvd, got 'foo'",
+    ):
         model(torch.zeros(2, 1, 16, 16), temperature=0.5, method="foo")
 
 

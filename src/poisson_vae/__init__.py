@@ -1,5 +1,12 @@
 """poisson-vae: the Poisson Variational Autoencoder (Vafaii, Galor & Yates, NeurIPS 2024)."""
 
+import os
+
+# Idle OpenMP threads of torch sleep instead of spinning (unless the user chose otherwise): spinning
+# threads take the cores the fused sampler's threads, and other processes, need (docs/performance.md).
+# It takes effect only if torch is not loaded yet (`pvae`, or this package imported first).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .config import ModelConfig
 from .distributions import (
     INDICATORS,

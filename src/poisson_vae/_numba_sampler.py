@@ -141,7 +141,8 @@ def relaxed_poisson_kernel(
             ``truncation``).
         temperatures: (1,) or (N,) float64, > 0: one temperature for all, or one per rate.
         code: indicator code, a value of ``distributions.INDICATOR_CODES``.
-        cutoff: stop once s = (1 - E / rate) / temperature falls to this.
+        cutoff: an arrival with s = (1 - E / rate) / temperature at or below this adds nothing,
+            and neither does any later one: the walk stops there.
         truncate: count only each element's first ``truncation(rate)`` arrivals.
         exact_counts: also count arrivals before t = 1 exactly (untruncated).
         key0, key1: the 32-bit halves of the random seed, as uint64.
@@ -178,11 +179,11 @@ def relaxed_poisson_kernel(
                     arrival += gap
                     scaled = arrival * inverse_rate
                     s = (1.0 - scaled) * inverse_temperature
+                    if s <= cutoff:  # adds nothing, nor does any later arrival
+                        break
                     soft, slope = _indicator(s, code)
                     total += soft
                     slope_total += slope * scaled
-                    if s <= cutoff:
-                        break
                     # Is arrival j + 1 within the truncation, truncation(lam) >= j + 1? In the
                     # table (increasing) that is lam > thresholds[j]: one comparison, no search.
                     if truncate:
@@ -203,14 +204,13 @@ def relaxed_poisson_kernel(
                     arrival += gap
                     scaled = arrival * inverse_rate
                     s = (1.0 - scaled) * inverse_temperature
+                    counted = counted and s > cutoff
                     if counted:
                         soft, slope = _indicator(s, code)
                         total += soft
                         slope_total += slope * scaled
-                        # is arrival j + 1 still counted? (as in the hot loop)
-                        if s <= cutoff:
-                            counted = False
-                        elif truncate:
+                        # is arrival j + 1 within the truncation? (as in the hot loop)
+                        if truncate:
                             if j < thresholds.shape[0]:
                                 counted = lam > thresholds[j]
                             else:

@@ -105,11 +105,11 @@ def _relaxed_poisson_kernel(
             arrival = arrival - tl.log(uniform)
             scaled = arrival * inverse_rate
             s = (1.0 - scaled) * inverse_temperature
-            counted = live & (4 * block + lane < limit)
+            counted = live & (4 * block + lane < limit) & (s > cutoff)
             soft, slope = _indicator(s, CODE)
             z += tl.where(counted, soft, 0.0)
             slope_total += tl.where(counted, slope * scaled, 0.0)
-            keep = counted & (s > cutoff)
+            keep = counted
             if EXACT_COUNTS:
                 before_one = live & (arrival < lam)
                 count += tl.where(before_one, 1.0, 0.0)
@@ -140,7 +140,8 @@ def relaxed_poisson_triton(
         temperatures: (1,) or (N,) float32 on the device of ``rate``, > 0: one temperature, or one
             per rate.
         code: indicator code, a value of ``distributions.INDICATOR_CODES``.
-        cutoff: stop once s = (1 - E / rate) / temperature falls below this.
+        cutoff: an arrival with s = (1 - E / rate) / temperature at or below this adds nothing,
+            and neither does any later one: the walk stops there.
         exact_counts: also count arrivals before t = 1 exactly (untruncated).
         seed: (1,) int64 on the device of ``rate``, the key of the Philox streams.
 

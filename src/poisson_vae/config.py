@@ -33,6 +33,7 @@ from .sparse_coding.lca import THRESHOLDS
 
 __all__ = [
     "ACCELERATORS",
+    "ESTIMATOR_METHODS",
     "METHODS",
     "RESUMABLE",
     "Check",
@@ -58,8 +59,12 @@ __all__ = [
     "threshold_refusal",
 ]
 
-#: Ways the VAE's loss takes the expectation over the posterior (see :mod:`poisson_vae.vae`).
-METHODS = ("mc", "exact", "straight-through")
+#: Methods that train Poisson latents through a gradient estimator of :mod:`poisson_vae.gradients`.
+ESTIMATOR_METHODS = ("gsm", "score", "vargrad", "mvd")
+#: Ways the VAE's loss takes the expectation over the posterior (see :mod:`poisson_vae.vae`): the
+#: family's relaxed sample (``mc``), the closed form (``exact``), straight-through, and for Poisson
+#: latents the other gradient estimators.
+METHODS = ("mc", "exact", "straight-through", *ESTIMATOR_METHODS)
 #: Values of ``accelerator``: ``auto`` takes CUDA when present (``gpu`` and ``cuda`` require it).
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
 #: Lightning's precisions: float32, or mixed precision with bfloat16 (CPU and recent GPUs) or
@@ -341,6 +346,13 @@ class ModelConfig:
             raise ConfigError(
                 f"{{0}} straight-through needs a hard sample; {{1}} {self.latent} has none "
                 "(poisson and categorical do)",
+                "method",
+                "latent",
+            )
+        if self.method in ESTIMATOR_METHODS and self.latent != "poisson":
+            raise ConfigError(
+                f"{{0}} {self.method} is a Poisson gradient estimator; {{1}} {self.latent} trains "
+                "with mc (or exact, straight-through where it has them)",
                 "method",
                 "latent",
             )

@@ -65,9 +65,10 @@ TRUNCATION_TAIL = 1e-5
 #: (a bias far below the count's own noise); by 2^22 ~ 4e6 the rounding biases counts by ~1 %.
 MAX_RATE = 1e6
 
-# A sigmoid arrival with s = (1 - E / rate) / temperature below -_SIGMOID_CUTOFF adds less than
+# A sigmoid arrival with s = (1 - E / rate) / temperature below -_SIGMOID_CUTOFF would add less than
 # exp(-40) ~ 4e-18 to z (and, with its factor E / (rate^2 temperature), far less than float32
 # resolution to the gradient); later arrivals add even less, because s falls with every arrival.
+# The walks count none of them and stop at the first.
 _SIGMOID_CUTOFF = 40.0
 
 
@@ -294,10 +295,10 @@ def _walk_arrivals(
         scaled = arrival / lam
         s = (1 - scaled) / temperature
         soft, slope = soft_indicator(s)
-        counted = limit >= step
+        counted = (limit >= step) & (s > cutoff)
         z += torch.where(counted, soft, 0.0)
         dz_drate += torch.where(counted, slope * scaled / (lam * temperature), 0.0)
-        keep = counted & (s > cutoff)
+        keep = counted
         if exact_counts:
             before_one = arrival < lam
             count += before_one

@@ -113,6 +113,17 @@ class SquaredError:
         """
         return rate * self.differences(rate)
 
+    def hessian(self, rate: torch.Tensor) -> torch.Tensor:
+        """The Hessian of ``E f(z)`` with respect to the log-rates, one (K, K) block per row:
+        ``diag(g*) + 2 Lambda G Lambda`` (``g*`` = :meth:`gradient`, ``Lambda = diag(lambda)``,
+        ``G = Phi^T Phi``). Indefinite wherever a rate is too small (``g*_k < 0``).
+
+        Returns:
+            (B, K, K).
+        """
+        gram = self.dictionary.T @ self.dictionary
+        return torch.diag_embed(self.gradient(rate)) + 2 * rate.unsqueeze(-1) * gram * rate.unsqueeze(-2)
+
     def relaxed(self, rate: torch.Tensor, temperature: float, indicator: str) -> torch.Tensor:
         """``E f(z)`` under the untruncated EAT relaxation: ``f`` at its moments
         (``distributions.relaxed_moments``). Its gradient is what the pathwise EAT gradient

@@ -11,6 +11,7 @@ to take the expectation over the posterior:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,9 +21,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.distributions import Distribution
 
-from .config import METHODS, ModelConfig
+from .config import ESTIMATOR_METHODS, METHODS, ModelConfig
 from .errors import CheckpointError, ConfigError
 from .files import read_json, write_atomic, write_json
+from .gradients import SquaredError, make_estimator
 from .latents import LATENT_FAMILIES, LatentCode
 from .nets import LinearDecoder, build_networks, parse_architecture
 from .runs import Run
@@ -107,6 +109,19 @@ class VAE(nn.Module):
     def _sample(self, code: LatentCode, temperature: float, hard: bool, generator) -> torch.Tensor:
         with torch.autocast(code.mean.device.type, enabled=False):
             return self.latent.rsample(code, temperature, hard, generator)
+
+    def _squared_error(self, flat: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The reconstruction error of counts (..., B, K) against the flat inputs (B, D), per row:
+        a :class:`~poisson_vae.gradients.SquaredError` (closed forms) for a linear decoder without
+        bias, the decoder run on the flattened leading dimensions otherwise."""
+        if isinstance(self.decoder, LinearDecoder) and self.decoder.linear.bias is None:
+            return SquaredError(flat, self.decoder.dictionary)
+
+        def error(z: torch.Tensor) -> torch.Tensor:
+            decoded = self.decoder(z.reshape(-1, z.shape[-1])).flatten(1).float()
+            return (flat - decoded.view(*z.shape[:-1], -1)).pow(2).sum(-1)
+
+        return error
 
     def _temperature(self, temperature: float | None) -> float:
         """The temperature given, or by default the family's final one in training mode (a
@@ -200,6 +215,12 @@ class VAE(nn.Module):
                 sse = self.latent.expected_sse(flat, self.decoder.dictionary, code)
             reconstruction = self.decoder(self.latent.point(code))
             return LossTerms(sse=sse, kl=kl, code=code, z=None, reconstruction=reconstruction)
+        if method in ESTIMATOR_METHODS and temperature > 0:  # at 0: one exact draw, as mc
+            with torch.autocast(x.device.type, enabled=False):
+                error = self._squared_error(_at_least_float32(x.flatten(1)))
+                estimator = make_estimator(method)
+                sse, z = estimator.loss(code.mean.float(), error, temperature, generator)
+            return LossTerms(sse=sse, kl=kl, code=code, z=z, reconstruction=self.decoder(z))
         z = self._sample(code, temperature, method == "straight-through", generator)
         reconstruction = self.decoder(z)
         sse = (x - _at_least_float32(reconstruction)).pow(2).flatten(1).sum(1)
