@@ -86,6 +86,21 @@ def _list_of(convert: Callable[[str], Any], what: str) -> Callable[[str], list]:
     return parse
 
 
+def _list_flag(
+    parser: argparse.ArgumentParser,
+    *names: str,
+    convert: Callable[[str], Any],
+    what: str,
+    metavar: str,
+    help: str,
+    **options: Any,
+) -> None:
+    """A flag taking a comma-separated list, which may also repeat (see ``_list_of``)."""
+    parser.add_argument(
+        *names, type=_list_of(convert, what), action="extend", metavar=metavar, help=help, **options
+    )
+
+
 def flag(name: str) -> str:
     """The command-line flag of a field: ``n_latents`` -> ``--n-latents``."""
     return "--" + name.replace("_", "-")
@@ -460,11 +475,12 @@ def _add_amortization_gap(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--algorithm", default="lca", choices=ALGORITHMS, help="inference (default: lca)"
     )
-    parser.add_argument(
+    _list_flag(
+        parser,
         "--lams",
         "--lam",
-        type=_list_of(float, "numbers"),
-        action="extend",
+        convert=float,
+        what="numbers",
         metavar="LAM,...",
         help="sparsity weights, comma-separated or repeated (default: 0.1,0.3,1,3)",
     )
@@ -475,10 +491,11 @@ def _add_amortization_gap(commands: argparse._SubParsersAction) -> None:
         "--n-iterations", type=int, default=900, help="maximum inference iterations (default: 900)"
     )
     parser.add_argument("--out", type=_path, help="output folder (default: RUN/amortization_gap)")
-    parser.add_argument(
+    _list_flag(
+        parser,
         "--compare",
-        type=_list_of(Path, "run folders"),
-        action="extend",
+        convert=Path,
+        what="run folders",
         default=[],
         metavar="RUN,...",
         help="evaluated runs on the same data (pvae train or pvae sparse-coding train, then pvae "
@@ -683,6 +700,83 @@ def _data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- pvae gradients -------------------------------------------------------------------------
+def _add_gradients(commands: argparse._SubParsersAction) -> None:
+    from .gradient_study import STUDY_ESTIMATORS, STUDY_RATES, STUDY_TEMPERATURES
+
+    parser = commands.add_parser(
+        "gradients",
+        help="measure Poisson gradient estimators against the exact gradient",
+        description="The gradient-quality study: for each estimator, constant rate and temperature, "
+        "N gradients of a linear decoder's expected squared error with respect to the log-rates, "
+        "against the exact gradient: bias, variance, SNR, cosine, Hessian-weighted bias and noise "
+        "energies, W1 of the relaxed samples to the Poisson law, time. Writes OUT/cells.jsonl, "
+        "OUT/REPORT.md and heatmaps; resumes from OUT/cells.jsonl.",
+    )
+    parser.add_argument("--out", type=_path, default=Path("gradients"), help="output folder")
+    for name, convert, what, metavar, default in (
+        ("--estimators", str, "estimator names", "NAME,...", ", ".join(STUDY_ESTIMATORS)),
+        ("--rates", float, "numbers", "RATE,...", ",".join(f"{r:g}" for r in STUDY_RATES)),
+        ("--temperatures", float, "numbers", "T,...", ",".join(f"{t:g}" for t in STUDY_TEMPERATURES)),
+    ):
+        _list_flag(
+            parser,
+            name,
+            convert=convert,
+            what=what,
+            metavar=metavar,
+            help=f"{name[2:]}, comma-separated or repeated (default: {default})",
+        )
+    parser.add_argument("--n-samples", type=int, default=100, help="gradients per cell (default: 100)")
+    parser.add_argument("--rows", type=int, default=8, help="batch rows B (default: 8)")
+    parser.add_argument(
+        "--latents", type=int, default=64, help="latents K of a random dictionary (default: 64)"
+    )
+    parser.add_argument(
+        "--dictionary",
+        choices=("random", "natural16-pvae"),
+        default="random",
+        help="random unit-norm atoms and Gaussian targets, or the shipped P-VAE's decoder with "
+        "natural16 patches (default: random)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(handler=_gradients)
+
+
+def _gradients(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+    from .gradient_study import STUDY_ESTIMATORS, STUDY_RATES, STUDY_TEMPERATURES, run_study
+
+    estimators = args.estimators or list(STUDY_ESTIMATORS)
+    unknown = [name for name in estimators if name not in STUDY_ESTIMATORS]
+    if unknown:
+        raise ConfigError(
+            f"{{0}}: unknown {', '.join(unknown)}; choose from {', '.join(STUDY_ESTIMATORS)}",
+            "estimators",
+        )
+    for name, low in (("n_samples", 2), ("rows", 1), ("latents", 1)):
+        if getattr(args, name) < low:
+            raise ConfigError(f"{{0}} must be at least {low}, got {getattr(args, name)}", name)
+    rates = args.rates or list(STUDY_RATES)
+    temperatures = args.temperatures or list(STUDY_TEMPERATURES)
+    if min(rates) <= 0 or min(temperatures) <= 0:
+        raise ConfigError("{0} and {1} must be > 0", "rates", "temperatures")
+    run_study(
+        args.out,
+        estimators,
+        rates,
+        temperatures,
+        n_samples=args.n_samples,
+        rows=args.rows,
+        latents=args.latents,
+        dictionary=args.dictionary,
+        seed=args.seed,
+        progress=print,
+    )
+    print(f"wrote {args.out / 'REPORT.md'}")
+    return 0
+
+
 # --- pvae doctor ----------------------------------------------------------------------------
 def _add_doctor(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
@@ -740,6 +834,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_reproduce,
         _add_sparse_coding,
         _add_data,
+        _add_gradients,
         _add_doctor,
     ):
         add(commands)

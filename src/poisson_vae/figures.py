@@ -31,6 +31,7 @@ __all__ = [
     "save_dictionary_figure",
     "save_dictionary_panels",
     "save_gabor_figure",
+    "save_heatmaps",
     "save_histogram",
     "save_kl_figure",
     "save_knn_figure",
@@ -578,3 +579,53 @@ def save_dictionary_panels(panels: Sequence[tuple[str, np.ndarray]], path: str |
         axis.set_title(title, fontsize=10)
         axis.axis("off")
     return _save(figure, path, dpi=110)
+
+
+def save_heatmaps(rows: Sequence[Mapping], metric: str, title: str, path: str | Path) -> Path:
+    """One panel per estimator: ``metric`` over rate (rows) x temperature (columns), on one colour
+    scale shared by the panels (logarithmic for positive metrics). Estimators with no temperature
+    have one column.
+
+    Args:
+        rows: cells with ``estimator``, ``rate``, ``temperature`` (None for none) and ``metric``.
+        metric: the key to show.
+        title: the figure's title.
+        path: where to write the PNG.
+    """
+    from matplotlib.colors import LogNorm, Normalize
+
+    labels = list(dict.fromkeys(row["estimator"] for row in rows))
+    rates = sorted({row["rate"] for row in rows})
+    values = [row[metric] for row in rows if row[metric] is not None and math.isfinite(row[metric])]
+    positive = bool(values) and min(values) > 0
+    norm = (
+        LogNorm(min(values), max(values))
+        if positive and max(values) > min(values)
+        else Normalize(min(values, default=0), max(values, default=1))
+    )
+    n_columns = grid_columns(len(labels), aspect=1.5)
+    n_rows = math.ceil(len(labels) / n_columns)
+    figure = Figure(figsize=(2.6 * n_columns + 1, 2.4 * n_rows + 0.6), layout="constrained")
+    axes = figure.subplots(n_rows, n_columns, squeeze=False)
+    image = None
+    for axis, label in zip(axes.flat, labels, strict=False):
+        own = [row for row in rows if row["estimator"] == label]
+        temperatures = sorted({row["temperature"] for row in own}, key=lambda t: -1 if t is None else t)
+        grid = np.full((len(rates), len(temperatures)), np.nan)
+        for row in own:
+            value = row[metric]
+            if value is not None and math.isfinite(value):
+                grid[rates.index(row["rate"]), temperatures.index(row["temperature"])] = value
+        image = axis.imshow(grid, aspect="auto", origin="lower", norm=norm, cmap="viridis")
+        axis.set_title(label, fontsize=9)
+        axis.set_yticks(range(len(rates)), [f"{rate:g}" for rate in rates], fontsize=6)
+        names = ["-" if t is None else f"{t:g}" for t in temperatures]
+        axis.set_xticks(range(len(temperatures)), names, fontsize=6, rotation=90)
+        axis.set_xlabel("temperature", fontsize=7)
+        axis.set_ylabel("rate", fontsize=7)
+    for axis in axes.flat[len(labels) :]:
+        axis.remove()
+    if image is not None:
+        figure.colorbar(image, ax=list(axes.flat[: len(labels)]), shrink=0.8)
+    figure.suptitle(title)
+    return _save(figure, path)
