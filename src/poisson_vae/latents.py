@@ -25,6 +25,7 @@ from torch import nn
 from torch.distributions import Distribution, Laplace, Normal
 
 from .distributions import RelaxedOneHot, RelaxedPoisson, poisson_kl_residual
+from .gradients import SquaredError
 
 __all__ = [
     "LATENT_FAMILIES",
@@ -146,8 +147,7 @@ class LatentFamily(nn.Module):
         Returns:
             (B,) expected squared error.
         """
-        residual = x - code.mean @ dictionary.T
-        return residual.pow(2).sum(1) + code.variance @ dictionary.pow(2).sum(0)
+        return SquaredError(x, dictionary).expected(code.mean, code.variance)
 
 
 class PoissonLatent(LatentFamily):
