@@ -94,6 +94,19 @@ def test_runs_with_other_sizes_or_schedules_are_other_conditions(tmp_path: Path)
     assert len({run.condition for run in load_runs(runs)}) == 3
 
 
+def test_a_p_vae_with_another_soft_indicator_is_another_condition(tmp_path: Path) -> None:
+    runs = []
+    for indicator in ("sigmoid", "cubic"):
+        directory = write_run(tmp_path, indicator, seed=0)
+        config = json.loads((directory / "config.json").read_text())
+        config["model"]["indicator"] = indicator
+        (directory / "config.json").write_text(json.dumps(config))
+        runs.append(directory)
+    sigmoid, cubic = load_runs(runs)
+    assert sigmoid.condition.method == "mc" and cubic.condition.method == "mc-cubic"
+    assert "lin|lin mc-cubic K=512" in cubic.condition.label
+
+
 def test_aggregate_matches_scipy_t_interval(tmp_path: Path) -> None:
     values = [1.0, 1.5, 0.7, 1.2]
     runs = load_runs(write_run(tmp_path, f"r{seed}", seed, nelbo=v) for seed, v in enumerate(values))

@@ -76,9 +76,35 @@ def test_stops_early_on_an_easy_problem() -> None:
     assert result.n_iterations % 10 == 0  # checked every check_every = 10 iterations
 
 
-def test_objective_trace_reaches_the_final_objective() -> None:
+@pytest.mark.parametrize("tol", [0.0, 1e-3])
+def test_objective_trace_reaches_the_final_objective(tol: float) -> None:
     x, dictionary = problem(seed=4)
-    result = FISTA(lam=0.3, n_iterations=40, tol=0, record_objective=True).infer(x, dictionary)
-    assert result.objective_trace.shape == (40, 6)
+    result = FISTA(lam=0.3, n_iterations=40, tol=tol, record_objective=True).infer(x, dictionary)
+    assert result.objective_trace.shape == (result.n_iterations, 6)
+    assert result.n_iterations == 40 or tol > 0
     torch.testing.assert_close(result.objective_trace[-1], result.objective)
     assert bool((result.objective_trace[-1] < result.objective_trace[0]).all())
+
+
+def test_restarts_reach_the_minimum_in_fewer_iterations() -> None:
+    x, dictionary = problem(seed=5)
+    lam = 0.1  # many active atoms: plain FISTA's momentum oscillates around the minimum
+    minimum = FISTA(lam=lam, n_iterations=20_000, tol=1e-12).infer(x, dictionary).objective
+    runs = {
+        restart: FISTA(lam=lam, n_iterations=20_000, tol=1e-8, restart=restart).infer(x, dictionary)
+        for restart in (True, False)
+    }
+    for result in runs.values():
+        assert result.converged
+        torch.testing.assert_close(result.objective, minimum, rtol=1e-6, atol=0)
+    assert runs[True].n_iterations < 0.7 * runs[False].n_iterations
+
+
+@pytest.mark.parametrize("restart", [True, False])
+def test_each_sample_stops_on_its_own(restart: bool) -> None:
+    x, dictionary = problem(seed=8)
+    x = x * torch.logspace(-1, 1, len(x), dtype=x.dtype)[:, None]  # samples settle at other times
+    fista = FISTA(lam=0.3, n_iterations=5000, tol=1e-6, restart=restart)
+    together = fista.infer(x, dictionary)
+    alone = torch.cat([fista.infer(x[i : i + 1], dictionary).codes for i in range(len(x))])
+    torch.testing.assert_close(together.codes, alone, rtol=1e-12, atol=1e-12)

@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from scipy import stats
 
+from .distributions import relaxed_moments
 from .gradients import ESTIMATORS, PoissonEstimator, SquaredError, make_estimator
 
 __all__ = [
@@ -223,7 +225,9 @@ def study_cell(
     estimator = make_estimator(name, **options)
     uses_temperature = estimator.uses_temperature
     rates = torch.full((objective.x.shape[0], objective.dictionary.shape[1]), rate)
-    generator = torch.Generator().manual_seed(seed)
+    # one stream per cell, shared by the estimators: cells are independent, estimators paired
+    cell_seed = zlib.crc32(repr((seed, float(rate), float(temperature))).encode())
+    generator = torch.Generator().manual_seed(cell_seed)
     started = time.perf_counter()
     gradients = sample_gradients(estimator, objective, rates, n_samples, temperature, generator)
     seconds = time.perf_counter() - started
@@ -236,12 +240,19 @@ def study_cell(
         row[f"{metric}_mean"], row[f"{metric}_std"] = mean, spread
     # the bias in units of the noise of a mean over N gradients: ~1 where no bias is resolved
     row["bias_resolved"] = row["bias_mean"] / math.sqrt(max(row["variance_mean"], 1e-300) / n_samples)
-    row["w1"] = math.nan
+    row |= dict.fromkeys(("w1", "sample_mean", "sample_var", "mean_exact", "var_exact"), math.nan)
+    row["n_draws"] = w1_samples
     if uses_temperature and not options.get("straight_through"):
         _, z = estimator.loss(
             torch.full((w1_samples, 1), rate), lambda z: z.sum(-1), temperature, generator
         )
-        row["w1"] = wasserstein_to_poisson(z, rate)
+        samples = z.detach().double().flatten()
+        row["w1"] = wasserstein_to_poisson(samples, rate)
+        row["sample_mean"], row["sample_var"] = float(samples.mean()), float(samples.var())
+        untruncated = options.get("indicator") != "sigmoid" or options.get("truncate") is False
+        if name == "eat" and untruncated:  # compact indicators are never truncated
+            mean, variance = relaxed_moments(rate, temperature, options["indicator"])
+            row["mean_exact"], row["var_exact"] = float(mean), float(variance)
     row["ms_per_gradient"] = 1000 * seconds / n_samples
     return row
 

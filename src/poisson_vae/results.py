@@ -56,7 +56,8 @@ class Condition:
         data: the data set.
         family: the latent family, or the sparse coder's algorithm.
         arch: the networks (``-`` for a sparse coder).
-        method: the VAE's loss method, or ``hard`` for hard-threshold LCA (``-`` otherwise).
+        method: the VAE's loss method (with a P-VAE's soft indicator unless the sigmoid:
+            ``mc-cubic``), or ``hard`` for hard-threshold LCA (``-`` otherwise).
         beta: a VAE's KL weight (None for a sparse coder).
         lam: a sparse coder's sparsity weight (None for a VAE).
         n_latents: latents (or atoms), when known: runs that differ in it never pool.
@@ -119,6 +120,15 @@ class RunRecord:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+def _method(model: dict) -> str:
+    """A VAE's method, with its soft indicator when it samples through one that is not the
+    default sigmoid (``mc-cubic``): runs that differ in it never pool."""
+    method = str(model.get("method", "-"))
+    indicator = str(model.get("indicator", "sigmoid"))
+    relaxed = method in ("mc", "straight-through") and model.get("latent") == "poisson"
+    return f"{method}-{indicator}" if relaxed and indicator != "sigmoid" else method
+
+
 def condition_and_seed(config: dict, path: Path) -> tuple[Condition, int]:
     """Condition and seed of a run from its ``config.json`` (a VAE run or a sparse-coding run)."""
     try:
@@ -129,7 +139,7 @@ def condition_and_seed(config: dict, path: Path) -> tuple[Condition, int]:
                 data,
                 str(model["latent"]),
                 str(model["arch"]),
-                str(model.get("method", "-")),
+                _method(model),
                 beta=float(train.get("beta", 1.0)),
                 n_latents=_optional_int(model.get("n_latents")),
                 epochs=_optional_int(train.get("epochs")),

@@ -1,5 +1,6 @@
-"""The machinery of the reports' verdicts: records of finished jobs, paired one-sided tests over
-seeds, a monotonicity check, and the Benjamini-Hochberg decision across a suite's claims.
+"""The machinery of the reports' verdicts: records of finished jobs, paired one-sided tests and
+equivalence tests over seeds, a monotonicity check, and the Benjamini-Hochberg decision across a
+suite's claims.
 
 Each suite (:mod:`poisson_vae.reproduce.suites`) states its claims with these; the report decides
 them together at false-discovery rate :data:`ALPHA`.
@@ -13,13 +14,24 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 from .. import stats
 from ..latents import LATENT_FAMILIES
 from ..results import RunRecord, condition_and_seed
 from ..tables import number, published_cell
 
-__all__ = ["ALPHA", "cell", "claim", "decide", "display_name", "monotone_claim", "records", "values"]
+__all__ = [
+    "ALPHA",
+    "cell",
+    "claim",
+    "decide",
+    "display_name",
+    "equivalence_claim",
+    "monotone_claim",
+    "records",
+    "values",
+]
 
 ALPHA = 0.01
 
@@ -93,6 +105,31 @@ def claim(text: str, test: str, a: dict, b: dict, kind: str, label_a: str, label
     return found
 
 
+def equivalence_claim(
+    text: str, test: str, a: dict, b: dict, margin: float, label_a: str, label_b: str
+) -> dict:
+    """A paired claim ``|a - b| / b < margin`` over seeds: two one-sided t-tests of the relative
+    differences against ``-margin`` and ``+margin``; its p is the larger of the two."""
+    left, right = _paired(a, b)
+    found = {"claim": text, "test": test, "kind": "within", "n": len(left)}
+    if len(left) == 0:
+        return found | {"numbers": "no paired runs", "p": float("nan")}
+    relative = (left - right) / right
+    found["difference"], found["margin"] = float(relative.mean()), margin
+    digits = _digits(float(right.mean()))
+    found["numbers"] = (
+        f"{label_a} {number(float(left.mean()), digits)} vs {label_b} "
+        f"{number(float(right.mean()), digits)}: {100 * relative.mean():+.2f} % (n = {len(left)} seeds)"
+    )
+    if len(left) < 2 or np.all(relative == relative[0]):
+        found["p"] = float("nan") if len(left) < 2 else float(abs(relative[0]) >= margin)
+        return found
+    above = scipy_stats.ttest_1samp(relative, -margin, alternative="greater").pvalue
+    below = scipy_stats.ttest_1samp(relative, margin, alternative="less").pvalue
+    found["p"] = float(max(above, below))
+    return found
+
+
 def monotone_claim(text: str, metric: str, found: Sequence[RunRecord]) -> dict:
     """The claim that the mean over seeds of ``metric`` rises at every step of beta."""
     by_beta: dict[float, list[float]] = {}
@@ -114,7 +151,9 @@ def monotone_claim(text: str, metric: str, found: Sequence[RunRecord]) -> dict:
 
 def decide(claim_list: list[dict]) -> list[dict]:
     """Benjamini-Hochberg across the paired claims at :data:`ALPHA`; a verdict for each claim."""
-    tested = [c for c in claim_list if c["kind"] in ("greater", "at_least") and math.isfinite(c["p"])]
+    tested = [
+        c for c in claim_list if c["kind"] in ("greater", "at_least", "within") and math.isfinite(c["p"])
+    ]
     if tested:
         _, adjusted = stats.benjamini_hochberg([c["p"] for c in tested], ALPHA)
         for found, p_adjusted in zip(tested, adjusted):
@@ -127,6 +166,13 @@ def decide(claim_list: list[dict]) -> list[dict]:
             found["verdict"] = "not testable (too few paired seeds)"
         elif found["kind"] == "greater":
             found["verdict"] = "reproduced" if p <= ALPHA else "not reproduced"
+        elif found["kind"] == "within":  # not shown inside the margin: is it even outside?
+            if p <= ALPHA:
+                found["verdict"] = "reproduced"
+            elif abs(found["difference"]) < found["margin"]:
+                found["verdict"] = "not significantly within"
+            else:
+                found["verdict"] = "not reproduced"
         elif found["mean_a"] >= found["mean_b"]:
             found["verdict"] = "reproduced"
         else:

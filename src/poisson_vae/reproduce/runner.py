@@ -110,10 +110,17 @@ def _run_gap(job: Job, run: Path) -> dict:
     return {"encoder": rows[0], "points": rows[1:]}
 
 
+def _run_gradients(job: Job, run: Path) -> dict:
+    from ..gradient_study import run_study
+
+    return {"cells": run_study(run, **job.config)}
+
+
 _KINDS: dict[str, Callable[[Job, Path], dict | None]] = {
     "vae": _run_vae,
     "sparse": _run_sparse,
     "gap": _run_gap,
+    "gradients": _run_gradients,
 }
 
 

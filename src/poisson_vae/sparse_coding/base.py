@@ -15,10 +15,9 @@ and has no LCA or ISTA).
 
 from __future__ import annotations
 
-import itertools
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import torch
@@ -60,8 +59,8 @@ class SparseCodeResult:
 def soft_threshold(values: torch.Tensor, threshold: float, non_negative: bool = False) -> torch.Tensor:
     """Elementwise proximal map of ``threshold * ||.||_1`` (plus the indicator of a >= 0 if asked)."""
     if non_negative:
-        return (values - threshold).clamp_min(0)
-    return values.sign() * (values.abs() - threshold).clamp_min(0)
+        return (values - threshold).clamp_min_(0)
+    return torch.nn.functional.softshrink(values, threshold)  # one pass over the values
 
 
 def lasso_objective(
@@ -99,9 +98,14 @@ def lipschitz_step(dictionary: torch.Tensor) -> float:
 def gradient_terms(
     x: torch.Tensor, dictionary: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """What ISTA and FISTA iterate with: the Gram matrix Phi^T Phi (K, K), the drive Phi^T x (B, K)
-    of each sample, and the step 1 / L."""
-    return dictionary.T @ dictionary, x @ dictionary, lipschitz_step(dictionary)
+    """What ISTA and FISTA iterate with: the gradient step from a code y is
+    ``y + (Phi^T x - Phi^T Phi y) / L = y M + c``, one product with the (K, K) transition
+    M = I - Phi^T Phi / L and the (B, K) offset c = Phi^T x / L of each sample; returns
+    (M, c, 1 / L)."""
+    step = lipschitz_step(dictionary)
+    transition = torch.eye(dictionary.shape[1], dtype=dictionary.dtype, device=dictionary.device)
+    transition.sub_(dictionary.T @ dictionary, alpha=step)
+    return transition, step * (x @ dictionary), step
 
 
 def check_matrix(name: str, tensor: torch.Tensor) -> None:
@@ -154,8 +158,9 @@ class InferenceMethod(ABC):
 
     Stopping rule, per sample: every ``check_every`` iterations, the relative change of each
     sample's state since the previous check, ``||s_t - s_{t - check_every}|| / ||s_t||``, is compared
-    with ``tol``; a sample at or below it keeps its codes from then on, and the loop stops once every
-    sample has settled. The state is the code for ISTA and FISTA (a code that is still all-zero
+    with ``tol``; a sample at or below it keeps its codes from then on and leaves the batch (the
+    iterations that follow cost only the rows still moving), and the loop stops once every sample
+    has settled. The state is the code for ISTA and FISTA (a code that is still all-zero
     after the first steps stays zero: it is the minimiser) and the potentials for LCA, whose codes
     sit at zero while the potentials rise towards the threshold. Because each sample stops on its
     own trajectory, its code does not depend on the other samples of the batch (up to the
@@ -192,9 +197,11 @@ class InferenceMethod(ABC):
     @abstractmethod
     def _iterate(
         self, x: torch.Tensor, dictionary: torch.Tensor
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield ``(codes, state)`` after each iteration, forever: the (B, K) codes and the (B, K)
-        state whose settling stops a sample (class docstring); never mutate a yielded tensor."""
+    ) -> Generator[tuple[torch.Tensor, torch.Tensor], torch.Tensor | None, None]:
+        """Yield ``(codes, state)`` after each iteration, forever: the (B', K) codes and the
+        (B', K) state whose settling stops a sample (class docstring), for the B' rows still
+        iterating; never mutate a yielded tensor. ``send`` may answer a yield with a (B',) boolean
+        mask: keep only those rows from then on (the settled ones are dropped from the work)."""
 
     def objective(self, x: torch.Tensor, dictionary: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """The (B,) objective this method minimises: :func:`lasso_objective` unless overridden."""
@@ -214,30 +221,38 @@ class InferenceMethod(ABC):
         check_inputs(x, dictionary)
         x, dictionary = x.detach(), dictionary.detach()
         trace: list[torch.Tensor] = []
-        latest = previous = torch.zeros(x.shape[0], dictionary.shape[1], dtype=x.dtype, device=x.device)
-        # frozen holds each settled sample's codes from the check at which it settled
-        settled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        frozen = torch.zeros_like(latest)
-        converged, any_settled, iteration = False, False, 0
+        # the final codes of the settled rows; ``active`` are the rows still iterating, in order
+        codes = torch.zeros(x.shape[0], dictionary.shape[1], dtype=x.dtype, device=x.device)
+        active = torch.arange(x.shape[0], device=x.device)
+        previous = codes
+        converged, iteration, keep = False, 0, None
 
-        def current() -> torch.Tensor:
-            return torch.where(settled[:, None], frozen, latest) if any_settled else latest
+        def current(latest: torch.Tensor) -> torch.Tensor:
+            if len(active) == len(codes):
+                return latest
+            full = codes.clone()
+            full[active] = latest
+            return full
 
-        steps = itertools.islice(self._iterate(x, dictionary), self.n_iterations)
-        for iteration, (latest, state) in enumerate(steps, start=1):
+        steps = self._iterate(x, dictionary)
+        latest = codes
+        for iteration in range(1, self.n_iterations + 1):
+            latest, state = next(steps) if keep is None else steps.send(keep)
+            keep = None
             if self.record_objective:
-                trace.append(self.objective(x, dictionary, current()))
+                trace.append(self.objective(x, dictionary, current(latest)))
             if self.tol > 0 and iteration % self.check_every == 0:
-                newly = self._settled(state, previous) & ~settled
+                newly = self._settled(state, previous)
+                previous = state
                 if bool(newly.any()):
-                    frozen[newly] = latest[newly]
-                    settled |= newly
-                    any_settled = True
-                    if bool(settled.all()):
+                    codes[active[newly]] = latest[newly]
+                    keep = ~newly
+                    active, latest, previous = active[keep], latest[keep], previous[keep]
+                    if len(active) == 0:
                         converged = True
                         break
-                previous = state
-        codes = current()
+        steps.close()
+        codes = current(latest)
         if not bool(torch.isfinite(codes).all()):
             raise FloatingPointError(
                 f"{type(self).__name__} produced non-finite codes; its step is too large for this "

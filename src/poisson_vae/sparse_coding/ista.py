@@ -11,7 +11,7 @@ O(1 / t); see :mod:`.fista` for the accelerated variant. Hand-written: see :mod:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 
 import torch
 
@@ -29,10 +29,12 @@ class ISTA(InferenceMethod):
 
     def _iterate(
         self, x: torch.Tensor, dictionary: torch.Tensor
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        gram, drive, step = gradient_terms(x, dictionary)
-        codes = torch.zeros_like(drive)
+    ) -> Generator[tuple[torch.Tensor, torch.Tensor], torch.Tensor | None, None]:
+        transition, offset, step = gradient_terms(x, dictionary)
+        threshold = self.lam * step
+        codes = torch.zeros_like(offset)
         while True:
-            gradient_step = torch.addmm(codes + step * drive, codes, gram, alpha=-step)
-            codes = soft_threshold(gradient_step, step * self.lam, self.non_negative)
-            yield codes, codes
+            codes = soft_threshold(torch.addmm(offset, codes, transition), threshold, self.non_negative)
+            keep = yield codes, codes
+            if keep is not None:
+                offset, codes = offset[keep], codes[keep]

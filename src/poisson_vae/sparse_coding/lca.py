@@ -24,7 +24,7 @@ used as given (the rctn/sparsecoding package uses eta = 1e-3). Hand-written: see
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Generator
 
 import torch
 
@@ -92,7 +92,7 @@ class LCA(InferenceMethod):
 
     def _iterate(
         self, x: torch.Tensor, dictionary: torch.Tensor
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    ) -> Generator[tuple[torch.Tensor, torch.Tensor], torch.Tensor | None, None]:
         eta = self.step(dictionary)
         inhibition = dictionary.T @ dictionary  # (K, K): Phi^T Phi - I, computed once
         inhibition.diagonal().sub_(1)
@@ -105,7 +105,9 @@ class LCA(InferenceMethod):
                 torch.add(drive, potentials, alpha=1 - eta), codes, inhibition, alpha=-eta
             )
             codes = self._threshold(potentials)
-            yield codes, potentials
+            keep = yield codes, potentials
+            if keep is not None:
+                drive, potentials, codes = drive[keep], potentials[keep], codes[keep]
 
     def objective(self, x: torch.Tensor, dictionary: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """(B,) LCA energy: Lasso objective (soft), or 0.5 ||x - Phi a||^2 + lam^2 / 2 ||a||_0 (hard).

@@ -25,9 +25,10 @@ class Job:
     Attributes:
         name: unique within the suite; names the run folder and the result file.
         kind: ``vae`` (``pvae train`` then ``pvae evaluate``), ``sparse`` (``pvae sparse-coding
-            train`` then ``pvae evaluate``) or ``gap`` (``pvae amortization-gap`` on the run of job
-            ``after``).
-        config: the run configuration (``config.json`` sections), or the gap's options.
+            train`` then ``pvae evaluate``), ``gap`` (``pvae amortization-gap`` on the run of job
+            ``after``) or ``gradients`` (``pvae gradients``).
+        config: the run configuration (``config.json`` sections), or the gap's or the gradient
+            study's options.
         seed: the seed, for pairing conditions in the report.
         after: the job whose run a ``gap`` job reads; it runs in a later phase.
         evaluate: options of :func:`poisson_vae.evaluation.evaluate_run`.
