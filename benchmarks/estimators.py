@@ -16,11 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
 
-from machine import describe, package_first
+from machine import describe, package_first, run_worker
 
 #: (row name, estimator name, options, whether f is the closed-form SquaredError)
 ROWS = (
@@ -86,14 +84,11 @@ def main() -> None:
         figures = measure(args.worker, args.batch, args.latents, args.temperature, args.repeats)
         print(json.dumps(figures))
         return
-    results = []
-    for row in (-1, -2, *range(len(ROWS))):
-        command = [sys.executable, __file__, "--worker", str(row), "--batch", str(args.batch)]
-        command += ["--latents", str(args.latents), "--temperature", str(args.temperature)]
-        command += ["--repeats", str(args.repeats)]
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        results.append(json.loads(output.strip().splitlines()[-1]))
-        print(json.dumps(results[-1]), file=sys.stderr)
+    flags = ["--batch", str(args.batch), "--latents", str(args.latents)]
+    flags += ["--temperature", str(args.temperature), "--repeats", str(args.repeats)]
+    results = [
+        run_worker(__file__, ["--worker", str(row), *flags]) for row in (-1, -2, *range(len(ROWS)))
+    ]
     poisson, step = results[0]["ms"], results[1]["ms"]
     print(
         f"forward + backward, batch {args.batch} x {args.latents} latents, temperature "

@@ -57,3 +57,15 @@ def package_first() -> None:
     (idle OpenMP threads sleep, ``OMP_WAIT_POLICY=PASSIVE``, unless the environment says otherwise).
     Called first by every worker, never by the parent (whose peak memory the workers inherit)."""
     import poisson_vae  # noqa: F401
+
+
+def run_worker(script: str, arguments: list[str]) -> dict:
+    """Run ``python SCRIPT ARGUMENTS`` in a fresh process and return the JSON of its last line of
+    output (echoed to stderr as it arrives): one benchmark row measured in a process of its own."""
+    import json
+
+    command = [sys.executable, script, *arguments]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    figures = json.loads(output.strip().splitlines()[-1])
+    print(json.dumps(figures), file=sys.stderr)
+    return figures

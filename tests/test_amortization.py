@@ -16,10 +16,10 @@ from poisson_vae.evaluation import evaluate_run
 from poisson_vae.training import train
 
 
-def _run(out: Path, arch: str = "lin|lin") -> Path:
+def _run(out: Path, arch: str = "lin|lin", **model) -> Path:
     config = RunConfig(
         data=DataConfig(n_train=1000, n_valid=300),
-        model=ModelConfig(n_latents=24, arch=arch),
+        model=ModelConfig(n_latents=24, arch=arch, **model),
         train=TrainConfig(epochs=2, batch_size=100, warmup_epochs=1, progress=False),
     )
     train(config, out)
@@ -128,3 +128,13 @@ def test_n_samples_must_be_positive(
     assert not out.exists()
     with pytest.raises(ValueError, match="n_iterations must be a positive integer, got 0"):
         amortization_gap(pvae_run, n_iterations=0)
+
+
+def test_an_iterative_vae_has_no_gap_to_measure(tmp_path: Path) -> None:
+    from poisson_vae.estimators import PoissonVAETransformer
+
+    run = _run(tmp_path / "run", inference="iterative", n_steps=2)
+    with pytest.raises(ValueError, match="is an iterative VAE: it has no encoder"):
+        amortization_gap(run, lams=(0.5,))
+    with pytest.raises(ValueError, match="holds an iterative VAE"):
+        PoissonVAETransformer.from_checkpoint(run)

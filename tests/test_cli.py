@@ -316,7 +316,9 @@ def test_paper_recipe_per_dataset_with_file_and_flag_overrides(tmp_path: Path) -
 
 def test_unknown_recipe_is_one_line(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     code, _, err = run_cli(capsys, "train", "--out", str(tmp_path / "run"), "--recipe", "fast")
-    assert code == 2 and err.strip() == "pvae: error: --recipe must be one of paper, got 'fast'"
+    assert (
+        code == 2 and err.strip() == "pvae: error: --recipe must be one of iterative, paper, got 'fast'"
+    )
     assert not (tmp_path / "run").exists()
 
 

@@ -107,6 +107,16 @@ def test_a_p_vae_with_another_soft_indicator_is_another_condition(tmp_path: Path
     assert "lin|lin mc-cubic K=512" in cubic.condition.label
 
 
+def test_an_iterative_vae_is_another_condition(tmp_path: Path) -> None:
+    directory = write_run(tmp_path, "iterative", seed=0)
+    config = json.loads((directory / "config.json").read_text())
+    config["model"] |= {"inference": "iterative", "n_steps": 16}
+    (directory / "config.json").write_text(json.dumps(config))
+    amortized = write_run(tmp_path, "amortized", seed=0)
+    iterative, encoder = load_runs([directory, amortized])
+    assert iterative.condition.method == "iterative-T16" and encoder.condition.method == "mc"
+
+
 def test_aggregate_matches_scipy_t_interval(tmp_path: Path) -> None:
     values = [1.0, 1.5, 0.7, 1.2]
     runs = load_runs(write_run(tmp_path, f"r{seed}", seed, nelbo=v) for seed, v in enumerate(values))

@@ -78,6 +78,23 @@ def test_checks_accept_and_refuse(check, good: list, bad: list) -> None:
             {"beta_hold_fraction": 0.6},
             r"beta_hold_fraction must lie in \[0, anneal_fraction",
         ),
+        (
+            ModelConfig,
+            {"inference": "iterative", "latent": "laplace"},
+            "inference iterative exists for latent poisson, gaussian, gaussian-relu, not laplace",
+        ),
+        (ModelConfig, {"inference": "iterative", "arch": "mlp|lin"}, "arch must be lin|lin"),
+        (ModelConfig, {"inference": "iterative", "method": "exact"}, "method must be mc"),
+        (
+            ModelConfig,
+            {"inference": "iterative", "latent": "gaussian", "kl_prefactor": "prior"},
+            "kl_prefactor applies to latent poisson only",
+        ),
+        (
+            TrainConfig,
+            {"beta_hold_fraction": 0.2, "beta_anneal_fraction": 0.1},
+            r"beta_hold_fraction must lie in \[0, beta_anneal_fraction = 0.1\]",
+        ),
         (DataConfig, {"patch_size": 1}, "patch_size must be an integer >= 2, got 1"),
         (DataConfig, {"data": "imagenet"}, "data must be a dataset of `pvae data list` or npy:PATH"),
         (SparseCodingConfig, {"lam": 0}, "lam must be a finite number > 0, got 0"),

@@ -87,6 +87,23 @@ def test_evaluate_measures_geometry_on_labelled_data(tmp_path: Path) -> None:
     assert quick["train_samples"] == 150 and quick["n_splits"] == 126
 
 
+def test_an_iterative_run_is_evaluated_over_its_steps(tmp_path: Path, capsys) -> None:
+    data = DataConfig(n_train=300, n_valid=120)
+    run = _tiny_run(tmp_path / "run", data, n_latents=16, inference="iterative", n_steps=3)
+    assert main(["evaluate", str(run), "--n-steps", "40"]) == 0
+    assert "r2_mean" in capsys.readouterr().out
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["n_steps"] == 40 and metrics["training_steps"] == 3
+    assert metrics["convergence"]["step"] == list(range(1, 41))
+    assert metrics["r2_mean"] == pytest.approx(metrics["convergence"]["r2"][-1])
+    report = (run / "eval" / "report.md").read_text()
+    assert "iterative inference" in report and "After 40 steps of inference (3 in training)" in report
+    for name in ("convergence.png", "dictionary.png", "reconstructions.png"):
+        assert (run / "eval" / name).stat().st_size > 1000, name
+    assert main(["evaluate", str(run), "--n-steps", "0"]) != 0
+    assert "--n-steps must be at least 1, got 0" in capsys.readouterr().err
+
+
 def test_two_seeds_evaluated_then_compared(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     runs = []
     for seed in (0, 1):

@@ -31,7 +31,7 @@ def test_recipe_values_are_copies() -> None:
 
 
 def test_unknown_recipe_or_dataset_is_refused() -> None:
-    with pytest.raises(ValueError, match="recipe must be one of paper, got 'quick'"):
+    with pytest.raises(ValueError, match="recipe must be one of iterative, paper, got 'quick'"):
         recipe("quick", "mnist")
     with pytest.raises(ValueError, match="data must be one of .*, got 'imagenet'"):
         recipe("paper", "imagenet")

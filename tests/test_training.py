@@ -349,3 +349,47 @@ def test_an_interrupted_fit_array_raises_keyboard_interrupt_and_leaves_ctrl_c_wo
     with pytest.raises(KeyboardInterrupt):
         fit_array(ModelConfig(n_latents=8), recipe, data)
     assert signal.getsignal(signal.SIGINT) is handler
+
+
+def iterative_config(epochs: int = 3, **model_options) -> RunConfig:
+    from poisson_vae.recipes import recipe
+
+    options = recipe("iterative", "natural16") | {"epochs": epochs, "batch_size": 100}
+    return RunConfig(
+        data=DataConfig(n_train=400, n_valid=200),
+        model=ModelConfig(inference="iterative", n_latents=32, n_steps=4, **model_options),
+        train=TrainConfig(**options, val_every=1, log_every=1, progress=False),
+    )
+
+
+def test_the_iterative_recipe_anneals_beta_and_the_clamps_faster_than_the_temperature(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(VAEModule, "_total_steps", property(lambda self: 10_000))
+    module = VAEModule(iterative_config())
+    assert module.schedule(5) == (pytest.approx(1 - 0.99 * 5 / 5000), pytest.approx(1e-4))  # held
+    assert module.clamp_progress(5) == 0.0
+    assert module.schedule(1010)[1] == pytest.approx(24.0) and module.clamp_progress(1010) == 1.0
+    assert module.schedule(1010)[0] == pytest.approx(1 - 0.99 * 1010 / 5000)
+    assert module.schedule(5000) == (pytest.approx(0.01), pytest.approx(24.0))
+
+
+@pytest.mark.parametrize("family", ["poisson", "gaussian-relu"])
+def test_an_iterative_vae_trains_resumes_and_records_its_convergence(tmp_path, family: str) -> None:
+    run = tmp_path / "run"
+    config = iterative_config(epochs=3, latent=family, init_std=0.05)
+    if family != "poisson":
+        config.train.beta = 8.0
+    assert train(config, run, callbacks=[_Interrupt()]) is None
+    metrics = train(config, run, resume=True)
+    for name in ("convergence.png", *FINAL_FILES):
+        assert (run / name).is_file(), name
+    stored = json.loads((run / "metrics.json").read_text())
+    assert stored["nelbo"] == pytest.approx(metrics["nelbo"])
+    assert len(stored["convergence"]["r2"]) == stored["n_steps"] == 1000
+    for key in ("r2_mean", "r2_map", "portion_zeros", "distance", "distance_map", "mse_map"):
+        assert key in stored
+    assert 0 < stored["portion_zeros"] < 1
+    model = load_model(run)
+    assert type(model).__name__ == "IterativeVAE" and model.config.n_steps == 4
+    assert logged(run, "train/temperature")[-1] == pytest.approx(model.final_temperature)

@@ -25,6 +25,7 @@ import torch
 from .config import RunConfig, choice, integer
 from .errors import ConfigError, braces
 from .figures import RatePoint, save_rate_distortion
+from .iterative import IterativeVAE
 from .latents import LATENT_FAMILIES
 from .metrics import lifetime_sparsity
 from .nets import LinearDecoder
@@ -131,6 +132,11 @@ def amortization_gap(
     integer(1)("n_iterations", n_iterations)
     config = source.config(RunConfig)
     model = load_model(source.directory)
+    if isinstance(model, IterativeVAE):
+        raise ConfigError(
+            f"{source.directory} is an iterative VAE: it has no encoder whose gap to measure "
+            "(its own inference is already iterative)"
+        )
     if not isinstance(model.decoder, LinearDecoder) or model.decoder.linear.bias is not None:
         raise ConfigError(
             f"{source.directory} has decoder {model.config.arch!r}: the gap needs a linear decoder "

@@ -198,7 +198,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--recipe",
         help="start from a named recipe's training options for the dataset: 'paper' (the paper's "
-        "settings); --config and flags override it",
+        "settings) or 'iterative' (the iP-VAE's); --config and flags override it",
     )
     _add_config_flags(parser, {"data": DataConfig, "model": ModelConfig, "train": TrainConfig})
     parser.set_defaults(handler=_train)
@@ -262,6 +262,8 @@ def _train(args: argparse.Namespace) -> int:
             return 130
         return 0
     shown = ("nelbo", "sse", "kl", "mse_map", "portion_zeros", "lifetime_sparsity", "n_active")
+    if config.model.inference == "iterative":
+        shown = ("nelbo", "kl", "mse_map", "r2_mean", "r2_map", "portion_zeros", "distance")
     print("validation: " + ", ".join(f"{key} {metrics[key]:.4g}" for key in shown))
     print(f"wrote {args.out}")
     return 0
@@ -398,6 +400,12 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         help="fit the shattering classifiers on this many training samples (default: all)",
     )
     parser.add_argument(
+        "--n-steps",
+        type=int,
+        default=1000,
+        help="an iterative VAE's steps of inference (default: 1000, the release's)",
+    )
+    parser.add_argument(
         "--out",
         type=_path,
         help="output folder (default: RUN/eval, which pvae compare reads; ./NAME/eval for "
@@ -415,6 +423,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"{{0}} must be at least 10, got {args.shattering_samples}", "shattering_samples"
         )
+    if args.n_steps < 1:
+        raise ConfigError(f"{{0}} must be at least 1, got {args.n_steps}", "n_steps")
     folder = _default_out(args.run)
     if args.out is None and folder != args.run:  # a shipped model: ./NAME/eval
         args.out = folder / "eval"
@@ -425,8 +435,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         shattering_samples=args.shattering_samples,
         out=args.out,
+        n_steps=args.n_steps,
     )
-    shown = [key for key in ("nelbo", "mse_map", "lifetime_sparsity", "n_active") if key in metrics]
+    shown = ["nelbo", "mse_map", "lifetime_sparsity", "n_active"]
+    if "convergence" in metrics:  # an iterative VAE
+        shown = ["nelbo", "mse_map", "r2_mean", "r2_map", "portion_zeros", "distance"]
+    shown = [key for key in shown if key in metrics]
     print("validation: " + ", ".join(f"{key} {metrics[key]:.4g}" for key in shown))
     if metrics.get("gabor", {}).get("fraction_gabor") is not None:
         print(f"Gabor-like active atoms: {metrics['gabor']['fraction_gabor']:.2f}")

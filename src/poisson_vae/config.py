@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 from .data import dataset_names, resolve_source
 from .distributions import INDICATORS
 from .errors import ConfigError, braces
+from .iterative import ITERATIVE_FAMILIES, KL_PREFACTORS
 from .latents import LATENT_FAMILIES
 from .nets import parse_architecture
 from .sparse_coding import ALGORITHMS
@@ -34,6 +35,7 @@ from .sparse_coding.lca import THRESHOLDS
 __all__ = [
     "ACCELERATORS",
     "ESTIMATOR_METHODS",
+    "INFERENCE",
     "METHODS",
     "RESUMABLE",
     "Check",
@@ -65,6 +67,8 @@ ESTIMATOR_METHODS = ("gsm", "score", "vargrad", "mvd")
 #: family's relaxed sample (``mc``), the closed form (``exact``), straight-through, and for Poisson
 #: latents the other gradient estimators.
 METHODS = ("mc", "exact", "straight-through", *ESTIMATOR_METHODS)
+#: How a VAE infers its posterior: an encoder, or iterative dynamics (poisson_vae.iterative).
+INFERENCE = ("amortized", "iterative")
 #: Values of ``accelerator``: ``auto`` takes CUDA when present (``gpu`` and ``cuda`` require it).
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
 #: Lightning's precisions: float32, or mixed precision with bfloat16 (CPU and recent GPUs) or
@@ -324,8 +328,25 @@ class ModelConfig:
     init_std: float | None = option(
         None,
         "std of the initial weights (default: 0.05 with a linear decoder, else 0.1; "
-        "gaussian-exp: a fifth of that)",
+        "gaussian-exp: a fifth of that; iterative: 1e-4)",
         number(0, low_open=True).or_none(),
+    )
+    inference: str = option(
+        "amortized",
+        "amortized (an encoder) or iterative (no encoder: the posterior evolves step by step, "
+        "driven by its prediction errors through the dictionary; the iP-VAE)",
+        choice(INFERENCE),
+    )
+    n_steps: int = option(16, "inference steps per sample in training (iterative)", integer(1))
+    truncation: int | None = option(
+        None,
+        "backpropagate through blocks of this many steps (iterative; default: through all)",
+        integer(1).or_none(),
+    )
+    kl_prefactor: str = option(
+        "posterior",
+        "the iP-VAE's KL: posterior (the published loss) or prior (the exact Poisson KL)",
+        choice(KL_PREFACTORS),
     )
 
     def __post_init__(self) -> None:
@@ -358,6 +379,32 @@ class ModelConfig:
             )
         if self.excitatory_only and "excitatory_only" not in family.model_options:
             raise ConfigError("{0} applies to {1} poisson only", "excitatory_only", "latent")
+        if self.inference == "iterative":
+            self._check_iterative()
+
+    def _check_iterative(self) -> None:
+        if self.latent not in ITERATIVE_FAMILIES:
+            raise ConfigError(
+                f"{{0}} iterative exists for {{1}} {', '.join(ITERATIVE_FAMILIES)}, "
+                f"not {braces(self.latent)}",
+                "inference",
+                "latent",
+            )
+        if self.arch != "lin|lin":
+            raise ConfigError(
+                "{0} iterative decodes with one dictionary that also carries the feedback: "
+                "{1} must be lin|lin",
+                "inference",
+                "arch",
+            )
+        if self.method != "mc":
+            raise ConfigError(
+                "{0} iterative trains through its sampled spikes: {1} must be mc", "inference", "method"
+            )
+        if self.excitatory_only:
+            raise ConfigError("{0} needs {1} amortized", "excitatory_only", "inference")
+        if self.kl_prefactor != "posterior" and self.latent != "poisson":
+            raise ConfigError("{0} applies to {1} poisson only", "kl_prefactor", "latent")
 
     @classmethod
     def from_dict(cls, values: Mapping) -> ModelConfig:
@@ -408,6 +455,12 @@ class TrainConfig:
     anneal_fraction: float = option(
         0.5, "fraction of the steps over which beta and temperature ramp", number(0, 1)
     )
+    beta_anneal_fraction: float | None = option(
+        None,
+        "fraction of the steps over which beta (and an iterative model's clamps) ramp "
+        "(default: --anneal-fraction)",
+        number(0, 1).or_none(),
+    )
     seed: int = option(0, "seed of initialisation, shuffling and sampling", SEED)
     accelerator: str = option(
         "auto", "cpu, gpu, or auto (CUDA when present, else the CPU)", choice(ACCELERATORS)
@@ -437,13 +490,19 @@ class TrainConfig:
                 "lr_min",
                 "lr",
             )
-        hold = self.beta_hold_fraction
-        if hold is not None and hold > self.anneal_fraction:
+        hold, ramp = self.beta_hold_fraction, self.beta_ramp_fraction
+        if hold is not None and hold > ramp:
+            which = "anneal_fraction" if self.beta_anneal_fraction is None else "beta_anneal_fraction"
             raise ConfigError(
-                f"{{0}} must lie in [0, {{1}} = {self.anneal_fraction:g}], got {_escaped(hold)}",
+                f"{{0}} must lie in [0, {{1}} = {ramp:g}], got {_escaped(hold)}",
                 "beta_hold_fraction",
-                "anneal_fraction",
+                which,
             )
+
+    @property
+    def beta_ramp_fraction(self) -> float:
+        """The fraction of the steps over which beta ramps."""
+        return self.anneal_fraction if self.beta_anneal_fraction is None else self.beta_anneal_fraction
 
 
 # --- sparse coding ---------------------------------------------------------------------------

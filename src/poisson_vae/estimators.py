@@ -267,6 +267,10 @@ class PoissonVAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
         (N, C*H*W).
         """
         model = load_model(path)
+        if model.config.inference != "amortized":
+            raise ValueError(
+                f"{path} holds an iterative VAE; the scikit-learn transformer wraps amortised VAEs"
+            )
         params = {name: getattr(model.config, name) for name in (*_MODEL_PARAMETERS, "n_latents")}
         names = set(cls._get_param_names())
         recipe = Run(path).config_document().get("train", {})

@@ -26,6 +26,7 @@ from .figures import (
     save_training_curves,
 )
 from .files import write_json, write_text
+from .iterative import EVALUATION_STEPS, IterativeVAE, evaluate_iterative, save_iterative_figures
 from .metrics import ACTIVE_RULE, active_latents, evaluate_model
 from .nets import LinearDecoder
 from .runs import Run, check_output_path
@@ -38,14 +39,20 @@ KNN_SIZES = (200, 1000, 5000)
 
 
 @torch.no_grad()
-def representation_features(model: VAE, data: np.ndarray, batch_size: int = 2000) -> np.ndarray:
-    """(N, K) the deterministic read-out features (P-VAE: log dr; G/L-VAE: mean; C: logits)."""
+def representation_features(
+    model: VAE | IterativeVAE, data: np.ndarray, batch_size: int = 2000
+) -> np.ndarray:
+    """(N, K) the deterministic read-out features (P-VAE: log dr; G/L-VAE: mean; C: logits; an
+    iterative VAE: the posterior mean after its training horizon, a P-VAE's firing rates)."""
     model.eval()
     device = next(model.parameters()).device
     features = []
     for start in range(0, len(data), batch_size):
         x = torch.as_tensor(data[start : start + batch_size]).to(device)
-        features.append(model.encode(x).features.double().cpu())
+        if isinstance(model, IterativeVAE):  # the firing rates after the training horizon
+            features.append(model.posterior_mean(model.infer(x)).double().cpu())
+        else:
+            features.append(model.encode(x).features.double().cpu())
     return torch.cat(features).numpy()
 
 
@@ -64,7 +71,9 @@ def _gabor(dictionary: torch.Tensor, active: torch.Tensor, shape: tuple[int, ...
     return gabor_summary(fit)
 
 
-def _geometry(model: VAE, splits: dict, seed: int, shattering_samples: int | None = None) -> dict:
+def _geometry(
+    model: VAE | IterativeVAE, splits: dict, seed: int, shattering_samples: int | None = None
+) -> dict:
     from .geometry import knn_sample_efficiency, shattering_dimensionality
 
     train_images, train_labels = splits["train"], splits["train_labels"]
@@ -101,6 +110,7 @@ def evaluate_run(
     seed: int | None = None,
     shattering_samples: int | None = None,
     out: str | Path | None = None,
+    n_steps: int = EVALUATION_STEPS,
 ) -> dict:
     """Evaluate a finished run and write its ``eval`` folder (or ``out``).
 
@@ -113,6 +123,8 @@ def evaluate_run(
             samples (default: all, as the paper; fewer for quick sweeps).
         out: the folder to write into (default: the run's ``eval`` folder, which ``pvae compare``
             reads).
+        n_steps: steps of inference of an iterative VAE (its metrics are those of the last step;
+            the convergence record has every step).
 
     Returns:
         The metrics written to ``RUN/eval/metrics.json``.
@@ -131,6 +143,49 @@ def evaluate_run(
     (out / Run.METRICS).unlink(missing_ok=True)
     started = time.perf_counter()
     splits = config.data.load()
+    valid = splits["valid"]
+    if isinstance(model, IterativeVAE):
+        metrics = _evaluate_iterative_run(run, config, model, valid, seed, n_steps, out)
+    else:
+        metrics = _evaluate_amortized_run(run, config, model, splits, seed, gabor, out)
+    if geometry and "train_labels" in splits and "valid_labels" in splits:
+        metrics |= _geometry(model, splits, seed, shattering_samples)
+    identity = {"run": str(run.directory), "data": config.data.data, "latent": config.model.latent}
+    identity |= {"arch": config.model.arch, "method": config.model.method}
+    identity |= {"seed": config.train.seed, "beta": config.train.beta, "epochs": config.train.epochs}
+    if isinstance(model, IterativeVAE):
+        identity |= {"inference": "iterative", "training_steps": config.model.n_steps}
+    metrics = identity | metrics | {"seconds": time.perf_counter() - started}
+    return _write(out, metrics)
+
+
+def _evaluate_iterative_run(
+    run: Run,
+    config: RunConfig,
+    model: IterativeVAE,
+    valid: np.ndarray,
+    seed: int,
+    n_steps: int,
+    out: Path,
+) -> dict:
+    """The metrics and figures of an iterative VAE (convergence, dictionary, reconstructions from
+    the posterior mean after ``n_steps``, training curves): its metrics."""
+    metrics = _iterative_metrics(run, model, valid, seed, n_steps)
+    label = f"{config.model.latent} iterative (T = {config.model.n_steps})"
+    save_iterative_figures(model, metrics, out, label)
+    with torch.no_grad():
+        x = torch.as_tensor(valid[:32])
+        state = model.infer(x, n_steps, generator=torch.Generator().manual_seed(seed))
+        save_reconstructions(x, model.decode_point(state).view_as(x), out / "reconstructions.png")
+    history = run.training_history()
+    save_training_curves(history.columns, out / Run.CURVES, f"{label}: training", history.resumed_at)
+    return metrics
+
+
+def _evaluate_amortized_run(
+    run: Run, config: RunConfig, model: VAE, splits: dict, seed: int, gabor: bool, out: Path
+) -> dict:
+    """The metrics and figures of an amortised VAE (and its Gabor fits): its metrics."""
     valid = splits["valid"]
     metrics = _model_metrics(run, model, valid, seed)
     kl, active = torch.tensor(metrics["kl_per_latent"]), torch.tensor(metrics["active"])
@@ -154,13 +209,23 @@ def evaluate_run(
         )
         if gabor:
             metrics["gabor"] = _gabor(model.decoder.dictionary, active, shape, out)
-    if geometry and "train_labels" in splits and "valid_labels" in splits:
-        metrics |= _geometry(model, splits, seed, shattering_samples)
-    identity = {"run": str(run.directory), "data": config.data.data, "latent": config.model.latent}
-    identity |= {"arch": config.model.arch, "method": config.model.method}
-    identity |= {"seed": config.train.seed, "beta": config.train.beta, "epochs": config.train.epochs}
-    metrics = identity | metrics | {"seconds": time.perf_counter() - started}
-    return _write(out, metrics)
+    return metrics
+
+
+def _iterative_metrics(
+    run: Run, model: IterativeVAE, valid: np.ndarray, seed: int, n_steps: int
+) -> dict:
+    """:func:`~poisson_vae.iterative.evaluate_iterative`'s metrics: those the finished run
+    recorded when computed with this seed, steps and samples, else computed anew."""
+    if run.finished:
+        recorded = run.metrics()
+        if (
+            recorded.get("seed") == seed
+            and recorded.get("n_samples") == len(valid)
+            and recorded.get("n_steps") == n_steps
+        ):
+            return {key: value for key, value in recorded.items() if key not in _SUMMARY}
+    return evaluate_iterative(model, valid, n_steps, seed=seed)
 
 
 def _model_metrics(run: Run, model: VAE, valid: np.ndarray, seed: int) -> dict:
@@ -229,7 +294,10 @@ _COLUMNS = (
     ("kl", "KL"),
     ("mse_map", "mse_map"),
     ("r2", "R^2"),
+    ("r2_mean", "R^2 (mean per sample)"),
+    ("r2_map", "R^2 of the posterior mean"),
     ("portion_zeros", "zeros"),
+    ("distance", "distance to ideal"),
     ("lifetime_sparsity", "lifetime sparsity"),
     ("population_sparsity", "population sparsity"),
 )
@@ -237,26 +305,40 @@ _COLUMNS = (
 
 def render_report(metrics: dict) -> str:
     """The Markdown report of one evaluated run (``RUN/eval/report.md``)."""
+    active = "n_active" in metrics
     lines = [
         f"# Evaluation of `{metrics['run']}`",
         "",
-        f"{metrics['latent']} `{metrics['arch']}`, method {metrics['method']}, data {metrics['data']}, "
+        f"{metrics['latent']} `{metrics['arch']}`, "
+        f"{'iterative inference' if 'convergence' in metrics else 'method ' + metrics['method']}, "
+        f"data {metrics['data']}, "
         f"seed {metrics['seed']}, beta {metrics['beta']}, {metrics['epochs']} epochs; "
         f"{metrics['n_samples']} validation samples.",
         "",
         *table(
-            [*(name for key, name in _COLUMNS if key in metrics), "active"],
+            [*(name for key, name in _COLUMNS if key in metrics), *(["active"] if active else [])],
             [
                 [
                     *(_format(metrics[key]) for key, _ in _COLUMNS if key in metrics),
-                    f"{metrics['n_active']} ({metrics['active_fraction']:.2f})",
+                    *([f"{metrics['n_active']} ({metrics['active_fraction']:.2f})"] if active else []),
                 ]
             ],
         ),
         "",
-        f"Active latents: {metrics.get('active_rule', ACTIVE_RULE)}.",
-        "",
     ]
+    if active:
+        lines += [f"Active latents: {metrics.get('active_rule', ACTIVE_RULE)}.", ""]
+    if "convergence" in metrics:
+        lines += [
+            f"After {metrics['n_steps']} steps of inference ({metrics['training_steps']} in "
+            "training); NELBO and KL over the training horizon.",
+            "",
+            "![convergence](convergence.png) ![dictionary](dictionary.png)",
+            "",
+            "![reconstructions](reconstructions.png)",
+            "",
+            f"![training curves]({Run.CURVES})",
+        ]
     if "kl_per_latent" in metrics:
         lines += [
             "![KL per latent](kl_per_latent.png) ![code histogram](code_histogram.png)",

@@ -28,6 +28,7 @@ __all__ = [
     "atom_mosaic",
     "colour_limits",
     "grid_columns",
+    "save_convergence",
     "save_dictionary_figure",
     "save_dictionary_panels",
     "save_gabor_figure",
@@ -627,5 +628,45 @@ def save_heatmaps(rows: Sequence[Mapping], metric: str, title: str, path: str | 
         axis.remove()
     if image is not None:
         figure.colorbar(image, ax=list(axes.flat[: len(labels)]), shrink=0.8)
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+#: The panels of :func:`save_convergence`: (record, title).
+_CONVERGENCE_PANELS = (
+    ("r2", "R^2 of the spikes (mean per sample)"),
+    ("portion_zeros", "portion of zero spikes"),
+    ("step_norm", "step norm ||u_t - u_(t-1)||"),
+    ("distance", "distance to the ideal point"),
+)
+
+
+def save_convergence(
+    curves: Mapping[str, Mapping[str, Sequence[float]]],
+    path: str | Path,
+    title: str,
+    horizon: int | None = None,
+) -> Path:
+    """Iterative inference over its steps (log axis), one line per model: the R^2 of the spikes,
+    the portion of zeros, the step norm and the distance to the ideal point.
+
+    Args:
+        curves: ``{label: convergence record}`` (:func:`poisson_vae.iterative.convergence`).
+        path: output PNG.
+        title: figure title.
+        horizon: the training horizon, marked with a dotted line.
+    """
+    figure = Figure(figsize=(10, 6.4), layout="constrained")
+    axes = figure.subplots(2, 2).ravel()
+    for axis, (key, name) in zip(axes, _CONVERGENCE_PANELS):
+        for label, record in curves.items():
+            axis.plot(record["step"], record[key], lw=1.0, label=label)
+        axis.set_xscale("log")
+        axis.set_xlabel("inference step")
+        axis.set_title(name, fontsize=9)
+        if horizon is not None:
+            axis.axvline(horizon, color="0.5", linestyle=":", linewidth=1)
+    if len(curves) > 1:
+        axes[0].legend(fontsize=7)
     figure.suptitle(title)
     return _save(figure, path)

@@ -12,9 +12,11 @@ import torch
 __all__ = [
     "ACTIVE_RULE",
     "active_latents",
+    "distance_to_ideal",
     "evaluate_model",
     "explained_variance",
     "lifetime_sparsity",
+    "per_sample_r2",
     "population_sparsity",
     "reconstruction_shares",
     "used_directions",
@@ -276,8 +278,10 @@ def _evaluate_model(model: torch.nn.Module, data: torch.Tensor, batch_size: int,
 
 def explained_variance(sse: torch.Tensor, energy: torch.Tensor) -> dict[str, float | None]:
     """``r2`` (pooled: one minus the total squared error over the total energy of the samples
-    about their own means) and ``r2_median`` (the median of the per-sample ratio over the samples
-    that vary); None where undefined: no sample varies (constant images, or 1 x 1 pixel).
+    about their own means), ``r2_median`` (the median of the per-sample ratio over the samples
+    that vary) and ``r2_mean`` (its mean, as the iterative VAEs' paper reports it: see
+    :func:`per_sample_r2`); None where undefined: no sample varies (constant images, or 1 x 1
+    pixel).
 
     Args:
         sse: (N,) squared error of each sample's reconstruction.
@@ -285,6 +289,28 @@ def explained_variance(sse: torch.Tensor, energy: torch.Tensor) -> dict[str, flo
     """
     varying = energy > 0
     if not bool(varying.any()):
-        return {"r2": None, "r2_median": None}
+        return {"r2": None, "r2_median": None, "r2_mean": None}
     ratio = 1 - sse[varying] / energy[varying]
-    return {"r2": float(1 - sse.sum() / energy.sum()), "r2_median": float(ratio.median())}
+    return {
+        "r2": float(1 - sse.sum() / energy.sum()),
+        "r2_median": float(ratio.median()),
+        "r2_mean": float(per_sample_r2(sse, energy).mean()),
+    }
+
+
+def per_sample_r2(sse: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
+    """(N,) each sample's R^2 about its own mean, ``1 - sse / (energy + 1.19e-7)`` (the small
+    constant as in the iterative VAEs' release, so that a flat sample gives a large negative value
+    rather than a division by zero).
+
+    Args:
+        sse: (N,) squared error of each sample's reconstruction.
+        energy: (N,) squared deviation of each sample from its own mean.
+    """
+    return 1 - sse / (energy + 1.19e-7)
+
+
+def distance_to_ideal(r2: float, portion_zeros: float) -> float:
+    """The distance of a code to the ideal point of perfect reconstruction with no spikes,
+    ``sqrt((1 - R^2)^2 + (1 - portion of zeros)^2)``: one number for the rate-distortion trade-off."""
+    return math.hypot(1 - r2, 1 - portion_zeros)

@@ -57,7 +57,8 @@ class Condition:
         family: the latent family, or the sparse coder's algorithm.
         arch: the networks (``-`` for a sparse coder).
         method: the VAE's loss method (with a P-VAE's soft indicator unless the sigmoid:
-            ``mc-cubic``), or ``hard`` for hard-threshold LCA (``-`` otherwise).
+            ``mc-cubic``; ``iterative-T16`` for an iterative VAE), or ``hard`` for
+            hard-threshold LCA (``-`` otherwise).
         beta: a VAE's KL weight (None for a sparse coder).
         lam: a sparse coder's sparsity weight (None for a VAE).
         n_latents: latents (or atoms), when known: runs that differ in it never pool.
@@ -122,8 +123,11 @@ class RunRecord:
 
 def _method(model: dict) -> str:
     """A VAE's method, with its soft indicator when it samples through one that is not the
-    default sigmoid (``mc-cubic``): runs that differ in it never pool."""
+    default sigmoid (``mc-cubic``), or ``iterative-T16`` for an iterative VAE trained over 16
+    steps: runs that differ in it never pool."""
     method = str(model.get("method", "-"))
+    if model.get("inference", "amortized") == "iterative":
+        return f"iterative-T{model.get('n_steps', 16)}"
     indicator = str(model.get("indicator", "sigmoid"))
     relaxed = method in ("mc", "straight-through") and model.get("latent") == "poisson"
     return f"{method}-{indicator}" if relaxed and indicator != "sigmoid" else method

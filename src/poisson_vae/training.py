@@ -33,6 +33,7 @@ from .config import DataConfig, ModelConfig, RunConfig, TrainConfig, check_memor
 from .errors import require_extra
 from .figures import save_dictionary_figure, save_training_curves
 from .files import write_atomic
+from .iterative import IterativeVAE, evaluate_iterative, save_iterative_figures
 from .metrics import evaluate_model
 from .nets import LinearDecoder, parse_architecture
 from .progress import RunLog, on_terminal
@@ -137,7 +138,7 @@ class VAEModule(L.LightningModule):
             config = RunConfig.from_dict(config)
         self.save_hyperparameters({"config": config.to_dict()})
         self.config = config
-        self.model: VAE = build_vae(config.model)
+        self.model: VAE | IterativeVAE = build_vae(config.model)
 
     @classmethod
     def load_from_checkpoint(  # type: ignore[override]
@@ -170,14 +171,22 @@ class VAEModule(L.LightningModule):
         train = self.config.train
         ramp = int(train.anneal_fraction * self._total_steps)
         end = train.temperature_end
-        end = self.model.latent.final_temperature if end is None else end
+        end = self.model.final_temperature if end is None else end
         temperature = linear_ramp(step, ramp, train.temperature_start, end)
+        return temperature, self._beta_ramp(step, train.beta_start, train.beta)
+
+    def clamp_progress(self, step: int) -> float:
+        """How far an iterative model's clamps have been annealed at a step, 0 to 1 (with beta)."""
+        return self._beta_ramp(step, 0.0, 1.0)
+
+    def _beta_ramp(self, step: int, start: float, end: float) -> float:
+        train = self.config.train
         hold = train.beta_hold_fraction
         if hold is None:  # the paper's recipe: non-linear decoders hold beta at first for 1 % of steps
             hold = 0.0 if parse_architecture(self.config.model.arch).decoder == "lin" else 0.01
         hold_steps = int(hold * self._total_steps)
-        beta = linear_ramp(step, ramp, train.beta_start, train.beta, hold_steps)
-        return temperature, beta
+        ramp = int(train.beta_ramp_fraction * self._total_steps)
+        return linear_ramp(step, ramp, start, end, hold_steps)
 
     def configure_optimizers(self):
         train = self.config.train
@@ -208,12 +217,21 @@ class VAEModule(L.LightningModule):
         )
 
     # --- steps -----------------------------------------------------------------------------
+    def _forward(self, batch: torch.Tensor, temperature: float, step: int | None = None):
+        """The model's loss terms: a VAE's one pass, or an iterative VAE's unrolled steps (with
+        its clamps annealed as at optimiser ``step``; None: fully, as in evaluation)."""
+        model = self.config.model
+        if model.inference != "iterative":
+            return self.model(batch, temperature=temperature)
+        clamp = 1.0 if step is None else self.clamp_progress(step)
+        return self.model(batch, model.n_steps, temperature, clamp, model.truncation)
+
     def training_step(self, batch: torch.Tensor, batch_index: int) -> torch.Tensor:
         batch = _inputs(batch)
         temperature, beta = self.schedule(self.global_step)
         where = f"at step {self.global_step} (epoch {self.current_epoch})"
         try:
-            terms = self.model(batch, temperature=temperature)
+            terms = self._forward(batch, temperature, self.global_step)
         except FloatingPointError as error:
             raise NonFiniteLossError(f"training diverged {where}: {error}") from None
         loss = terms.loss(beta)
@@ -232,6 +250,17 @@ class VAEModule(L.LightningModule):
 
     def validation_step(self, batch: torch.Tensor, batch_index: int) -> None:
         batch = _inputs(batch)
+        if self.config.model.inference == "iterative":
+            terms = self._forward(batch, self.model.evaluation_temperature)
+            mse_map = (batch.flatten(1) - self.model.decode_point(terms.state)).pow(2).sum(1)
+            self.log_dict(
+                {"val/sse": terms.sse.mean(), "val/kl": terms.kl.mean(), "val/mse_map": mse_map.mean()},
+                sync_dist=True,
+                batch_size=len(batch),
+            )
+            nelbo = (terms.nll + terms.kl).mean()
+            self.log("val/nelbo", nelbo, prog_bar=True, sync_dist=True, batch_size=len(batch))
+            return
         terms = self.model(batch, temperature=0.0, method="mc")
         mse_map = (batch.flatten(1) - self.model.decode_point(terms.code).flatten(1)).pow(2).sum(1)
         metrics = {
@@ -244,7 +273,10 @@ class VAEModule(L.LightningModule):
         self.log("val/nelbo", nelbo, prog_bar=True, sync_dist=True, batch_size=len(batch))
 
     def predict_step(self, batch: torch.Tensor, batch_index: int) -> torch.Tensor:
-        """(B, K) the deterministic codes of a batch: the posterior means (a P-VAE's rates)."""
+        """(B, K) the deterministic codes of a batch: the posterior means (a P-VAE's rates; an
+        iterative VAE's after its training horizon of steps)."""
+        if self.config.model.inference == "iterative":
+            return self.model.posterior_mean(self.model.infer(_inputs(batch)))
         return self.model.encode(_inputs(batch)).mean
 
 
@@ -380,13 +412,17 @@ def _check_checkpoint(run: Run, module: VAEModule) -> None:
         )
 
 
-def finish_run(model: VAE, config: RunConfig, valid: np.ndarray, run: Run) -> dict:
-    """Write the final weights, figures (dictionary, training curves) and metrics of a finished
-    run (metrics.json last)."""
+def finish_run(model: VAE | IterativeVAE, config: RunConfig, valid: np.ndarray, run: Run) -> dict:
+    """Write the final weights, figures (dictionary, training curves; an iterative VAE's
+    convergence) and metrics of a finished run (metrics.json last)."""
     run.metrics_path.unlink(missing_ok=True)
     save_model(model, run.directory)
-    metrics = evaluate_model(model, valid, seed=config.train.seed)
-    if isinstance(model.decoder, LinearDecoder):
+    if isinstance(model, IterativeVAE):
+        metrics = evaluate_iterative(model, valid, seed=config.train.seed)
+        save_iterative_figures(model, metrics, run.directory, f"{config.model.latent} iterative")
+    else:
+        metrics = evaluate_model(model, valid, seed=config.train.seed)
+    if isinstance(model, VAE) and isinstance(model.decoder, LinearDecoder):
         order = torch.argsort(torch.tensor(metrics["kl_per_latent"]), descending=True)
         save_dictionary_figure(
             model.decoder.dictionary,
@@ -405,7 +441,10 @@ def finish_run(model: VAE, config: RunConfig, valid: np.ndarray, run: Run) -> di
         "seed": config.train.seed,
     }
     run.write_metrics(summary | metrics)
-    shown = ", ".join(f"{key} {metrics[key]:.4g}" for key in ("nelbo", "mse_map", "n_active"))
+    keys = ("nelbo", "mse_map", "n_active")
+    if isinstance(model, IterativeVAE):
+        keys = ("nelbo", "mse_map", "r2_mean", "portion_zeros")
+    shown = ", ".join(f"{key} {metrics[key]:.4g}" for key in keys)
     RunLog(run.log_path, echo=False).line(f"finished: {shown}")
     return metrics
 

@@ -25,6 +25,7 @@ from .config import ESTIMATOR_METHODS, METHODS, ModelConfig
 from .errors import CheckpointError, ConfigError
 from .files import read_json, write_atomic, write_json
 from .gradients import SquaredError, make_estimator
+from .iterative import IterativeVAE
 from .latents import LATENT_FAMILIES, LatentCode
 from .nets import LinearDecoder, build_networks, parse_architecture
 from .runs import Run
@@ -84,6 +85,11 @@ class VAE(nn.Module):
         self.latent = latent
         self.decoder = decoder
         self.config = config
+
+    @property
+    def final_temperature(self) -> float:
+        """The sampler temperature training ends at (the latent family's)."""
+        return self.latent.final_temperature
 
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
         expected = self.config.input_shape
@@ -227,14 +233,24 @@ class VAE(nn.Module):
         return LossTerms(sse=sse, kl=kl, code=code, z=z, reconstruction=reconstruction)
 
 
-def build_vae(config: ModelConfig) -> VAE:
+def build_vae(config: ModelConfig) -> VAE | IterativeVAE:
     """Build a freshly initialised VAE from its configuration.
 
     Weights start as N(0, 0.05^2) with a linear decoder and N(0, 0.1^2) otherwise (the paper's
     recipe), scaled by the family's ``init_std_scale``, or N(0, init_std^2) when given; biases
-    start at zero.
+    start at zero. With ``inference="iterative"``: an :class:`~poisson_vae.iterative.IterativeVAE`
+    (its dictionary N(0, 1e-4^2) unless ``init_std`` is given).
     """
     config = ModelConfig(**asdict(config))  # checked again: a config may have been edited
+    if config.inference == "iterative":
+        return IterativeVAE(
+            config.latent,
+            math.prod(config.input_shape),
+            config.n_latents,
+            init_std=1e-4 if config.init_std is None else config.init_std,
+            kl_prefactor=config.kl_prefactor,
+            config=config,
+        )
     arch = parse_architecture(config.arch)
     family = LATENT_FAMILIES[config.latent]
     n_outputs = config.n_latents * family.params_per_latent
@@ -261,10 +277,12 @@ def training_bytes(config: ModelConfig, batch_size: int) -> int:
     parameters = sum(parameter.numel() for parameter in model.parameters())
     family = LATENT_FAMILIES[config.latent]
     per_sample = math.prod(config.input_shape) * 4 + config.n_latents * (family.params_per_latent + 4)
+    if config.inference == "iterative":  # every unrolled step keeps its activations
+        per_sample *= 2 * config.n_steps
     return 4 * (4 * parameters + 4 * batch_size * per_sample)
 
 
-def save_model(model: VAE, directory: str | Path) -> None:
+def save_model(model: VAE | IterativeVAE, directory: str | Path) -> None:
     """Write the weights (safetensors) and the ``model`` section of ``config.json`` into
     ``directory``, each atomically; other sections of an existing ``config.json`` are kept."""
     run = Run(directory)
@@ -292,7 +310,7 @@ def _device(map_location: str | torch.device) -> torch.device:
     return device
 
 
-def load_model(directory: str | Path, map_location: str | torch.device = "cpu") -> VAE:
+def load_model(directory: str | Path, map_location: str | torch.device = "cpu") -> VAE | IterativeVAE:
     """Load a model written by :func:`save_model` (or by ``pvae train``) from ``directory``.
 
     Args:
