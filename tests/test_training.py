@@ -393,3 +393,15 @@ def test_an_iterative_vae_trains_resumes_and_records_its_convergence(tmp_path, f
     model = load_model(run)
     assert type(model).__name__ == "IterativeVAE" and model.config.n_steps == 4
     assert logged(run, "train/temperature")[-1] == pytest.approx(model.final_temperature)
+
+
+def test_an_iterative_vae_is_validated_with_the_clamps_of_its_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(VAEModule, "_total_steps", property(lambda self: 10_000))
+    module = VAEModule(iterative_config(init_std=1.0))
+    module.model.requires_grad_(False).log_step.fill_(3.0)  # steps that reach any clamp
+    x = 10 * torch.randn(8, 1, 16, 16)
+    early = float(module._forward(x, 0.0, step=0).state.location.max())
+    late = float(module._forward(x, 0.0, step=5000).state.location.max())
+    assert early < 2.0 < late < 10.0

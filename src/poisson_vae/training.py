@@ -217,13 +217,13 @@ class VAEModule(L.LightningModule):
         )
 
     # --- steps -----------------------------------------------------------------------------
-    def _forward(self, batch: torch.Tensor, temperature: float, step: int | None = None):
-        """The model's loss terms: a VAE's one pass, or an iterative VAE's unrolled steps (with
-        its clamps annealed as at optimiser ``step``; None: fully, as in evaluation)."""
+    def _forward(self, batch: torch.Tensor, temperature: float, step: int):
+        """The model's loss terms: a VAE's one pass, or an iterative VAE's unrolled steps with its
+        clamps annealed as at optimiser ``step``."""
         model = self.config.model
         if model.inference != "iterative":
             return self.model(batch, temperature=temperature)
-        clamp = 1.0 if step is None else self.clamp_progress(step)
+        clamp = self.clamp_progress(step)
         return self.model(batch, model.n_steps, temperature, clamp, model.truncation)
 
     def training_step(self, batch: torch.Tensor, batch_index: int) -> torch.Tensor:
@@ -250,8 +250,8 @@ class VAEModule(L.LightningModule):
 
     def validation_step(self, batch: torch.Tensor, batch_index: int) -> None:
         batch = _inputs(batch)
-        if self.config.model.inference == "iterative":
-            terms = self._forward(batch, self.model.evaluation_temperature)
+        if self.config.model.inference == "iterative":  # with the clamps of the current step
+            terms = self._forward(batch, self.model.evaluation_temperature, self.global_step)
             mse_map = (batch.flatten(1) - self.model.decode_point(terms.state)).pow(2).sum(1)
             self.log_dict(
                 {"val/sse": terms.sse.mean(), "val/kl": terms.kl.mean(), "val/mse_map": mse_map.mean()},
