@@ -170,7 +170,7 @@ def _evaluate_iterative_run(
 ) -> dict:
     """The metrics and figures of an iterative VAE (convergence, dictionary, reconstructions from
     the posterior mean after ``n_steps``, training curves): its metrics."""
-    metrics = _iterative_metrics(run, model, valid, seed, n_steps)
+    metrics = _model_metrics(run, model, valid, seed, n_steps)
     label = f"{config.model.latent} iterative (T = {config.model.n_steps})"
     save_iterative_figures(model, metrics, out, label)
     with torch.no_grad():
@@ -212,33 +212,25 @@ def _evaluate_amortized_run(
     return metrics
 
 
-def _iterative_metrics(
-    run: Run, model: IterativeVAE, valid: np.ndarray, seed: int, n_steps: int
+def _model_metrics(
+    run: Run,
+    model: VAE | IterativeVAE,
+    valid: np.ndarray,
+    seed: int,
+    n_steps: int = EVALUATION_STEPS,
 ) -> dict:
-    """:func:`~poisson_vae.iterative.evaluate_iterative`'s metrics: those the finished run
-    recorded when computed with this seed, steps and samples, else computed anew."""
+    """The validation metrics (:func:`~poisson_vae.metrics.evaluate_model`, or
+    :func:`~poisson_vae.iterative.evaluate_iterative` over ``n_steps``): those the finished run
+    recorded when they were computed with this seed on these samples (and steps), else anew."""
+    iterative = isinstance(model, IterativeVAE)
     if run.finished:
         recorded = run.metrics()
-        if (
-            recorded.get("seed") == seed
-            and recorded.get("n_samples") == len(valid)
-            and recorded.get("n_steps") == n_steps
-        ):
+        same = recorded.get("seed") == seed and recorded.get("n_samples") == len(valid)
+        same &= recorded.get("n_steps") == n_steps if iterative else "active" in recorded
+        if same:
             return {key: value for key, value in recorded.items() if key not in _SUMMARY}
-    return evaluate_iterative(model, valid, n_steps, seed=seed)
-
-
-def _model_metrics(run: Run, model: VAE, valid: np.ndarray, seed: int) -> dict:
-    """The validation metrics of :func:`~poisson_vae.metrics.evaluate_model`: those the finished
-    run recorded when they were computed with this seed on these samples, else computed anew."""
-    if run.finished:
-        recorded = run.metrics()
-        if (
-            recorded.get("seed") == seed
-            and recorded.get("n_samples") == len(valid)
-            and "active" in recorded
-        ):
-            return {key: value for key, value in recorded.items() if key not in _SUMMARY}
+    if iterative:
+        return evaluate_iterative(model, valid, n_steps, seed=seed)
     return evaluate_model(model, valid, seed=seed)
 
 

@@ -368,12 +368,13 @@ STEP_METRICS = ("r2", "mse", "portion_zeros", "kl", "step_norm", "distance")
 
 def _unrolled(
     model: IterativeVAE, x: torch.Tensor, n_steps: int, generator: torch.Generator | None
-) -> tuple[dict[str, list[float]], IterativeState, torch.Tensor]:
+) -> tuple[dict[str, list[float]], IterativeState, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sums over the batch x (B, D) of each step's records (``distance`` left out), the final
-    state and the final decoded code (B, K), at the evaluation temperature, without gradients."""
+    state, the final decoded code (B, K), its squared error (B,) and each sample's energy about
+    its own mean (B,), at the evaluation temperature, without gradients."""
     energy = (x - x.mean(1, keepdim=True)).pow(2).sum(1)
     sums: dict[str, list[float]] = {key: [] for key in STEP_METRICS if key != "distance"}
-    state, code = model.initial_state(x.shape[0]), None
+    state, code, sse = model.initial_state(x.shape[0]), None, None
     for previous, state, code in model.trajectory(
         x, n_steps, model.evaluation_temperature, generator=generator
     ):
@@ -384,7 +385,7 @@ def _unrolled(
         sums["kl"].append(float(model.kl(state, previous).double().sum()))
         change = (state.location - previous.location).norm(dim=1)
         sums["step_norm"].append(float(change.double().sum()))
-    return sums, state, code
+    return sums, state, code, sse, energy
 
 
 def _per_step(sums: dict[str, list[float]], n: int) -> dict[str, list[float]]:
@@ -416,9 +417,8 @@ def convergence(
     """
     with _evaluating(model):
         x = x.flatten(1)
-        sums, state, _ = _unrolled(model, x, n_steps, generator)
+        sums, state, _, _, energy = _unrolled(model, x, n_steps, generator)
         found = _per_step(sums, x.shape[0])
-        energy = (x - x.mean(1, keepdim=True)).pow(2).sum(1)
         sse_map = (x - model.decode_point(state)).pow(2).sum(1)
         r2_map = float(per_sample_r2(sse_map, energy).mean())
         return {
@@ -480,11 +480,9 @@ def evaluate_iterative(
             terms = model(x, horizon, model.evaluation_temperature, generator=generator)
             objective["nelbo"] += float((terms.nll + terms.kl).double().sum())
             objective["kl"] += float(terms.kl.double().sum())
-            sums, state, code = _unrolled(model, x, n_steps, generator)
+            sums, state, code, errors, own = _unrolled(model, x, n_steps, generator)
             for key, values in sums.items():
                 totals[key] = [a + b for a, b in zip(totals.get(key, [0.0] * n_steps), values)]
-            own = (x - x.mean(1, keepdim=True)).pow(2).sum(1)
-            errors = (x - code @ model.dictionary.T).pow(2).sum(1)
             errors_map = (x - model.decode_point(state)).pow(2).sum(1)
             sse += float(errors.double().sum())
             mse_map += float(errors_map.double().sum())
