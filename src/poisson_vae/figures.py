@@ -34,6 +34,7 @@ __all__ = [
     "save_gabor_figure",
     "save_heatmaps",
     "save_histogram",
+    "save_ideal_plane",
     "save_kl_figure",
     "save_knn_figure",
     "save_rate_distortion",
@@ -634,7 +635,7 @@ def save_heatmaps(rows: Sequence[Mapping], metric: str, title: str, path: str | 
 
 #: The panels of :func:`save_convergence`: (record, title).
 _CONVERGENCE_PANELS = (
-    ("r2", "R^2 of the spikes (mean per sample)"),
+    ("r2", "R^2 of the spikes (mean per sample; dashed: pooled)"),
     ("portion_zeros", "portion of zero spikes"),
     ("step_norm", "step norm ||u_t - u_(t-1)||"),
     ("distance", "distance to the ideal point"),
@@ -647,7 +648,8 @@ def save_convergence(
     title: str,
     horizon: int | None = None,
 ) -> Path:
-    """Iterative inference over its steps (log axis), one line per model: the R^2 of the spikes,
+    """Iterative inference over its steps (log axis), one line per model: the R^2 of the spikes
+    (the mean per sample, and dashed the pooled one where the records have it),
     the portion of zeros, the step norm and the distance to the ideal point.
 
     Args:
@@ -659,8 +661,10 @@ def save_convergence(
     figure = Figure(figsize=(10, 6.4), layout="constrained")
     axes = figure.subplots(2, 2).ravel()
     for axis, (key, name) in zip(axes, _CONVERGENCE_PANELS):
-        for label, record in curves.items():
-            axis.plot(record["step"], record[key], lw=1.0, label=label)
+        for index, (label, record) in enumerate(curves.items()):
+            axis.plot(record["step"], record[key], lw=1.0, label=label, color=f"C{index % 10}")
+            if key == "r2" and "r2_pooled" in record:
+                axis.plot(record["step"], record["r2_pooled"], lw=1.0, ls="--", color=f"C{index % 10}")
         axis.set_xscale("log")
         axis.set_xlabel("inference step")
         axis.set_title(name, fontsize=9)
@@ -669,4 +673,47 @@ def save_convergence(
     if len(curves) > 1:
         axes[0].legend(fontsize=7)
     figure.suptitle(title)
+    return _save(figure, path)
+
+
+def save_ideal_plane(
+    curves: Mapping[str, Sequence[tuple[str, Sequence[tuple[float, float]]]]],
+    path: str | Path,
+    title: str,
+) -> Path:
+    """R^2 against the portion of zeros, with the ideal point (1, 1) and arcs of equal distance
+    to it: one line per named sweep through its points, each the mean over seeds (seeds as faint
+    dots) with its label (a beta or lambda).
+
+    Args:
+        curves: ``{name: [(label, [(portion of zeros, R^2) of each seed]), ...]}`` in sweep order.
+        path: output PNG.
+        title: figure title.
+    """
+    figure = Figure(figsize=(8.5, 5.2), layout="constrained")
+    axis = figure.add_subplot()
+    angles = np.linspace(math.pi, 1.5 * math.pi, 60)
+    for radius in (0.1, 0.2, 0.3, 0.5, 0.75, 1.0):
+        axis.plot(1 + radius * np.cos(angles), 1 + radius * np.sin(angles), color="0.85", lw=0.8)
+        axis.annotate(f"d = {radius:g}", (1 - radius, 1), fontsize=6, color="0.5", ha="left", va="top")
+    axis.plot([1], [1], marker="*", markersize=12, color="k", linestyle="none", label="ideal point")
+    lowest = 0.0
+    for index, (name, points) in enumerate(curves.items()):
+        style = _curve_style(index)
+        seeds = [np.array(each, dtype=float).reshape(-1, 2) for _, each in points]
+        means = np.array([each.mean(0) for each in seeds]).reshape(-1, 2)
+        style["linestyle"] = style["linestyle"] if len(points) > 1 else "none"
+        axis.plot(means[:, 0], means[:, 1], **style, markersize=6, label=name)
+        for each in seeds:
+            axis.scatter(each[:, 0], each[:, 1], s=9, alpha=0.3, color=style["color"])
+        for (label, _), (x, y) in zip(points, means):
+            axis.annotate(label, (x, y), textcoords="offset points", xytext=(4, 2), fontsize=6)
+        lowest = min([lowest, *means[:, 1]])
+    axis.set_xlim(0, 1.02)
+    axis.set_ylim(max(lowest - 0.05, -0.5), 1.02)
+    axis.set_xlabel("portion of zeros")
+    axis.set_ylabel("R^2")
+    axis.grid(True, alpha=0.3)
+    axis.set_title(title, fontsize=10)
+    axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _save(figure, path)

@@ -388,8 +388,11 @@ def _unrolled(
     return sums, state, code, sse, energy
 
 
-def _per_step(sums: dict[str, list[float]], n: int) -> dict[str, list[float]]:
+def _per_step(sums: dict[str, list[float]], n: int, energy: float) -> dict[str, list[float]]:
+    """Per-step means of the sums over ``n`` samples, the pooled R^2 (``energy``: the samples'
+    total energy about their own means) and the distance to the ideal point."""
     found = {key: [value / n for value in values] for key, values in sums.items()}
+    found["r2_pooled"] = [1 - sse / energy if energy > 0 else math.nan for sse in sums["mse"]]
     found["distance"] = [
         distance_to_ideal(r2, zeros) for r2, zeros in zip(found["r2"], found["portion_zeros"])
     ]
@@ -408,7 +411,9 @@ def convergence(
 
     Returns:
         ``{"step": [1 .. n_steps], and per step: "r2" (the mean per-sample R^2 of the decoded
-        sample, :func:`~poisson_vae.metrics.per_sample_r2`), "mse" (its squared error summed over
+        sample, :func:`~poisson_vae.metrics.per_sample_r2`), "r2_pooled" (one minus the total
+        squared error over the samples' total energy about their own means: unlike the mean, not
+        dominated by nearly flat samples), "mse" (its squared error summed over
         pixels, mean over samples), "portion_zeros" (of the decoded code), "kl" (of each step's
         posterior from the previous one), "step_norm" (the norm of the change of the log-rates,
         or of the Gaussian means, mean over samples), "distance" (to the ideal point, from "r2"
@@ -418,7 +423,7 @@ def convergence(
     with _evaluating(model):
         x = x.flatten(1)
         sums, state, _, _, energy = _unrolled(model, x, n_steps, generator)
-        found = _per_step(sums, x.shape[0])
+        found = _per_step(sums, x.shape[0], float(energy.double().sum()))
         sse_map = (x - model.decode_point(state)).pow(2).sum(1)
         r2_map = float(per_sample_r2(sse_map, energy).mean())
         return {
@@ -490,7 +495,7 @@ def evaluate_iterative(
             r2_map += float(per_sample_r2(errors_map, own).double().sum())
             codes.append(code.cpu())
     n = len(data)
-    steps = _per_step(totals, n)
+    steps = _per_step(totals, n, energy)
     z = torch.cat(codes)
     last = {key: values[-1] for key, values in steps.items()}
     r2_map /= n

@@ -19,6 +19,7 @@ from . import stats
 from .runs import Run
 
 __all__ = [
+    "CONVERGENCE_STEPS",
     "METRICS",
     "Condition",
     "RunRecord",
@@ -38,7 +39,11 @@ _PLAIN_METRICS = (
     "kl",
     "mse_map",
     "r2",
+    "r2_mean",
+    "r2_map",
     "portion_zeros",
+    "distance",
+    "distance_map",
     "lifetime_sparsity",
     "population_sparsity",
     "n_active",
@@ -46,6 +51,10 @@ _PLAIN_METRICS = (
 )
 #: Scalar metrics in the order tables list them; KNN accuracies follow as ``knn_<N>``.
 METRICS = (*_PLAIN_METRICS, "gabor_fraction", "shattering")
+#: The inference steps at which an iterative VAE's convergence record is kept flat, as
+#: ``<record>_t<step>`` (the published convergence table's steps and 250, where it plateaus).
+CONVERGENCE_STEPS = (1, 2, 4, 8, 16, 32, 64, 128, 250, 256, 512, 1000)
+_CONVERGENCE_RECORDS = ("r2", "r2_pooled", "portion_zeros", "step_norm", "distance")
 
 
 @dataclass(frozen=True)
@@ -179,8 +188,18 @@ def _number(value: object) -> float | None:
 
 
 def flat_metrics(document: dict) -> dict[str, float]:
-    """Flat ``{metric: value}`` of ``eval/metrics.json``: numbers, gabor, shattering, knn_<N>."""
+    """Flat ``{metric: value}`` of ``eval/metrics.json``: numbers, gabor, shattering, knn_<N>, and
+    an iterative VAE's convergence at :data:`CONVERGENCE_STEPS` (``r2_t16``: the mean per-sample
+    R^2 of the spikes at step 16; likewise ``portion_zeros``, ``step_norm`` and ``distance``)."""
     flat = {name: _number(document.get(name)) for name in _PLAIN_METRICS}
+    record = document.get("convergence")
+    if isinstance(record, dict) and isinstance(record.get("step"), list):
+        index = {step: i for i, step in enumerate(record["step"])}
+        for name in _CONVERGENCE_RECORDS:
+            values = record.get(name) or []
+            for step in CONVERGENCE_STEPS:
+                if step in index and index[step] < len(values):
+                    flat[f"{name}_t{step}"] = _number(values[index[step]])
     gabor = document.get("gabor")
     flat["gabor_fraction"] = _number(gabor.get("fraction_gabor")) if isinstance(gabor, dict) else None
     shattering = document.get("shattering")

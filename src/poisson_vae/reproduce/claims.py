@@ -30,6 +30,7 @@ __all__ = [
     "equivalence_claim",
     "monotone_claim",
     "records",
+    "threshold_claim",
     "values",
 ]
 
@@ -147,6 +148,16 @@ def monotone_claim(text: str, metric: str, found: Sequence[RunRecord]) -> dict:
         "numbers": numbers or "no runs",
         "verdict": "reproduced" if rising else "not reproduced",
     }
+
+
+def threshold_claim(text: str, test: str, value: float, holds: bool, numbers: str) -> dict:
+    """A claim decided by a stated threshold on ``value`` (``holds``: it is met; NaN ``value``:
+    not testable)."""
+    if not math.isfinite(value):
+        verdict = "not testable (too few results)"
+    else:
+        verdict = "reproduced" if holds else "not reproduced"
+    return {"claim": text, "test": test, "kind": "threshold", "numbers": numbers, "verdict": verdict}
 
 
 def decide(claim_list: list[dict]) -> list[dict]:

@@ -40,8 +40,9 @@ def _p_value(p: float | None) -> str:
 
 def _comparison_note(suite: Suite) -> str:
     """What the published numbers are, and how the runs differ from the paper's protocol."""
-    published = SUITES[suite.name].published_note
-    note = "Published numbers are the paper's (Vafaii, Galor & Yates, NeurIPS 2024)"
+    definition = SUITES[suite.name]
+    published = definition.published_note
+    note = f"Published numbers are the paper's ({definition.source})"
     note += f"; {published}." if published else "."
     if suite.scale == "small":
         note += " This is the small scale, run at the settings above"

@@ -86,7 +86,7 @@ def code_metrics(x: torch.Tensor, dictionary: torch.Tensor, method: InferenceMet
         "n_samples": len(x),
         "mse_map": float(sse.mean()),
         "sse": float(sse.mean()),
-        "r2": explained_variance(sse, energy)["r2"],
+        **explained_variance(sse, energy),
         "l1": float(a.abs().sum(1).mean()),
         "portion_zeros": float((a == 0).double().mean()),
         "lifetime_sparsity": lifetime_sparsity(a),

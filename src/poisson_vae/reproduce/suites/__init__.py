@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from ...data import dataset_availability
 from ...errors import ConfigError, braces
-from . import gradients, mnist, rate_distortion, zoo
+from . import gradients, iterative, mnist, rate_distortion, zoo
 from .base import FAMILIES, SCALES, Job, Suite, SuiteDefinition
 
 __all__ = ["FAMILIES", "SCALES", "SUITES", "Job", "Suite", "SuiteDefinition", "build_suite"]
@@ -26,6 +26,8 @@ SUITES: dict[str, SuiteDefinition] = {
     "vanhateren16": zoo.definition("vanhateren16"),
     "cifar16": zoo.definition("cifar16"),
     "poisson-gradients": gradients.DEFINITION,
+    "natural16-iterative": iterative.definition("natural16"),
+    "vanhateren16-iterative": iterative.definition("vanhateren16"),
 }
 
 

@@ -137,9 +137,11 @@ class SuiteDefinition:
         sections: (suite, results, out) -> the Markdown lines of the report's tables and figures
             (figures are written under ``out``).
         published_note: what the published numbers beside ours are, when that needs saying.
+        source: the paper they are from.
     """
 
     build: Callable[[str], Suite]
     claims: Callable[[Suite, dict[str, dict]], list[dict]]
     sections: Callable[[Suite, dict[str, dict], Path], list[str]]
     published_note: str = ""
+    source: str = "Vafaii, Galor & Yates, NeurIPS 2024"

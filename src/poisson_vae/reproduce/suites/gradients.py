@@ -23,7 +23,7 @@ from ...figures import save_heatmaps
 from ...gradient_study import STUDY_ESTIMATORS, STUDY_RATES, STUDY_TEMPERATURES
 from ...results import condition_and_seed
 from ...tables import number, published_cell, table
-from ..claims import ALPHA, claim, equivalence_claim
+from ..claims import ALPHA, claim, equivalence_claim, threshold_claim
 from .base import Job, Suite, SuiteDefinition, data_section, protocol, slug, train_options, vae_job
 
 __all__ = ["DEFINITION", "HARNESS", "TABLE4", "TRAINED"]
@@ -181,15 +181,6 @@ def _tested(text: str, test: str, p: float, numbers: str) -> dict:
     return found
 
 
-def _threshold(text: str, test: str, value: float, holds: bool, numbers: str) -> dict:
-    """A claim decided by a stated threshold on ``value`` (NaN: not testable)."""
-    if not math.isfinite(value):
-        verdict = "not testable (too few results)"
-    else:
-        verdict = "reproduced" if holds else "not reproduced"
-    return {"claim": text, "test": test, "kind": "threshold", "numbers": numbers, "verdict": verdict}
-
-
 def _moment_claims(cells: list[dict]) -> list[dict]:
     cubic = [c for c in _of(cells, "eat-cubic") if c["temperature"] <= 1]
     deviation = max((abs(c["sample_mean"] / c["rate"] - 1) for c in cubic), default=math.nan)
@@ -235,7 +226,7 @@ def _score_claims(cells: list[dict]) -> list[dict]:
     sigmoid_bias = max((c["bias_resolved"] for c in _of(cells, "eat-sigmoid")), default=math.nan)
     largest = max((c["bias_resolved"] for c in score), default=math.nan)
     stated = [
-        _threshold(
+        threshold_claim(
             "the score function (leave-one-out baseline) is unbiased",
             f"bias over its own noise <= {UNRESOLVED} at every rate (an unbiased estimator's is "
             "about 1 or below)",
@@ -251,7 +242,7 @@ def _score_claims(cells: list[dict]) -> list[dict]:
             ratios.append(cell["variance_mean"] / statistics.median(pathwise))
     median = statistics.median(ratios) if ratios else math.nan
     stated.append(
-        _threshold(
+        threshold_claim(
             "its variance is orders of magnitude above the pathwise estimators'",
             f"variance over cubic EAT's (median over temperatures) at each rate; median ratio >= "
             f"{ORDERS:g}",
