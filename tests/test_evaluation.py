@@ -87,6 +87,22 @@ def test_evaluate_measures_geometry_on_labelled_data(tmp_path: Path) -> None:
     assert quick["train_samples"] == 150 and quick["n_splits"] == 126
 
 
+def test_an_iterative_run_on_labelled_data_probes_its_rates(tmp_path: Path, capsys) -> None:
+    from idx_files import write_mnist_layout
+
+    write_mnist_layout(tmp_path / "digits", n_train=400, n_valid=200)
+    data = DataConfig(data="mnist", data_dir=str(tmp_path / "digits"))
+    run = _tiny_run(tmp_path / "run", data, n_latents=8, inference="iterative", n_steps=2)
+    assert main(["evaluate", str(run), "--n-steps", "20", "--probe-samples", "300"]) == 0
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    probe = metrics["linear_probe"]
+    assert probe["step"] == [1, 16, 20] and all(0 <= a <= 1 for a in probe["accuracy"])
+    assert "Linear probe of the firing rates" in (run / "eval" / "report.md").read_text()
+    assert "knn" in metrics  # beside the KNN read-out
+    assert main(["evaluate", str(run), "--probe-samples", "-1"]) != 0
+    assert "--probe-samples must be 0 (all) or more, got -1" in capsys.readouterr().err
+
+
 def test_an_iterative_run_is_evaluated_over_its_steps(tmp_path: Path, capsys) -> None:
     data = DataConfig(n_train=300, n_valid=120)
     run = _tiny_run(tmp_path / "run", data, n_latents=16, inference="iterative", n_steps=3)

@@ -18,8 +18,10 @@ from poisson_vae.figures import (
     RatePoint,
     atom_mosaic,
     grid_columns,
+    save_convergence,
     save_dictionary_figure,
     save_gabor_figure,
+    save_ideal_plane,
     save_knn_figure,
     save_rate_distortion,
     save_reconstructions,
@@ -142,6 +144,38 @@ def test_rate_distortion_spreads_sparsity_and_labels_each_point(tmp_path: Path, 
     assert sorted(text.get_text() for text in axis.texts) == ["β=0.5", "β=1", "λ=1", "λ=3"]
     styles = {(c.lines[0].get_color(), c.lines[0].get_marker()) for c in axis.containers}
     assert len(styles) == len(curves)  # every curve looks different
+
+
+def test_ideal_plane_draws_sweep_means_their_seeds_and_the_ideal_point(
+    tmp_path: Path, drawn: dict
+) -> None:
+    curves = {
+        "iP-VAE (beta sweep)": [("8", [(0.7, 0.9), (0.8, 0.8)]), ("24", [(0.9, 0.6), (0.9, 0.7)])],
+        "LCA (lambda sweep)": [("1", [(0.95, -0.2)])],
+    }
+    save_ideal_plane(curves, tmp_path / "plane.png", "plane")
+    axis = drawn[tmp_path / "plane.png"].axes[0]
+    lines = {line.get_label(): line for line in axis.lines}
+    assert np.allclose(lines["ideal point"].get_xydata(), [[1, 1]])
+    assert np.allclose(lines["iP-VAE (beta sweep)"].get_xydata(), [[0.75, 0.85], [0.9, 0.65]])
+    assert lines["LCA (lambda sweep)"].get_linestyle() == "None"  # one point: no line
+    seeds = np.concatenate([c.get_offsets() for c in axis.collections if isinstance(c, PathCollection)])
+    assert len(seeds) == 5
+    assert axis.get_ylim()[0] == pytest.approx(-0.25)  # the lowest point inside
+    assert {"8", "24", "1"} <= {text.get_text() for text in axis.texts}
+
+
+def test_convergence_draws_the_pooled_r2_dashed_beside_the_mean(tmp_path: Path, drawn: dict) -> None:
+    record = {"step": [1, 2, 4], "r2": [0.1, 0.2, 0.3], "r2_pooled": [0.2, 0.4, 0.5]}
+    record |= {"portion_zeros": [0.5] * 3, "step_norm": [1.0] * 3, "distance": [0.6] * 3}
+    save_convergence({"a": record, "b": record}, tmp_path / "c.png", "c", horizon=2)
+    axis = drawn[tmp_path / "c.png"].axes[0]
+    solid, dashed = axis.lines[0], axis.lines[1]
+    assert np.allclose(solid.get_ydata(), record["r2"]) and np.allclose(
+        dashed.get_ydata(), record["r2_pooled"]
+    )
+    assert dashed.get_linestyle() == "--" and dashed.get_color() == solid.get_color()
+    assert axis.lines[2].get_color() != solid.get_color()  # the next model
 
 
 def test_knn_figure_draws_means_and_confidence_bands(tmp_path: Path, drawn: dict) -> None:

@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from poisson_vae.distributions import poisson_kl
-from poisson_vae.iterative import IterativeState, IterativeVAE, convergence, soft_upper
+from poisson_vae.iterative import (
+    IterativeState,
+    IterativeVAE,
+    convergence,
+    linear_probe,
+    rates_at_steps,
+    soft_upper,
+)
 from poisson_vae.metrics import distance_to_ideal, per_sample_r2
 
 
@@ -188,5 +195,32 @@ def test_convergence_records_every_step(family: str) -> None:
         distance_to_ideal(result["r2"][last], result["portion_zeros"][last])
     )
     assert (result["portion_zeros"][last] == 0) is (family == "gaussian")
+    x = torch.randn(10, 16)  # the pooled R^2: one minus the total error over the total energy
+    pooled = convergence(model, x, n_steps=3, generator=torch.Generator().manual_seed(0))
+    energy = float((x - x.mean(1, keepdim=True)).pow(2).sum())
+    expected = [1 - mse * 10 / energy for mse in pooled["mse"]]
+    assert pooled["r2_pooled"] == pytest.approx(expected, abs=1e-5)  # float32 sums
     assert math.isfinite(result["r2_map"]) and math.isfinite(result["distance_map"])
     assert model.training  # left as it was
+
+
+def test_the_linear_probe_reads_the_class_from_the_rates() -> None:
+    # two classes, +pattern and -pattern with noise; atom 0 is the pattern, atom 1 its negative:
+    # each class drives its own latent, so the rates after a few steps tell the classes apart
+    generator = torch.Generator().manual_seed(0)
+    pattern = torch.randn(16, generator=generator)
+    pattern = pattern / pattern.norm()
+    labels = torch.arange(400) % 2
+    noise = 0.3 * torch.randn(400, 16, generator=generator)
+    x = ((1 - 2 * labels[:, None]) * 3 * pattern + noise).double()
+    model = IterativeVAE("poisson", 16, 2, init_std=0.0)
+    with torch.no_grad():  # a small step: an untrained unit step overshoots and oscillates
+        model.dictionary.copy_(torch.stack([pattern, -pattern], 1))
+        model.log_step.fill_(math.log(0.2))
+    model = model.double()
+    x, y = x.numpy(), labels.numpy()
+    probe = linear_probe(model, x[:200], y[:200], x[200:], y[200:], steps=(1, 10), seed=0)
+    assert probe["step"] == [1, 10]
+    assert probe["accuracy"][-1] > 0.95  # chance: 0.5
+    rates = rates_at_steps(model, x[:4], (10,))[10]
+    assert rates.shape == (4, 2) and (rates[0, 0] > rates[0, 1]) and (rates[1, 1] > rates[1, 0])

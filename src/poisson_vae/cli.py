@@ -406,6 +406,13 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         help="an iterative VAE's steps of inference (default: 1000, the release's)",
     )
     parser.add_argument(
+        "--probe-samples",
+        type=int,
+        default=10_000,
+        help="an iterative VAE on labelled data: fit the linear probe of its firing rates on this "
+        "many training samples (default: 10,000; 0: all, as the release)",
+    )
+    parser.add_argument(
         "--out",
         type=_path,
         help="output folder (default: RUN/eval, which pvae compare reads; ./NAME/eval for "
@@ -425,6 +432,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     if args.n_steps < 1:
         raise ConfigError(f"{{0}} must be at least 1, got {args.n_steps}", "n_steps")
+    if args.probe_samples < 0:
+        raise ConfigError(f"{{0}} must be 0 (all) or more, got {args.probe_samples}", "probe_samples")
     folder = _default_out(args.run)
     if args.out is None and folder != args.run:  # a shipped model: ./NAME/eval
         args.out = folder / "eval"
@@ -436,6 +445,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         shattering_samples=args.shattering_samples,
         out=args.out,
         n_steps=args.n_steps,
+        probe_samples=args.probe_samples or None,
     )
     shown = ["nelbo", "mse_map", "lifetime_sparsity", "n_active"]
     if "convergence" in metrics:  # an iterative VAE

@@ -26,7 +26,14 @@ from .figures import (
     save_training_curves,
 )
 from .files import write_json, write_text
-from .iterative import EVALUATION_STEPS, IterativeVAE, evaluate_iterative, save_iterative_figures
+from .iterative import (
+    EVALUATION_STEPS,
+    PROBE_STEPS,
+    IterativeVAE,
+    evaluate_iterative,
+    linear_probe,
+    save_iterative_figures,
+)
 from .metrics import ACTIVE_RULE, active_latents, evaluate_model
 from .nets import LinearDecoder
 from .runs import Run, check_output_path
@@ -71,16 +78,26 @@ def _gabor(dictionary: torch.Tensor, active: torch.Tensor, shape: tuple[int, ...
     return gabor_summary(fit)
 
 
+#: Training samples the linear probe of an iterative VAE is fit on by default (inference on all of
+#: MNIST's 60,000 for 1000 steps takes about half an hour on 2 CPU cores).
+PROBE_SAMPLES = 10_000
+
+
+def _evenly(images: np.ndarray, labels: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` evenly spaced samples and their labels (all when ``n`` is None or not fewer)."""
+    if n is None or n >= len(images):
+        return images, labels
+    keep = np.linspace(0, len(images) - 1, n).round().astype(int)
+    return images[keep], labels[keep]
+
+
 def _geometry(
     model: VAE | IterativeVAE, splits: dict, seed: int, shattering_samples: int | None = None
 ) -> dict:
     from .geometry import knn_sample_efficiency, shattering_dimensionality
 
-    train_images, train_labels = splits["train"], splits["train_labels"]
-    if shattering_samples is not None and shattering_samples < len(train_images):
-        # Evenly spaced: the classifiers' cost grows with the samples (126 fits).
-        keep = np.linspace(0, len(train_images) - 1, shattering_samples).round().astype(int)
-        train_images, train_labels = train_images[keep], train_labels[keep]
+    # evenly spaced: the classifiers' cost grows with the samples (126 fits)
+    train_images, train_labels = _evenly(splits["train"], splits["train_labels"], shattering_samples)
     train, valid = (
         representation_features(model, train_images),
         representation_features(model, splits["valid"]),
@@ -111,6 +128,7 @@ def evaluate_run(
     shattering_samples: int | None = None,
     out: str | Path | None = None,
     n_steps: int = EVALUATION_STEPS,
+    probe_samples: int | None = PROBE_SAMPLES,
 ) -> dict:
     """Evaluate a finished run and write its ``eval`` folder (or ``out``).
 
@@ -125,6 +143,9 @@ def evaluate_run(
             reads).
         n_steps: steps of inference of an iterative VAE (its metrics are those of the last step;
             the convergence record has every step).
+        probe_samples: an iterative VAE on labelled data: fit the linear probe of its firing
+            rates (:func:`~poisson_vae.iterative.linear_probe`) on this many evenly spaced
+            training samples (None: all, as the release).
 
     Returns:
         The metrics written to ``RUN/eval/metrics.json``.
@@ -150,6 +171,12 @@ def evaluate_run(
         metrics = _evaluate_amortized_run(run, config, model, splits, seed, gabor, out)
     if geometry and "train_labels" in splits and "valid_labels" in splits:
         metrics |= _geometry(model, splits, seed, shattering_samples)
+        if isinstance(model, IterativeVAE):
+            train, labels = _evenly(splits["train"], splits["train_labels"], probe_samples)
+            steps = tuple(sorted({step for step in PROBE_STEPS if step < n_steps} | {n_steps}))
+            metrics["linear_probe"] = linear_probe(
+                model, train, labels, valid, splits["valid_labels"], steps, seed
+            )
     identity = {"run": str(run.directory), "data": config.data.data, "latent": config.model.latent}
     identity |= {"arch": config.model.arch, "method": config.model.method}
     identity |= {"seed": config.train.seed, "beta": config.train.beta, "epochs": config.train.epochs}
@@ -331,6 +358,14 @@ def render_report(metrics: dict) -> str:
             "",
             f"![training curves]({Run.CURVES})",
         ]
+        if "linear_probe" in metrics:
+            probe = metrics["linear_probe"]
+            rows = [
+                [str(step), f"{accuracy:.4f}"]
+                for step, accuracy in zip(probe["step"], probe["accuracy"])
+            ]
+            lines += ["", "Linear probe of the firing rates (logistic regression, validation accuracy):"]
+            lines += ["", *table(["step", "accuracy"], rows)]
     if "kl_per_latent" in metrics:
         lines += [
             "![KL per latent](kl_per_latent.png) ![code histogram](code_histogram.png)",

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,11 +55,14 @@ __all__ = [
     "EVALUATION_STEPS",
     "ITERATIVE_FAMILIES",
     "KL_PREFACTORS",
+    "PROBE_STEPS",
     "IterativeState",
     "IterativeTerms",
     "IterativeVAE",
     "convergence",
     "evaluate_iterative",
+    "linear_probe",
+    "rates_at_steps",
     "save_iterative_figures",
     "soft_upper",
 ]
@@ -516,6 +520,68 @@ def evaluate_iterative(
         "population_sparsity": population_sparsity(z),
         "convergence": {"step": list(range(1, n_steps + 1)), **steps},
     }
+
+
+#: The steps after which the linear probe reads the firing rates (the release saves every 50th).
+PROBE_STEPS = (1, 16, 50, 100, 250, 500, 1000)
+
+
+@torch.no_grad()
+def rates_at_steps(
+    model: IterativeVAE,
+    data: torch.Tensor | np.ndarray,
+    steps: tuple[int, ...],
+    batch_size: int = 2000,
+    seed: int = 0,
+) -> dict[int, np.ndarray]:
+    """``{step: (N, K) posterior means after that many steps}`` of inference on ``data`` (N, D)
+    or (N, C, H, W) at the evaluation temperature: an iP-VAE's firing rates exp(u_t), a Gaussian
+    model's activated means."""
+    data = torch.as_tensor(data)
+    device = model.dictionary.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    found: dict[int, list[np.ndarray]] = {step: [] for step in steps}
+    with _evaluating(model):
+        for start in range(0, len(data), batch_size):
+            x = data[start : start + batch_size].to(device).flatten(1)
+            trajectory = model.trajectory(
+                x, max(steps), model.evaluation_temperature, generator=generator
+            )
+            for step, (_, state, _) in enumerate(trajectory, start=1):
+                if step in found:
+                    found[step].append(model.posterior_mean(state).double().cpu().numpy())
+    return {step: np.concatenate(parts) for step, parts in found.items()}
+
+
+def linear_probe(
+    model: IterativeVAE,
+    train: np.ndarray,
+    train_labels: np.ndarray,
+    valid: np.ndarray,
+    valid_labels: np.ndarray,
+    steps: tuple[int, ...] = PROBE_STEPS,
+    seed: int = 0,
+) -> dict[str, list]:
+    """The accuracy of a linear read-out of the firing rates after each of ``steps``:
+    scikit-learn's ``LogisticRegression`` with its defaults (as the release) fit on the training
+    samples' rates and scored on the validation samples'.
+
+    Returns:
+        ``{"step": [...], "accuracy": [...]}``.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    steps = tuple(sorted(set(steps)))
+    fit_on = rates_at_steps(model, train, steps, seed=seed)
+    score_on = rates_at_steps(model, valid, steps, seed=seed + 1)
+    accuracy = []
+    for step in steps:
+        with warnings.catch_warnings():  # the release's 100 lbfgs iterations, as published
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            classifier = LogisticRegression().fit(fit_on[step], train_labels)
+        accuracy.append(float(classifier.score(score_on[step], valid_labels)))
+    return {"step": list(steps), "accuracy": accuracy}
 
 
 def save_iterative_figures(model: IterativeVAE, metrics: dict, out: str | Path, label: str) -> None:

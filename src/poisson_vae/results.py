@@ -50,7 +50,7 @@ _PLAIN_METRICS = (
     "active_fraction",
 )
 #: Scalar metrics in the order tables list them; KNN accuracies follow as ``knn_<N>``.
-METRICS = (*_PLAIN_METRICS, "gabor_fraction", "shattering")
+METRICS = (*_PLAIN_METRICS, "gabor_fraction", "shattering", "probe_accuracy")
 #: The inference steps at which an iterative VAE's convergence record is kept flat, as
 #: ``<record>_t<step>`` (the published convergence table's steps and 250, where it plateaus).
 CONVERGENCE_STEPS = (1, 2, 4, 8, 16, 32, 64, 128, 250, 256, 512, 1000)
@@ -188,10 +188,14 @@ def _number(value: object) -> float | None:
 
 
 def flat_metrics(document: dict) -> dict[str, float]:
-    """Flat ``{metric: value}`` of ``eval/metrics.json``: numbers, gabor, shattering, knn_<N>, and
+    """Flat ``{metric: value}`` of ``eval/metrics.json``: numbers, gabor, shattering, knn_<N>, an
+    iterative VAE's linear-probe accuracy at its last step (``probe_accuracy``), and
     an iterative VAE's convergence at :data:`CONVERGENCE_STEPS` (``r2_t16``: the mean per-sample
     R^2 of the spikes at step 16; likewise ``portion_zeros``, ``step_norm`` and ``distance``)."""
     flat = {name: _number(document.get(name)) for name in _PLAIN_METRICS}
+    probe = document.get("linear_probe")
+    if isinstance(probe, dict) and probe.get("accuracy"):
+        flat["probe_accuracy"] = _number(probe["accuracy"][-1])
     record = document.get("convergence")
     if isinstance(record, dict) and isinstance(record.get("step"), list):
         index = {step: i for i, step in enumerate(record["step"])}

@@ -178,25 +178,15 @@ def _build(data: str, scale: str) -> Suite:
     for beta in AMORTIZED_BETAS[scale]:
         for seed in settings["seeds"]:
             train = amortized | {"beta": beta}
-            jobs.append(
-                vae_job(
-                    section, "poisson", "mc", "lin|lin", 512, train, seed, geometry=False, gabor=False
-                )
-            )
+            options = {"geometry": False, "gabor": False}
+            jobs.append(vae_job(section, "poisson", "mc", "lin|lin", 512, train, seed, **options))
     for lam in LCA_LAMS[scale]:
         for seed in settings["seeds"]:
             sparse = {"algorithm": "lca", "n_atoms": 512, "lam": lam, **settings["coder"]}
             sparse |= {"non_negative": False, "seed": seed, "progress": False}
             config = {"data": section, "sparse_coding": sparse}
-            jobs.append(
-                Job(
-                    slug("lca", f"lam{lam:g}", f"s{seed}"),
-                    "sparse",
-                    config,
-                    seed,
-                    evaluate={"gabor": False},
-                )
-            )
+            name = slug("lca", f"lam{lam:g}", f"s{seed}")
+            jobs.append(Job(name, "sparse", config, seed, evaluate={"gabor": False}))
     settings |= {"epochs": epochs, "amortized_epochs": amortized["epochs"], "horizon": HORIZON}
     settings |= {"evaluation_steps": EVALUATION_STEPS, "iterative_betas": ITERATIVE[scale]}
     settings |= {"amortized_betas": AMORTIZED_BETAS[scale], "lca_lams": LCA_LAMS[scale]}
