@@ -28,6 +28,7 @@ SUITES: dict[str, SuiteDefinition] = {
     "poisson-gradients": gradients.DEFINITION,
     "natural16-iterative": iterative.definition("natural16"),
     "vanhateren16-iterative": iterative.definition("vanhateren16"),
+    "mnist-iterative": iterative.MNIST,
 }
 
 
