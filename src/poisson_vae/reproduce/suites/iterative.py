@@ -398,14 +398,20 @@ def _figures(runs: dict, out: Path) -> list[str]:
             if not steps:
                 continue
             record = {"step": steps}
-            for key in ("r2", "r2_pooled", "portion_zeros", "step_norm", "distance"):
+            for key in ("r2", "r2_pooled", "portion_zeros", "step_norm"):
                 record[key] = [
                     float(np.mean([m[f"{key}_t{s}"] for m in by_seed.values()])) for s in steps
                 ]
+            # as the report's tables: the distance from the pooled R^2
+            pairs = zip(record["r2_pooled"], record["portion_zeros"])
+            record["distance"] = [distance_to_ideal(r2, zeros) for r2, zeros in pairs]
             curves[f"{name}, beta {beta:g}"] = record
     if curves:
         path = save_convergence(
-            curves, out / "figures" / "convergence.png", "inference steps: means over seeds", HORIZON
+            curves,
+            out / "figures" / "convergence.png",
+            "inference steps: means over seeds (the distance from the pooled R^2)",
+            HORIZON,
         )
         lines += [f"![convergence]({path.relative_to(out)})", ""]
     plane = {}
