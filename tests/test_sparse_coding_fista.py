@@ -108,3 +108,25 @@ def test_each_sample_stops_on_its_own(restart: bool) -> None:
     together = fista.infer(x, dictionary)
     alone = torch.cat([fista.infer(x[i : i + 1], dictionary).codes for i in range(len(x))])
     torch.testing.assert_close(together.codes, alone, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("non_negative", "rows"), [(False, 64), (True, 64), (False, 1500)])
+def test_the_compiled_pass_is_the_torch_one(
+    non_negative: bool, rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On any number of threads (1500 rows of 50 atoms: chunks on two threads)."""
+    from poisson_vae.sparse_coding import fista
+
+    generator = torch.Generator().manual_seed(3)
+    dictionary = torch.randn(30, 50, generator=generator, dtype=torch.float64)
+    dictionary /= dictionary.norm(dim=0)
+    x = torch.randn(rows, 30, generator=generator, dtype=torch.float64)
+    method = FISTA(
+        lam=0.2, n_iterations=300, tol=1e-10, non_negative=non_negative, record_objective=True
+    )
+    compiled = method.infer(x, dictionary)
+    monkeypatch.setattr(fista, "_FUSED_DEVICES", ())
+    reference = method.infer(x, dictionary)
+    assert torch.allclose(compiled.codes, reference.codes, rtol=0, atol=1e-12)
+    assert compiled.n_iterations == reference.n_iterations
+    assert torch.allclose(compiled.objective_trace, reference.objective_trace, rtol=1e-12)

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-__all__ = ["relaxed_poisson_kernel", "walk"]
+__all__ = ["in_chunks", "relaxed_poisson_kernel", "walk"]
 
 _MASK = np.uint64(0xFFFFFFFF)
 _M0 = np.uint64(0xD2511F53)
@@ -243,32 +243,38 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 
 
 def walk(rate: np.ndarray, *arguments, threads: int) -> int:
-    """``relaxed_poisson_kernel`` over all of ``rate``, on up to ``threads`` threads.
-
-    The elements are cut into chunks that the calling thread and ``threads - 1`` workers take in
-    turn until none is left: a thread the system slows down (another process on the core) takes
-    fewer chunks instead of holding the others up, and idle workers sleep instead of spinning.
+    """``relaxed_poisson_kernel`` over all of ``rate``, on up to ``threads`` threads
+    (:func:`in_chunks`).
 
     Returns:
         The number of invalid rates (see ``relaxed_poisson_kernel``).
     """
-    n = rate.shape[0]
-    threads = max(1, min(threads, n // _MIN_CHUNK))
+    return in_chunks(relaxed_poisson_kernel, rate.shape[0], (rate, *arguments), threads, _MIN_CHUNK)
+
+
+def in_chunks(kernel, n: int, arguments: tuple, threads: int, min_chunk: int) -> int:
+    """``kernel(start, stop, *arguments)`` over the items 0..n - 1, on up to ``threads`` threads
+    with at least ``min_chunk`` items each; returns the sum of what the calls return.
+
+    The items are cut into chunks that the calling thread and ``threads - 1`` workers take in
+    turn until none is left: a thread the system slows down (another process on the core) takes
+    fewer chunks instead of holding the others up, and idle workers sleep instead of spinning.
+    ``kernel`` must release the GIL (``numba.njit(nogil=True)``).
+    """
+    threads = max(1, min(threads, n // min_chunk))
     if threads == 1:
-        return relaxed_poisson_kernel(0, n, rate, *arguments)
+        return kernel(0, n, *arguments)
     size = -(-n // (16 * threads))
     chunks = itertools.count()  # next() on it is atomic under the GIL
 
     def take() -> int:
-        invalid = 0
+        total = 0
         for chunk in chunks:
             if chunk * size >= n:
-                return invalid
-            invalid += relaxed_poisson_kernel(
-                chunk * size, min(n, chunk * size + size), rate, *arguments
-            )
-        return invalid
+                return total
+            total += kernel(chunk * size, min(n, chunk * size + size), *arguments)
+        return total
 
     others = [_pool(threads - 1).submit(take) for _ in range(threads - 1)]
-    invalid = take()
-    return invalid + sum(other.result() for other in others)
+    total = take()
+    return total + sum(other.result() for other in others)

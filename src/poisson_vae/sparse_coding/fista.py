@@ -14,14 +14,25 @@ restart resets a sample's momentum (s_t = 1, so y_{t+1} = a_t) whenever its step
 momentum, (y_t - a_t) . (a_t - a_{t-1}) > 0; each sample restarts on its own trajectory. On the
 Lasso, whose objective is strongly convex on the settled support, this turns the oscillation into
 linear convergence. Hand-written: see :mod:`.base`.
+
+On the CPU an iteration is one compiled pass per sample (numba, rows split among torch's
+threads): the gradient step sums the rows of M at the non-zero entries of y only (y mixes two
+consecutive codes, about as sparse as they are: a tenth of the dense product's work at 7 %
+non-zero codes), then shrinks, tests for a restart and extrapolates, where torch would take a
+dense product and about ten elementwise operations, each a wake-up of its thread pool. On other
+devices it runs as torch operations.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 
+import numba
+import numpy as np
 import torch
 
+from .._numba_sampler import in_chunks
 from .base import InferenceMethod, gradient_terms, soft_threshold
 
 __all__ = ["FISTA"]
@@ -55,19 +66,82 @@ class FISTA(InferenceMethod):
     ) -> Generator[tuple[torch.Tensor, torch.Tensor], torch.Tensor | None, None]:
         transition, offset, step = gradient_terms(x, dictionary)
         threshold = self.lam * step
-        codes = extrapolated = torch.zeros_like(offset)
+        fused = offset.device.type in _FUSED_DEVICES
+        codes, extrapolated = torch.zeros_like(offset), torch.zeros_like(offset)
         momentum = torch.ones(offset.shape[0], 1, dtype=offset.dtype, device=offset.device)
         while True:
-            gradient_step = torch.addmm(offset, extrapolated, transition)
-            new_codes = soft_threshold(gradient_step, threshold, self.non_negative)
-            change = new_codes - codes
-            if self.restart:
-                uphill = (extrapolated - new_codes).mul_(change).sum(1, keepdim=True) > 0
-                momentum = torch.where(uphill, 1.0, momentum)
-            new_momentum = (1 + torch.sqrt(1 + 4 * momentum**2)) / 2
-            extrapolated = torch.addcmul(new_codes, (momentum - 1) / new_momentum, change)
-            codes, momentum = new_codes, new_momentum
+            if fused:  # extrapolated and momentum in place
+                new_codes = torch.empty_like(codes)
+                arrays = (offset, transition, codes, new_codes, extrapolated, momentum.view(-1))
+                arguments = (*(array.numpy() for array in arrays), threshold)
+                arguments += (self.non_negative, self.restart)
+                rows = max(1, _MIN_CHUNK // offset.shape[1])
+                in_chunks(_fista_rows, len(offset), arguments, torch.get_num_threads(), rows)
+            else:
+                gradient_step = torch.addmm(offset, extrapolated, transition)
+                new_codes = soft_threshold(gradient_step, threshold, self.non_negative)
+                change = new_codes - codes
+                if self.restart:
+                    uphill = (extrapolated - new_codes).mul_(change).sum(1, keepdim=True) > 0
+                    momentum = torch.where(uphill, 1.0, momentum)
+                new_momentum = (1 + torch.sqrt(1 + 4 * momentum**2)) / 2
+                extrapolated = torch.addcmul(new_codes, (momentum - 1) / new_momentum, change)
+                momentum = new_momentum
+            codes = new_codes
             keep = yield codes, codes
             if keep is not None:
                 offset, codes = offset[keep], codes[keep]
                 extrapolated, momentum = extrapolated[keep], momentum[keep]
+
+
+#: Devices whose tensors the compiled pass reads in place.
+_FUSED_DEVICES = ("cpu",)
+# Below this many elements per thread, the fused pass runs in the calling thread alone.
+_MIN_CHUNK = 16_384
+
+
+@numba.njit(nogil=True, cache=True, fastmath=True)
+def _fista_rows(
+    start,
+    stop,
+    offset,
+    transition,
+    codes,
+    new_codes,
+    extrapolated,
+    momentum,
+    threshold,
+    non_negative,
+    restart,
+):  # pragma: no cover - compiled
+    """Rows start..stop - 1 of one iteration (module docstring): the gradient step y M + c from
+    the non-zero entries of y alone (y is as sparse as two consecutive codes), the shrunk codes
+    into ``new_codes``, the restarted momentum s and the extrapolated point y in place."""
+    size = offset.shape[1]
+    change = np.empty(size, dtype=offset.dtype)
+    for i in range(start, stop):
+        change[:] = offset[i]
+        for k in range(size):
+            weight = extrapolated[i, k]
+            if weight != 0:
+                for j in range(size):
+                    change[j] += weight * transition[k, j]
+        uphill = 0.0
+        for k in range(size):
+            value = change[k]
+            if value > threshold:
+                code = value - threshold
+            elif value < -threshold and not non_negative:
+                code = value + threshold
+            else:
+                code = 0.0
+            change[k] = code - codes[i, k]
+            uphill += (extrapolated[i, k] - code) * change[k]
+            new_codes[i, k] = code
+        current = 1.0 if restart and uphill > 0 else momentum[i]
+        following = (1.0 + math.sqrt(1.0 + 4.0 * current * current)) / 2.0
+        weight = (current - 1.0) / following
+        for k in range(size):
+            extrapolated[i, k] = new_codes[i, k] + weight * change[k]
+        momentum[i] = following
+    return 0
