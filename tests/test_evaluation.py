@@ -103,9 +103,13 @@ def test_an_iterative_run_on_labelled_data_probes_its_rates(tmp_path: Path, caps
     assert "--probe-samples must be 0 (all) or more, got -1" in capsys.readouterr().err
 
 
-def test_an_iterative_run_is_evaluated_over_its_steps(tmp_path: Path, capsys) -> None:
-    data = DataConfig(n_train=300, n_valid=120)
-    run = _tiny_run(tmp_path / "run", data, n_latents=16, inference="iterative", n_steps=3)
+def test_an_iterative_run_trains_and_is_evaluated_over_its_steps_from_the_cli(
+    tmp_path: Path, capsys
+) -> None:
+    run = tmp_path / "run"
+    data = ["--n-train", "300", "--n-valid", "120", "--epochs", "2", "--batch-size", "100"]
+    model = ["--inference", "iterative", "--n-steps", "3", "--n-latents", "16", "--recipe", "iterative"]
+    assert main(["train", "--out", str(run), *data, *model, "--beta", "2", "--no-progress"]) == 0
     assert main(["evaluate", str(run), "--n-steps", "40"]) == 0
     assert "r2_mean" in capsys.readouterr().out
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
