@@ -25,14 +25,10 @@ devices it runs as torch operations.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Generator
 
-import numba
-import numpy as np
 import torch
 
-from .._numba_sampler import in_chunks
 from .base import InferenceMethod, gradient_terms, soft_threshold
 
 __all__ = ["FISTA"]
@@ -67,6 +63,8 @@ class FISTA(InferenceMethod):
         transition, offset, step = gradient_terms(x, dictionary)
         threshold = self.lam * step
         fused = offset.device.type in _FUSED_DEVICES
+        if fused:  # numba loads on first use, not with the package
+            from ._numba_fista import MIN_CHUNK, fista_rows, in_chunks
         codes, extrapolated = torch.zeros_like(offset), torch.zeros_like(offset)
         momentum = torch.ones(offset.shape[0], 1, dtype=offset.dtype, device=offset.device)
         while True:
@@ -75,8 +73,8 @@ class FISTA(InferenceMethod):
                 arrays = (offset, transition, codes, new_codes, extrapolated, momentum.view(-1))
                 arguments = (*(array.numpy() for array in arrays), threshold)
                 arguments += (self.non_negative, self.restart)
-                rows = max(1, _MIN_CHUNK // offset.shape[1])
-                in_chunks(_fista_rows, len(offset), arguments, torch.get_num_threads(), rows)
+                rows = max(1, MIN_CHUNK // offset.shape[1])
+                in_chunks(fista_rows, len(offset), arguments, torch.get_num_threads(), rows)
             else:
                 gradient_step = torch.addmm(offset, extrapolated, transition)
                 new_codes = soft_threshold(gradient_step, threshold, self.non_negative)
@@ -96,52 +94,3 @@ class FISTA(InferenceMethod):
 
 #: Devices whose tensors the compiled pass reads in place.
 _FUSED_DEVICES = ("cpu",)
-# Below this many elements per thread, the fused pass runs in the calling thread alone.
-_MIN_CHUNK = 16_384
-
-
-@numba.njit(nogil=True, cache=True, fastmath=True)
-def _fista_rows(
-    start,
-    stop,
-    offset,
-    transition,
-    codes,
-    new_codes,
-    extrapolated,
-    momentum,
-    threshold,
-    non_negative,
-    restart,
-):  # pragma: no cover - compiled
-    """Rows start..stop - 1 of one iteration (module docstring): the gradient step y M + c from
-    the non-zero entries of y alone (y is as sparse as two consecutive codes), the shrunk codes
-    into ``new_codes``, the restarted momentum s and the extrapolated point y in place."""
-    size = offset.shape[1]
-    change = np.empty(size, dtype=offset.dtype)
-    for i in range(start, stop):
-        change[:] = offset[i]
-        for k in range(size):
-            weight = extrapolated[i, k]
-            if weight != 0:
-                for j in range(size):
-                    change[j] += weight * transition[k, j]
-        uphill = 0.0
-        for k in range(size):
-            value = change[k]
-            if value > threshold:
-                code = value - threshold
-            elif value < -threshold and not non_negative:
-                code = value + threshold
-            else:
-                code = 0.0
-            change[k] = code - codes[i, k]
-            uphill += (extrapolated[i, k] - code) * change[k]
-            new_codes[i, k] = code
-        current = 1.0 if restart and uphill > 0 else momentum[i]
-        following = (1.0 + math.sqrt(1.0 + 4.0 * current * current)) / 2.0
-        weight = (current - 1.0) / following
-        for k in range(size):
-            extrapolated[i, k] = new_codes[i, k] + weight * change[k]
-        momentum[i] = following
-    return 0

@@ -454,7 +454,7 @@ def _build_mnist(scale: str) -> Suite:
     if scale != "paper":
         raise ConfigError(
             "mnist-iterative runs at the paper scale only (its iP-VAE unrolls 128 steps per "
-            "training sample: days on a CPU); use --scale paper on GPUs"
+            "training sample: days on a CPU); run it at the paper scale on GPUs"
         )
     seeds = (0, 1, 2, 3, 4)
     options = recipe("iterative", "mnist")
