@@ -534,7 +534,7 @@ def rates_at_steps(
     batch_size: int = 2000,
     seed: int = 0,
 ) -> dict[int, np.ndarray]:
-    """``{step: (N, K) posterior means after that many steps}`` of inference on ``data`` (N, D)
+    """``{step: (N, K) float32 posterior means after that many steps}`` of inference on ``data`` (N, D)
     or (N, C, H, W) at the evaluation temperature: an iP-VAE's firing rates exp(u_t), a Gaussian
     model's activated means."""
     data = torch.as_tensor(data)
@@ -549,7 +549,7 @@ def rates_at_steps(
             )
             for step, (_, state, _) in enumerate(trajectory, start=1):
                 if step in found:
-                    found[step].append(model.posterior_mean(state).double().cpu().numpy())
+                    found[step].append(model.posterior_mean(state).float().cpu().numpy())
     return {step: np.concatenate(parts) for step, parts in found.items()}
 
 

@@ -290,7 +290,10 @@ def _claims(suite: Suite, results: dict[str, dict]) -> list[dict]:
     )
     beta = CONVERGENCE["iP-VAE"][0]
     ip = runs.get("iP-VAE", {})
-    for metric, what in (("r2_pooled", "R^2 of the spikes"), ("portion_zeros", "portion of zeros")):
+    for metric, what in (
+        ("r2_pooled", "pooled R^2 of the spikes"),
+        ("portion_zeros", "portion of zeros"),
+    ):
         stated.append(
             claim(
                 f"the iP-VAE's {what} keeps rising past its training horizon (step {HORIZON} -> "
