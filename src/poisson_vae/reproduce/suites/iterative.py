@@ -320,8 +320,11 @@ def _claims(suite: Suite, results: dict[str, dict]) -> list[dict]:
     return stated
 
 
-def _mean_cell(values: list[float], published: float | None) -> str:
-    return published_cell(values, published) if values else "—"
+def _cell(metrics: list[dict], read, published: float | None = None) -> str:
+    """A table cell: ``read(metrics)`` over the seeds' metrics (None where absent) beside the
+    published number; a dash when no seed has it."""
+    found = [value for value in map(read, metrics) if value is not None]
+    return published_cell(found, published) if found else "—"
 
 
 def _rate_distortion_table(runs: dict) -> list[str]:
@@ -330,20 +333,15 @@ def _rate_distortion_table(runs: dict) -> list[str]:
         for weight, by_seed in sorted(runs.get(name, {}).items()):
             zeros, r2_mean, _, distance = RATE_DISTORTION.get((name, weight), (None,) * 4)
             metrics = list(by_seed.values())
-
-            def column(read, published=None, metrics=metrics):
-                found = [value for value in map(read, metrics) if value is not None]
-                return published_cell(found, published) if found else "—"
-
             rows.append(
                 [
                     name,
                     f"{weight:g}",
-                    column(lambda m: m.get("portion_zeros"), zeros),
-                    column(lambda m: m.get("r2")),
-                    column(lambda m: m.get("r2_mean"), r2_mean),
-                    column(_r2_map),
-                    column(_distance, distance),
+                    _cell(metrics, lambda m: m.get("portion_zeros"), zeros),
+                    _cell(metrics, lambda m: m.get("r2")),
+                    _cell(metrics, lambda m: m.get("r2_mean"), r2_mean),
+                    _cell(metrics, _r2_map),
+                    _cell(metrics, _distance, distance),
                 ]
             )
     header = [
@@ -386,8 +384,8 @@ def _convergence_table(runs: dict) -> list[str]:
         for by_seed, published in columns:
             r2, zeros = published.get(step, (None, None))
             for key, value in (("r2", r2), ("r2_pooled", None), ("portion_zeros", zeros)):
-                found = [m[f"{key}_t{step}"] for m in by_seed.values() if f"{key}_t{step}" in m]
-                row.append(_mean_cell(found, value))
+                name = f"{key}_t{step}"
+                row.append(_cell(list(by_seed.values()), lambda m, name=name: m.get(name), value))
         rows.append(row)
     return ["### Convergence over inference steps (trained on 16)", "", *table(header, rows), ""]
 
@@ -495,13 +493,11 @@ def _build_mnist(scale: str) -> Suite:
 
 
 def _mnist_runs(results: dict[str, dict]) -> dict[str, dict[int, dict]]:
-    """``{model name: {seed: metrics}}``."""
-    found: dict[str, dict[int, dict]] = {}
-    for record in records(results):
-        name = _name(record)
-        if name is not None:
-            found.setdefault(name, {})[record.seed] = record.metrics
-    return found
+    """``{model name: {seed: metrics}}`` (each model has one beta on MNIST)."""
+    return {
+        name: {seed: metrics for by_seed in sweep.values() for seed, metrics in by_seed.items()}
+        for name, sweep in _runs(results).items()
+    }
 
 
 def _mnist_claims(suite: Suite, results: dict[str, dict]) -> list[dict]:
@@ -541,18 +537,13 @@ def _mnist_sections(suite: Suite, results: dict[str, dict], out: Path) -> list[s
     rows = []
     for name, (mse, r2, zeros, accuracy) in MNIST_TABLE.items():
         metrics = list(runs.get(name, {}).values())
-
-        def column(read, published, metrics=metrics):
-            found = [value for value in map(read, metrics) if value is not None]
-            return published_cell(found, published) if found else "—"
-
         rows.append(
             [
                 name,
-                column(lambda m: m["sse"] / 784 * 1000 if "sse" in m else None, mse),
-                column(lambda m: m.get("r2_mean"), r2),
-                column(lambda m: m.get("portion_zeros"), zeros),
-                column(lambda m: m.get("probe_accuracy"), accuracy),
+                _cell(metrics, lambda m: m["sse"] / 784 * 1000 if "sse" in m else None, mse),
+                _cell(metrics, lambda m: m.get("r2_mean"), r2),
+                _cell(metrics, lambda m: m.get("portion_zeros"), zeros),
+                _cell(metrics, lambda m: m.get("probe_accuracy"), accuracy),
             ]
         )
     header = ["model", "MSE per pixel x 1e-3", "R^2 (mean per sample)", "zeros", "linear probe"]
