@@ -72,6 +72,35 @@ def test_natural16_shapes_scale_and_determinism(tmp_path) -> None:
     assert len(sorted(tmp_path.glob("natural16-*.npz"))) == 2
 
 
+def test_natural16_large_adds_six_photographs_under_its_own_name(tmp_path) -> None:
+    from poisson_vae.data.natural import LARGE_IMAGES, NATURAL16_IMAGES, natural16_images
+
+    assert LARGE_IMAGES[: len(NATURAL16_IMAGES)] == NATURAL16_IMAGES and len(LARGE_IMAGES) == 18
+    images = natural16_images(images=LARGE_IMAGES[len(NATURAL16_IMAGES) :])
+    assert [image.shape for image in images] == [(496, 752)] * 4 + [(496, 496), (584, 496)]
+    for image in images:  # whitened and normalised: zero mean, unit-order spread
+        assert abs(image.mean()) < 0.05 and 0.3 < image.std() < 3
+    splits = load_dataset("natural16-large", n_train=1800, n_valid=360, cache_dir=str(tmp_path))
+    assert splits["train"].shape == (1800, 1, 16, 16) and splits["valid"].shape == (360, 1, 16, 16)
+    assert len(sorted(tmp_path.glob("natural16-large-*.npz"))) == 1
+    # natural16's own patches are not natural16-large's
+    small = load_dataset("natural16", n_train=1800, n_valid=360, cache_dir=str(tmp_path))
+    assert not np.array_equal(small["train"], splits["train"])
+
+
+def test_natural16_large_without_its_packages_says_what_to_install(monkeypatch) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "sporco" else find_spec(name, *a)
+    )
+    reason = dataset_availability("natural16-large")
+    assert isinstance(reason, DataFileError)
+    assert str(reason) == "needs sporco (pip install sporco)"
+    assert dataset_availability("natural16") is None
+
+
 def test_natural16_cache_entry_names_the_photographs_package_versions(tmp_path, monkeypatch) -> None:
     import poisson_vae.data.natural as natural
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import pytest
 
 from poisson_vae.cli import main
 from poisson_vae.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from poisson_vae.errors import ConfigError
 from poisson_vae.evaluation import evaluate_run
+from poisson_vae.results import flat_metrics
 from poisson_vae.training import train
 from poisson_vae.vae import CheckpointError
 
@@ -85,6 +88,42 @@ def test_evaluate_measures_geometry_on_labelled_data(tmp_path: Path) -> None:
     assert "Representation geometry" in (run / "eval" / "report.md").read_text()
     quick = evaluate_run(run, gabor=False, shattering_samples=150)["shattering"]
     assert quick["train_samples"] == 150 and quick["n_splits"] == 126
+
+
+def test_a_run_records_its_knn_curve_over_training_and_resumes_it(tmp_path: Path) -> None:
+    from idx_files import write_mnist_layout
+
+    write_mnist_layout(tmp_path / "digits", n_train=400, n_valid=600)
+    data = DataConfig(data="mnist", data_dir=str(tmp_path / "digits"))
+    config = RunConfig(
+        data=data,
+        model=ModelConfig(n_latents=8, latent="gaussian"),
+        train=TrainConfig(
+            epochs=2, batch_size=100, warmup_epochs=1, val_every=1, knn_curve=True, progress=False
+        ),
+    )
+    train(config, tmp_path / "run")
+    longer = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=3))
+    train(longer, tmp_path / "run", resume=True)  # the curve goes on where it stopped
+    metrics = evaluate_run(tmp_path / "run", gabor=False, shattering_samples=150)
+    curve = metrics["knn_curve"]
+    assert curve["epoch"] == [1, 2, 3] and list(curve) == ["epoch", "200"]  # a pool of 300
+    assert all(0 <= accuracy <= 1 for accuracy in curve["200"])
+    flat = flat_metrics(metrics)
+    assert [flat[f"knn_200_e{epoch}"] for epoch in (1, 2, 3)] == curve["200"]
+    # the last validation's 20 draws against the evaluation's 100, on the same model
+    assert abs(flat["knn_200_e3"] - flat["knn_200"]) < 0.1
+
+
+def test_a_knn_curve_on_unlabelled_data_is_refused(tmp_path: Path) -> None:
+    config = RunConfig(
+        data=DataConfig(n_train=200, n_valid=100),
+        model=ModelConfig(n_latents=8),
+        train=TrainConfig(epochs=1, batch_size=100, knn_curve=True, progress=False),
+    )
+    with pytest.raises(ConfigError, match="knn_curve needs labelled data; natural16 has no labels"):
+        train(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_an_iterative_run_on_labelled_data_probes_its_rates(tmp_path: Path, capsys) -> None:

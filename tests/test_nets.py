@@ -8,13 +8,17 @@ import torch
 from poisson_vae.nets import LinearDecoder, LinearEncoder, parse_architecture
 
 
-@pytest.mark.parametrize("text", ["lin|lin", "lin+b|lin", "lin|lin+b", " lin+b | lin+b "])
+@pytest.mark.parametrize(
+    "text", ["lin|lin", "lin+b|lin", "lin|lin+b", " lin+b | lin+b ", "mlp2+b|mlp4", "mlp|conv+b"]
+)
 def test_parse_round_trip(text: str) -> None:
     arch = parse_architecture(text)
     assert str(arch) == text.replace(" ", "")
 
 
-@pytest.mark.parametrize("text", ["", "lin", "lin|lin|lin", "cnn|lin", "lin|lin+c"])
+@pytest.mark.parametrize(
+    "text", ["", "lin", "lin|lin|lin", "cnn|lin", "lin|lin+c", "lin2|lin", "mlp0|lin", "mlp|conv3"]
+)
 def test_malformed_architectures_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="^arch "):
         parse_architecture(text)
@@ -38,9 +42,28 @@ def test_mlp_networks_shapes_and_layer_norm_left_at_identity() -> None:
     assert model(torch.randn(5, 1, 16, 16), temperature=0.3).reconstruction.shape == (5, 1, 16, 16)
     assert torch.equal(model.encoder.block.norm.weight, torch.ones(256))
     assert model.encoder.linear.bias is not None and model.decoder.linear.bias is None
-    # a non-linear decoder: weights N(0, 0.1^2) and the prior log-rates on [-6, -2]
-    assert float(model.encoder.block.expand.weight.detach().std()) == pytest.approx(0.1, rel=0.02)
+    # a non-linear decoder: the map into the latents N(0, 0.1^2), every other layer PyTorch's
+    # default (uniform, std 1 / sqrt(3 fan_in)), and the prior log-rates on [-6, -2]
+    assert float(model.encoder.linear.weight.detach().std()) == pytest.approx(0.1, rel=0.05)
+    assert float(model.encoder.linear.bias.detach().abs().max()) == 0
+    default = 1 / (3 * 256) ** 0.5
+    assert float(model.encoder.block.expand.weight.detach().std()) == pytest.approx(default, rel=0.02)
+    assert float(model.decoder.linear.weight.detach().std()) == pytest.approx(
+        1 / (3 * 24) ** 0.5, rel=0.1
+    )
     assert float(model.latent.prior_log_rate.detach().max()) > -4
+
+
+def test_an_mlp_of_another_expansion_widens_only_its_block() -> None:
+    from poisson_vae import ModelConfig, build_vae
+
+    model = build_vae(ModelConfig(arch="mlp2+b|mlp3", n_latents=10, input_shape=(1, 28, 28)))
+    assert model.encoder.block.expand.weight.shape == (2 * 784, 784)
+    assert model.decoder.block.expand.weight.shape == (3 * 784, 784)
+    paper = build_vae(ModelConfig(arch="mlp|mlp", n_latents=10, input_shape=(1, 28, 28)))
+    assert paper.encoder.block.expand.weight.shape == (16 * 784, 784)
+    assert paper.decoder.block.expand.weight.shape == (8 * 784, 784)
+    assert str(parse_architecture("mlp16|mlp8")) == "mlp16|mlp8"  # spelled out, as named
 
 
 def test_residual_dense_block_parameter_count() -> None:

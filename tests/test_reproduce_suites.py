@@ -11,7 +11,10 @@ from poisson_vae.reproduce.suites import SUITES, build_suite, rate_distortion, z
 
 
 @pytest.mark.parametrize("scale", ["small", "paper"])
-@pytest.mark.parametrize("name", ["natural16-zoo", "natural16-rate-distortion", "mnist-geometry"])
+@pytest.mark.parametrize(
+    "name",
+    ["natural16-zoo", "natural16-rate-distortion", "natural16-large-rate-distortion", "mnist-geometry"],
+)
 def test_suites_build_with_unique_names_and_known_dependencies(name: str, scale: str) -> None:
     suite = build_suite(name, scale)
     names = [job.name for job in suite.jobs]
@@ -53,6 +56,17 @@ def test_rate_distortion_grid() -> None:
     assert {f"gap-{j.name}" for j in conv} <= {j.name for j in paper.jobs if j.kind == "gap"}
 
 
+def test_the_large_rate_distortion_sweep_trains_its_vaes_on_ten_times_the_patches() -> None:
+    large = build_suite("natural16-large-rate-distortion", "small")
+    small = build_suite("natural16-rate-distortion", "small")
+    vaes = {j.kind: j.config["data"] for j in large.jobs if j.kind in ("vae", "sparse")}
+    assert vaes["vae"] == {"data": "natural16-large", "n_train": 200_000, "n_valid": 5000}
+    assert vaes["sparse"] == {"data": "natural16-large", "n_train": 20_000, "n_valid": 5000}
+    assert [j.name for j in large.jobs] == [j.name for j in small.jobs]  # the same grid
+    assert {j.config["data"]["n_train"] for j in small.jobs if j.kind == "vae"} == {20_000}
+    assert large.name == "natural16-large-rate-distortion"
+
+
 def test_mnist_grid_names_its_cheaper_small_network() -> None:
     small, paper = build_suite("mnist-geometry", "small"), build_suite("mnist-geometry", "paper")
     assert small.settings["arch"] == "lin+b|lin+b" and paper.settings["arch"] == "conv+b|conv+b"
@@ -65,6 +79,21 @@ def test_mnist_grid_names_its_cheaper_small_network() -> None:
         small.settings["shattering_samples"]
     }
     assert {j.evaluate["shattering_samples"] for j in paper.jobs} == {None}
+
+
+def test_mnist_medium_scale_records_the_knn_curve_of_non_linear_networks() -> None:
+    medium = build_suite("mnist-geometry", "medium")
+    assert {j.config["model"]["arch"] for j in medium.jobs} == {medium.settings["arch"]}
+    assert "lin" not in medium.settings["arch"].replace("+b", "").split("|")
+    assert {j.config["model"]["n_latents"] for j in medium.jobs} == {10}
+    assert {j.config["model"]["latent"] for j in medium.jobs} == set(suites.FAMILIES)
+    assert {j.seed for j in medium.jobs} == {0, 1, 2}
+    assert all(
+        j.config["train"]["knn_curve"] and j.config["train"]["val_every"] == 1 for j in medium.jobs
+    )
+    assert "K in {10}" in medium.description
+    with pytest.raises(ValueError, match="suite natural16-zoo has no medium scale; scale must be one"):
+        build_suite("natural16-zoo", "medium")
 
 
 @pytest.mark.parametrize("name", ["vanhateren16", "cifar16"])
@@ -86,6 +115,6 @@ def test_data_dir_reaches_every_job(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 def test_unknown_suite_and_scale() -> None:
     with pytest.raises(ValueError, match="unknown suite 'nope'; choose one of natural16-zoo"):
         build_suite("nope", "small")
-    with pytest.raises(ValueError, match="scale must be one of small, paper, got 'huge'"):
+    with pytest.raises(ValueError, match="scale must be one of small, medium, paper, got 'huge'"):
         build_suite("natural16-zoo", "huge")
     assert set(SUITES) >= {"natural16-zoo", "natural16-rate-distortion", "mnist-geometry"}

@@ -194,7 +194,7 @@ def test_outputs_never_overwrite_a_runs_own_files(tmp_path: Path) -> None:
 
 def test_training_history_joins_the_starts_in_order(tmp_path: Path) -> None:
     run = _started(tmp_path)
-    assert run.training_history() == ({}, [])
+    assert run.training_history() == ({}, [], {})
     header = "epoch,step,train/loss,train/beta,val/nelbo\n"
     logs = {
         0: "0,9,5.0,0.1,\n0,19,4.0,0.2,\n0,19,,,3.5\n1,29,3.0,0.3,\n",  # killed after step 29
@@ -214,6 +214,8 @@ def test_training_history_joins_the_starts_in_order(tmp_path: Path) -> None:
     ]  # fmt: skip
     assert history.columns["val/nelbo"].tolist() == [[19, 3.5], [39, 2.9]]
     assert set(history.columns) == {"train/loss", "train/beta", "val/nelbo"}
+    # each step's epoch, counted from 1; the resumed start's rows replace the killed one's
+    assert history.epochs == {9: 1, 19: 1, 24: 2, 34: 2, 39: 2, 44: 2, 49: 3}
 
 
 def test_metrics_are_written_atomically_and_read_back(tmp_path: Path) -> None:

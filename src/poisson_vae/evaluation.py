@@ -36,7 +36,7 @@ from .iterative import (
 )
 from .metrics import ACTIVE_RULE, active_latents, evaluate_model
 from .nets import LinearDecoder
-from .runs import Run, check_output_path
+from .runs import Run, TrainingHistory, check_output_path
 from .tables import number, table
 from .vae import VAE, load_model
 
@@ -228,6 +228,9 @@ def _evaluate_amortized_run(
         save_sample_grid(model.decode(prior), out / Run.SAMPLES)
     history = run.training_history()
     save_training_curves(history.columns, out / Run.CURVES, f"{label}: training", history.resumed_at)
+    curve = _knn_curve(history)
+    if curve:
+        metrics["knn_curve"] = curve
     shape = tuple(config.model.input_shape[1:])
     if isinstance(model.decoder, LinearDecoder):
         order = torch.argsort(kl, descending=True)
@@ -237,6 +240,21 @@ def _evaluate_amortized_run(
         if gabor:
             metrics["gabor"] = _gabor(model.decoder.dictionary, active, shape, out)
     return metrics
+
+
+def _knn_curve(history: TrainingHistory) -> dict[str, list]:
+    """The 5-NN accuracies a run recorded at its validations (``train.knn_curve``):
+    ``{"epoch": [...], "200": [...], "1000": [...]}``, or empty when it recorded none."""
+    columns = {
+        name.removeprefix("val/knn_"): points
+        for name, points in history.columns.items()
+        if name.startswith("val/knn_")
+    }
+    if not columns:
+        return {}
+    steps = next(iter(columns.values()))[:, 0]
+    curve = {"epoch": [history.epochs[int(step)] for step in steps]}
+    return curve | {size: points[:, 1].tolist() for size, points in columns.items()}
 
 
 def _model_metrics(

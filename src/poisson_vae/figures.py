@@ -455,17 +455,22 @@ def save_rate_distortion(
 
 
 def save_knn_figure(
-    panels: Mapping[str, Mapping[str, Mapping[int, Sequence[float]]]], path: str | Path, title: str
+    panels: Mapping[str, Mapping[str, Mapping[int, Sequence[float]]]],
+    path: str | Path,
+    title: str,
+    over_epochs: bool = False,
 ) -> Path:
-    """KNN accuracy against the number of labels (log x): in each panel a line per condition through
-    its mean accuracy over seeds, in a band of the 99 % t confidence interval
-    (:func:`poisson_vae.stats.confidence_interval`; no band where one seed was run).
+    """KNN accuracy against the number of labels (log x), or against training epochs: in each panel
+    a line per condition through its mean accuracy over seeds, in a band of the 99 % t confidence
+    interval (:func:`poisson_vae.stats.confidence_interval`; no band where one seed was run).
 
     Args:
-        panels: ``{panel title: {condition: {N labels: accuracies, one per seed}}}``; a condition
-            keeps its colour and marker in every panel, and the legend below names each once.
+        panels: ``{panel title: {condition: {N labels (or epoch): accuracies, one per seed}}}``; a
+            condition keeps its colour and marker in every panel, and the legend below names each
+            once.
         path: output PNG.
         title: figure title.
+        over_epochs: the x values are training epochs (a linear axis) rather than label counts.
     """
     names = list(dict.fromkeys(name for curves in panels.values() for name in curves))
     n_panels, width = max(len(panels), 1), max(3.4 * len(panels), 6.0)
@@ -481,11 +486,14 @@ def save_knn_figure(
             style = _curve_style(names.index(name)) | {"linestyle": "-"}
             (handles[name],) = axis.plot(sizes, mean, **style, markersize=5)
             axis.fill_between(sizes, mean - half, mean + half, color=style["color"], alpha=0.18, lw=0)
-        axis.set_xscale("log")
-        shown = sorted({n for by_size in curves.values() for n in by_size})
-        axis.set_xticks(shown, [f"{n:,}" for n in shown])
-        axis.xaxis.set_minor_formatter(ticker.NullFormatter())
-        axis.set_xlabel("labelled samples N (log scale)")
+        if over_epochs:
+            axis.set_xlabel("training epochs")
+        else:
+            axis.set_xscale("log")
+            shown = sorted({n for by_size in curves.values() for n in by_size})
+            axis.set_xticks(shown, [f"{n:,}" for n in shown])
+            axis.xaxis.set_minor_formatter(ticker.NullFormatter())
+            axis.set_xlabel("labelled samples N (log scale)")
         axis.set_title(panel, fontsize=10)
         axis.grid(True, alpha=0.3)
     axes[0].set_ylabel("KNN accuracy")

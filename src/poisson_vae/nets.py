@@ -36,43 +36,61 @@ DECODERS = ("lin", "mlp", "conv")
 
 @dataclass(frozen=True)
 class Architecture:
-    """A parsed ``enc|dec`` string such as ``lin|lin`` or ``lin+b|lin``."""
+    """A parsed ``enc|dec`` string such as ``lin|lin``, ``lin+b|lin`` or ``mlp2+b|mlp2+b``.
+
+    ``mlpE`` is the ``mlp`` network with expansion E in its residual dense block (``mlp`` alone:
+    the paper's 16 in the encoder, 8 in the decoder); ``+b`` adds a bias.
+    """
 
     encoder: str
     encoder_bias: bool
     decoder: str
     decoder_bias: bool
+    encoder_expansion: int | None = None
+    decoder_expansion: int | None = None
 
     def __str__(self) -> str:
-        enc = self.encoder + ("+b" if self.encoder_bias else "")
-        dec = self.decoder + ("+b" if self.decoder_bias else "")
-        return f"{enc}|{dec}"
+        sides = []
+        for name, expansion, bias in (
+            (self.encoder, self.encoder_expansion, self.encoder_bias),
+            (self.decoder, self.decoder_expansion, self.decoder_bias),
+        ):
+            sides.append(name + (str(expansion) if expansion else "") + ("+b" if bias else ""))
+        return "|".join(sides)
 
 
 def parse_architecture(text: str) -> Architecture:
-    """Parse ``'enc|dec'`` (each side optionally ``+b``) into an :class:`Architecture`."""
+    """Parse ``'enc|dec'`` (each side a network name, an expansion after ``mlp``, optionally
+    ``+b``) into an :class:`Architecture`."""
     sides = text.strip().split("|")
     if len(sides) != 2:
         raise ConfigError(
             f"{{0}} {braces(repr(text))} is malformed: write 'encoder|decoder', e.g. 'lin|lin'", "arch"
         )
-    parsed = []
-    for side, known in zip(sides, (ENCODERS, DECODERS)):
-        name, _, suffix = side.strip().partition("+")
+    parsed = {}
+    for role, side, known in zip(("encoder", "decoder"), sides, (ENCODERS, DECODERS)):
+        network, _, suffix = side.strip().partition("+")
         if suffix not in ("", "b"):
             raise ConfigError(
                 f"{{0}} {braces(repr(text))}: only '+b' may follow a network name, "
                 f"got {braces(repr('+' + suffix))}",
                 "arch",
             )
-        if name not in known:
+        name = network.rstrip("0123456789")
+        digits = network[len(name) :]
+        if name not in known or (digits and name != "mlp"):
             raise ConfigError(
-                f"{{0}} {braces(repr(text))}: unknown network {braces(repr(name))}; this version "
-                f"provides {', '.join(known)}",
+                f"{{0}} {braces(repr(text))}: unknown network {braces(repr(network))}; this version "
+                f"provides {', '.join(known)} (and mlpE, an mlp of expansion E)",
                 "arch",
             )
-        parsed += [name, suffix == "b"]
-    return Architecture(*parsed)
+        if digits and int(digits) < 1:
+            raise ConfigError(
+                f"{{0}} {braces(repr(text))}: an mlp's expansion must be at least 1", "arch"
+            )
+        parsed |= {role: name, f"{role}_bias": suffix == "b"}
+        parsed[f"{role}_expansion"] = int(digits) if digits else None
+    return Architecture(**parsed)
 
 
 class LinearEncoder(nn.Module):
@@ -145,12 +163,15 @@ class MLPEncoder(nn.Module):
         input_shape: (C, H, W) of one sample.
         n_outputs: encoder outputs (latents x parameters per latent).
         bias: add a bias to the final linear map.
+        expansion: the block's expansion (the paper's: 16).
     """
 
-    def __init__(self, input_shape: tuple[int, ...], n_outputs: int, bias: bool = False) -> None:
+    def __init__(
+        self, input_shape: tuple[int, ...], n_outputs: int, bias: bool = False, expansion: int = 16
+    ) -> None:
         super().__init__()
         width = math.prod(input_shape)
-        self.block = ResidualDenseBlock(width, expansion=16)
+        self.block = ResidualDenseBlock(width, expansion=expansion)
         self.linear = nn.Linear(width, n_outputs, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -165,14 +186,17 @@ class MLPDecoder(nn.Module):
         n_latents: K.
         output_shape: (C, H, W) of one sample.
         bias: add a bias to the first linear map.
+        expansion: the block's expansion (the paper's: 8).
     """
 
-    def __init__(self, n_latents: int, output_shape: tuple[int, ...], bias: bool = False) -> None:
+    def __init__(
+        self, n_latents: int, output_shape: tuple[int, ...], bias: bool = False, expansion: int = 8
+    ) -> None:
         super().__init__()
         self.output_shape = tuple(output_shape)
         width = math.prod(output_shape)
         self.linear = nn.Linear(n_latents, width, bias=bias)
-        self.block = ResidualDenseBlock(width, expansion=8)
+        self.block = ResidualDenseBlock(width, expansion=expansion)
         self.output = nn.Linear(width, width)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -365,6 +389,10 @@ def build_networks(
     """The encoder and decoder an architecture names."""
     encoders = {"lin": LinearEncoder, "mlp": MLPEncoder, "conv": ConvEncoder}
     decoders = {"lin": LinearDecoder, "mlp": MLPDecoder, "conv": ConvDecoder}
-    encoder = encoders[arch.encoder](input_shape, n_outputs, bias=arch.encoder_bias)
-    decoder = decoders[arch.decoder](n_latents, input_shape, bias=arch.decoder_bias)
+    options = [{"bias": arch.encoder_bias}, {"bias": arch.decoder_bias}]
+    for option, expansion in zip(options, (arch.encoder_expansion, arch.decoder_expansion)):
+        if expansion is not None:
+            option["expansion"] = expansion
+    encoder = encoders[arch.encoder](input_shape, n_outputs, **options[0])
+    decoder = decoders[arch.decoder](n_latents, input_shape, **options[1])
     return encoder, decoder

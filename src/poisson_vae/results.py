@@ -191,7 +191,8 @@ def flat_metrics(document: dict) -> dict[str, float]:
     """Flat ``{metric: value}`` of ``eval/metrics.json``: numbers, gabor, shattering, knn_<N>, an
     iterative VAE's linear-probe accuracy at its last step (``probe_accuracy``), and
     an iterative VAE's convergence at :data:`CONVERGENCE_STEPS` (``r2_t16``: the mean per-sample
-    R^2 of the spikes at step 16; likewise ``portion_zeros``, ``step_norm`` and ``distance``)."""
+    R^2 of the spikes at step 16; likewise ``portion_zeros``, ``step_norm`` and ``distance``), and
+    the 5-NN accuracies recorded during training (``knn_200_e5``: with 200 labels after epoch 5)."""
     flat = {name: _number(document.get(name)) for name in _PLAIN_METRICS}
     probe = document.get("linear_probe")
     if isinstance(probe, dict) and probe.get("accuracy"):
@@ -211,6 +212,11 @@ def flat_metrics(document: dict) -> dict[str, float]:
     knn = document.get("knn")
     for n, result in knn.items() if isinstance(knn, dict) else []:
         flat[f"knn_{n}"] = _number(result.get("mean") if isinstance(result, dict) else result)
+    curve = document.get("knn_curve")
+    for n, accuracies in curve.items() if isinstance(curve, dict) else []:
+        if n != "epoch":
+            for epoch, accuracy in zip(curve["epoch"], accuracies):
+                flat[f"knn_{n}_e{epoch}"] = _number(accuracy)
     return {name: value for name, value in flat.items() if value is not None}
 
 

@@ -90,10 +90,13 @@ class TrainingHistory(NamedTuple):
         columns: ``{column: (n, 2) (step, value)}`` by increasing step, e.g. ``train/loss``,
             ``val/nelbo``.
         resumed_at: the first logged step of each start after the first.
+        epochs: ``{step: epoch}`` of every logged row, epochs counted from 1 (a validation logged
+            at the end of epoch 5 has epoch 5).
     """
 
     columns: dict[str, np.ndarray]
     resumed_at: list[int]
+    epochs: dict[int, int]
 
 
 class Run:
@@ -191,6 +194,7 @@ class Run:
         (a run killed mid-epoch), its rows replace the predecessor's from its first step on.
         """
         columns: dict[str, list[tuple[float, float]]] = {}
+        epochs: dict[int, int] = {}
         resumed_at = []
         for path in self.training_logs:
             with open(path, newline="") as handle:
@@ -201,13 +205,17 @@ class Run:
             if any(columns.values()):
                 resumed_at.append(first)
             columns = {name: [p for p in points if p[0] < first] for name, points in columns.items()}
+            epochs = {step: epoch for step, epoch in epochs.items() if step < first}
             for row in rows:
+                if row.get("epoch"):
+                    epochs[int(row["step"])] = int(row["epoch"]) + 1
                 for name, value in row.items():
                     if name not in ("epoch", "step") and value not in ("", None):
                         columns.setdefault(name, []).append((float(row["step"]), float(value)))
         return TrainingHistory(
             {name: np.array(points).reshape(-1, 2) for name, points in columns.items() if points},
             resumed_at,
+            epochs,
         )
 
     @property

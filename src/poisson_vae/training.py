@@ -30,7 +30,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from torch.utils.data import DataLoader, Dataset
 
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig, check_memory, resolve_accelerator
-from .errors import require_extra
+from .errors import ConfigError, braces, require_extra
 from .figures import save_dictionary_figure, save_training_curves
 from .files import write_atomic
 from .iterative import IterativeVAE, evaluate_iterative, save_iterative_figures
@@ -41,7 +41,15 @@ from .runs import Run, RunExistsError, is_replica
 from .schedules import learning_rate_factor, linear_ramp
 from .vae import VAE, CheckpointError, build_vae, load_model, save_model, training_bytes
 
-__all__ = ["DataModule", "NonFiniteLossError", "RunExistsError", "VAEModule", "fit_array", "train"]
+__all__ = [
+    "DataModule",
+    "KNNCurve",
+    "NonFiniteLossError",
+    "RunExistsError",
+    "VAEModule",
+    "fit_array",
+    "train",
+]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -87,20 +95,28 @@ class DataModule(L.LightningDataModule):
         train: (N, C, H, W) float32 training samples.
         valid: (M, C, H, W) validation samples, or None for none.
         batch_size: samples per training batch (validation batches hold at least 2000).
+        valid_labels: (M,) class labels of the validation samples, if the data has them.
 
     Example:
         >>> data = DataModule.from_config(DataConfig(n_train=4000, n_valid=1000), batch_size=500)
     """
 
-    def __init__(self, train: np.ndarray, valid: np.ndarray | None, batch_size: int) -> None:
+    def __init__(
+        self,
+        train: np.ndarray,
+        valid: np.ndarray | None,
+        batch_size: int,
+        valid_labels: np.ndarray | None = None,
+    ) -> None:
         super().__init__()
         self.train, self.valid, self.batch_size = train, valid, batch_size
+        self.valid_labels = valid_labels
 
     @classmethod
     def from_config(cls, config: DataConfig, batch_size: int) -> DataModule:
         """The splits of a data set of the registry, loaded (and cached) now."""
         splits = config.load()
-        return cls(splits["train"], splits["valid"], batch_size)
+        return cls(splits["train"], splits["valid"], batch_size, splits.get("valid_labels"))
 
     def train_dataloader(self) -> DataLoader:
         return _loader(self.train, min(self.batch_size, len(self.train)), shuffle=True)
@@ -387,6 +403,41 @@ class _EpochLines(Callback):
         self.run_log.line(", ".join(parts))
 
 
+class KNNCurve(Callback):
+    """5-NN accuracy of the read-out features with 200 and 1000 labels, at every validation.
+
+    The paper's protocol (:func:`~poisson_vae.geometry.knn_sample_efficiency` on the validation
+    set) with fewer draws, logged as ``val/knn_200`` and ``val/knn_1000``: how the representation
+    evolves over training, at a fraction of an epoch's cost.
+
+    Args:
+        valid: (M, C, H, W) validation samples.
+        labels: (M,) their class labels.
+        seed: seed of the labelled subsets (the same at every validation).
+        n_draws: labelled subsets drawn per size.
+    """
+
+    SIZES = (200, 1000)
+
+    def __init__(self, valid: np.ndarray, labels: np.ndarray, seed: int, n_draws: int = 20) -> None:
+        self.valid, self.labels, self.seed, self.n_draws = valid, labels, seed, n_draws
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        from .evaluation import representation_features
+        from .geometry import knn_sample_efficiency
+
+        if trainer.sanity_checking:
+            return
+        training = module.model.training
+        features = representation_features(module.model, self.valid)
+        module.model.train(training)
+        pool = len(self.valid) // 2
+        sizes = [size for size in self.SIZES if size < pool] or [pool]
+        knn = knn_sample_efficiency(features, self.labels, sizes, self.n_draws, seed=self.seed)
+        for size, row in knn.items():
+            module.log(f"val/knn_{size}", row["mean"], rank_zero_only=True)
+
+
 def _check_checkpoint(run: Run, module: VAEModule) -> None:
     """Refuse a checkpoint that cannot be read, or that another model wrote, in one line."""
     checkpoint = run.checkpoint
@@ -559,8 +610,15 @@ def train(
         _check_memory(config)
         if resume and run.finished and not run.checkpoint.is_file():
             return _evaluate_finished(run, config, data.valid)
+        callbacks = list(callbacks or [])
+        if config.train.knn_curve:
+            if data.valid_labels is None:
+                raise ConfigError(
+                    f"{{0}} needs labelled data; {braces(config.data.data)} has no labels", "knn_curve"
+                )
+            callbacks.append(KNNCurve(data.valid, data.valid_labels, config.train.seed))
         with _quiet_lightning():
-            trainer = _make_trainer(config, run, callbacks or [])
+            trainer = _make_trainer(config, run, callbacks)
             L.seed_everything(config.train.seed, verbose=False)
             module = VAEModule(config)
             checkpoint = run.checkpoint if resume and run.checkpoint.is_file() else None

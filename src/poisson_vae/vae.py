@@ -236,9 +236,10 @@ class VAE(nn.Module):
 def build_vae(config: ModelConfig) -> VAE | IterativeVAE:
     """Build a freshly initialised VAE from its configuration.
 
-    Weights start as N(0, 0.05^2) with a linear decoder and N(0, 0.1^2) otherwise (the paper's
-    recipe), scaled by the family's ``init_std_scale``, or N(0, init_std^2) when given; biases
-    start at zero. With ``inference="iterative"``: an :class:`~poisson_vae.iterative.IterativeVAE`
+    The map into the latents (and a linear decoder) starts as N(0, 0.05^2) with a linear decoder and
+    N(0, 0.1^2) otherwise (the paper's recipe), scaled by the family's ``init_std_scale``, or
+    N(0, init_std^2) when given, with zero biases; every other layer keeps PyTorch's default, as
+    the release did. With ``inference="iterative"``: an :class:`~poisson_vae.iterative.IterativeVAE`
     (its dictionary N(0, 1e-4^2) unless ``init_std`` is given).
     """
     config = ModelConfig(**asdict(config))  # checked again: a config may have been edited
@@ -261,11 +262,13 @@ def build_vae(config: ModelConfig) -> VAE | IterativeVAE:
     std = config.init_std
     if std is None:
         std = (0.05 if linear_decoder else 0.1) * family.init_std_scale
-    for module in (*encoder.modules(), *decoder.modules()):
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
+    # The release's initialisation: the map into the latents (and a linear decoder's dictionary)
+    # drawn from N(0, std^2) with a zero bias; every other layer keeps PyTorch's default, which
+    # keeps a non-linear decoder's first reconstructions near the data's scale.
+    for module in (encoder.linear, *([decoder.linear] if linear_decoder else [])):
+        nn.init.normal_(module.weight, std=std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
     return VAE(encoder, latent, decoder, config)
 
 

@@ -26,7 +26,7 @@ from .cifar import cifar_sources, load_cifar16
 from .idx import DataFileError, read_idx
 from .mnist import HOW_TO_GET as MNIST_HOW_TO_GET
 from .mnist import bundled_mnist_folder, idx_sources, load_idx, load_mnist
-from .natural import NATURAL16_IMAGES, load_natural16
+from .natural import LARGE_IMAGES, LARGE_TRAIN, NATURAL16_IMAGES, load_natural16
 from .vanhateren import load_vanhateren16, vanhateren_files
 from .whitening import prepare_image, random_patches, standardise_patches
 
@@ -213,21 +213,32 @@ def idx_dataset(
     )
 
 
-def _natural16(n_train, n_valid, seed, cache_folder, data_dir, options) -> dict:
-    return load_natural16(
-        n_train or 80_000,
-        n_valid or 20_000,
-        seed,
-        f0=options["whiten_f0"],
-        contrast_normalise=options["contrast_normalise"],
-        cache_dir=cache_folder,
-        size=options["patch_size"],
-    )
+def _natural16_loader(large: bool, n_train_default: int) -> Loader:
+    def load(n_train, n_valid, seed, cache_folder, data_dir, options) -> dict:
+        return load_natural16(
+            n_train or n_train_default,
+            n_valid or 20_000,
+            seed,
+            f0=options["whiten_f0"],
+            contrast_normalise=options["contrast_normalise"],
+            cache_dir=cache_folder,
+            size=options["patch_size"],
+            large=large,
+        )
+
+    return load
 
 
-def _natural16_availability(data_dir: str | None) -> DataFileError | None:
-    missing = [name for name in ("skimage", "sklearn") if importlib.util.find_spec(name) is None]
-    return DataFileError(f"needs {' and '.join(missing)}") if missing else None
+def _packages_availability(*packages: tuple[str, str]) -> Callable[[str | None], DataFileError | None]:
+    """Whether the (module, distribution) packages whose files a data set reads are installed."""
+
+    def availability(data_dir: str | None) -> DataFileError | None:
+        missing = [name for module, name in packages if importlib.util.find_spec(module) is None]
+        if not missing:
+            return None
+        return DataFileError(f"needs {' and '.join(missing)} (pip install {' '.join(missing)})")
+
+    return availability
 
 
 def _vanhateren_sources(data_dir: str | None) -> dict[str, Path]:
@@ -303,14 +314,37 @@ DATASETS: dict[str, Dataset] = {
             labels=False,
             source="12 photographs bundled in scikit-image and scikit-learn, whitened (docs: Data)",
             licence="per image, below",
-            load=_natural16,
-            availability=_natural16_availability,
+            load=_natural16_loader(large=False, n_train_default=80_000),
+            availability=_packages_availability(
+                ("skimage", "scikit-image"), ("sklearn", "scikit-learn")
+            ),
             recipe="vanhateren",
             paper_source="van Hateren patches",
             preprocessing={"whiten_f0": 0.2, "contrast_normalise": True, "patch_size": 16},
             details=tuple(
                 f"{name} ({package}): {licence}" for name, package, licence in NATURAL16_IMAGES
             ),
+        ),
+        Dataset(
+            name="natural16-large",
+            shape="1 x 16 x 16",
+            size=f"{LARGE_TRAIN:,} train / 20,000 validation patches (adjustable)",
+            labels=False,
+            source="natural16's 12 photographs and 6 more bundled in sporco, PyWavelets and "
+            "matplotlib, whitened as natural16 (docs: Data); "
+            "pip install 'poisson-vae[images]'",
+            licence="per image, below",
+            load=_natural16_loader(large=True, n_train_default=LARGE_TRAIN),
+            availability=_packages_availability(
+                ("skimage", "scikit-image"),
+                ("sklearn", "scikit-learn"),
+                ("sporco", "sporco"),
+                ("pywt", "pywavelets"),
+            ),
+            recipe="vanhateren",
+            paper_source="van Hateren patches",
+            preprocessing={"whiten_f0": 0.2, "contrast_normalise": True, "patch_size": 16},
+            details=tuple(f"{name} ({package}): {licence}" for name, package, licence in LARGE_IMAGES),
         ),
         idx_dataset(
             "mnist",

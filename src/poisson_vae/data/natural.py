@@ -1,6 +1,8 @@
 """natural16: whitened 16 x 16 patches of twelve photographs bundled in scikit-image and scikit-learn.
 
-The offline stand-in for van Hateren (docs/data.md). Each image is converted to grey, standardised,
+The offline stand-in for van Hateren (docs/data.md). natural16-large adds the six photographs of
+other maintained wheels (sporco, PyWavelets, matplotlib) and draws ten times the training patches,
+so that a weakly regularised model cannot memorise them. Each image is converted to grey, standardised,
 whitened with R(f) = f exp(-(f / f0)^4), contrast-normalised and cropped by 8 pixels. Every image is
 cut into 32 x 32 tiles; every fifth tile in raster order is validation, and each patch lies inside
 one tile, so no validation pixel appears in a training patch. Patches are drawn at random positions
@@ -10,15 +12,26 @@ standard deviation, so a zero reconstruction has an SSE of about 256.
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Sequence
 from importlib.metadata import version
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError
 from .cache import cached_arrays
+from .idx import DataFileError
 from .whitening import local_contrast_normalise, standardise_patches, whiten
 
-__all__ = ["NATURAL16_IMAGES", "load_natural16", "natural16_images", "sample_patches"]
+__all__ = [
+    "LARGE_IMAGES",
+    "LARGE_TRAIN",
+    "NATURAL16_IMAGES",
+    "load_natural16",
+    "natural16_images",
+    "sample_patches",
+]
 
 #: (name, package, licence) of the bundled photographs.
 NATURAL16_IMAGES = (
@@ -36,6 +49,31 @@ NATURAL16_IMAGES = (
     ("flower", "scikit-learn", "CC BY 2.0 (vultilion, Flickr)"),
 )
 
+#: natural16-large: natural16's photographs and these, read from the files of the packages that
+#: ship them (none of the packages is imported).
+LARGE_IMAGES = (
+    *NATURAL16_IMAGES,
+    ("kodim23", "sporco", "Kodak test image, released for unrestricted use"),
+    ("monarch", "sporco", "Waterloo BragZone test image, free of copyright restrictions"),
+    ("sail", "sporco", "Waterloo BragZone test image, free of copyright restrictions"),
+    ("tulips", "sporco", "Waterloo BragZone test image, free of copyright restrictions"),
+    ("ascent", "pywavelets", "public domain (public-domain-image.com)"),
+    ("grace_hopper", "matplotlib", "public domain (U.S. Navy photograph)"),
+)
+
+#: natural16-large's default training patches (measured in docs/data.md: enough that a P-VAE at
+#: beta = 0.01 does not memorise them).
+LARGE_TRAIN = 200_000
+
+#: The module each package's files are found in.
+_MODULES = {
+    "scikit-image": "skimage",
+    "scikit-learn": "sklearn",
+    "sporco": "sporco",
+    "pywavelets": "pywt",
+    "matplotlib": "matplotlib",
+}
+
 PIPELINE_VERSION = 1
 TILE = 32
 BORDER = 8
@@ -51,7 +89,25 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float64) / 255.0
 
 
-def _load_image(name: str) -> np.ndarray:
+def _package_file(package: str, *parts: str) -> Path:
+    """A file inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(_MODULES[package])
+    if spec is None or not spec.submodule_search_locations:
+        raise DataFileError(f"needs the {package} package (pip install {package})")
+    return Path(next(iter(spec.submodule_search_locations)), *parts)
+
+
+def _load_image(name: str, package: str = "scikit-image") -> np.ndarray:
+    from PIL import Image
+
+    if package == "sporco":
+        return _grey(np.asarray(Image.open(_package_file(package, "data", f"{name}.png"))))
+    if package == "pywavelets":
+        with np.load(_package_file(package, "data", f"{name}.npz"), allow_pickle=False) as stored:
+            return _grey(stored["data"])
+    if package == "matplotlib":
+        path = _package_file(package, "mpl-data", "sample_data", f"{name}.jpg")
+        return _grey(np.asarray(Image.open(path)))
     if name in ("china", "flower"):
         from sklearn.datasets import load_sample_image
 
@@ -63,21 +119,24 @@ def _load_image(name: str) -> np.ndarray:
     return _grey(getattr(data, name)())
 
 
-def natural16_images(f0: float = 0.2, contrast_normalise: bool = True) -> list[np.ndarray]:
-    """The twelve photographs, greyscale, standardised, whitened, normalised and cropped.
+def natural16_images(
+    f0: float = 0.2, contrast_normalise: bool = True, images: Sequence[tuple] = NATURAL16_IMAGES
+) -> list[np.ndarray]:
+    """The photographs (natural16's twelve, or ``images``: (name, package, licence) rows),
+    greyscale, standardised, whitened, normalised and cropped.
 
     Returns:
         list of (H_i, W_i) float64 images.
     """
-    images = []
-    for name, _, _ in NATURAL16_IMAGES:
-        image = _load_image(name)
+    prepared = []
+    for name, package, _ in images:
+        image = _load_image(name, package)
         image = (image - image.mean()) / image.std()
         image = whiten(image, f0)
         if contrast_normalise:
             image = local_contrast_normalise(image)
-        images.append(image[BORDER:-BORDER, BORDER:-BORDER])
-    return images
+        prepared.append(image[BORDER:-BORDER, BORDER:-BORDER])
+    return prepared
 
 
 def _split_tiles(shape: tuple[int, int], validation: bool) -> np.ndarray:
@@ -118,9 +177,15 @@ def sample_patches(
 
 
 def _build(
-    n_train: int, n_valid: int, seed: int, f0: float, contrast_normalise: bool, size: int
+    n_train: int,
+    n_valid: int,
+    seed: int,
+    f0: float,
+    contrast_normalise: bool,
+    size: int,
+    sources: Sequence[tuple],
 ) -> dict:
-    images = natural16_images(f0, contrast_normalise)
+    images = natural16_images(f0, contrast_normalise, sources)
     splits = {}
     for key, count, validation in (("train", n_train, False), ("valid", n_valid, True)):
         rng = np.random.default_rng([seed, int(validation)])
@@ -136,8 +201,10 @@ def load_natural16(
     contrast_normalise: bool = True,
     cache_dir: str | None = None,
     size: int = 16,
+    large: bool = False,
 ) -> dict[str, np.ndarray]:
-    """natural16 patches, built once per parameter set and then read from the cache.
+    """natural16 (or natural16-large) patches, built once per parameter set and then read from the
+    cache.
 
     Args:
         n_train: training patches.
@@ -148,25 +215,28 @@ def load_natural16(
         cache_dir: where processed arrays are cached (default: ``$PVAE_CACHE_DIR`` or the user
             cache directory).
         size: side of the square patches, at most the 32-pixel tile.
+        large: natural16-large: the photographs of :data:`LARGE_IMAGES`.
 
     Returns:
         ``{"train": (n_train, 1, size, size), "valid": (n_valid, 1, size, size)}`` float32 arrays.
     """
+    dataset, images = ("natural16-large", LARGE_IMAGES) if large else ("natural16", NATURAL16_IMAGES)
     for name, value in (("n_train", n_train), ("n_valid", n_valid)):
         if value < 1:
-            raise ValueError(f"natural16: {name} must be a positive integer, got {value}")
+            raise ValueError(f"{dataset}: {name} must be a positive integer, got {value}")
     if not 0 < f0 <= 0.5:
-        raise ValueError(f"natural16: f0 must lie in (0, 0.5] cycles/pixel, got {f0}")
+        raise ValueError(f"{dataset}: f0 must lie in (0, 0.5] cycles/pixel, got {f0}")
     if not 2 <= size <= TILE:
         raise ConfigError(
-            f"natural16: {{0}} must lie in [2, {TILE}] (one tile), got {size}", "patch_size"
+            f"{dataset}: {{0}} must lie in [2, {TILE}] (one tile), got {size}", "patch_size"
         )
+    packages = sorted({package for _, package, _ in images})
     parameters = {
-        "dataset": "natural16",
+        "dataset": dataset,
         "version": PIPELINE_VERSION,
-        "images": [name for name, _, _ in NATURAL16_IMAGES],
+        "images": [name for name, _, _ in images],
         # The photographs ship with these packages; a release may re-encode one.
-        "sources": {package: version(package) for package in ("scikit-image", "scikit-learn")},
+        "sources": {package: version(package) for package in packages},
         "n_train": n_train,
         "n_valid": n_valid,
         "seed": seed,
@@ -175,8 +245,8 @@ def load_natural16(
         "size": size,
     }
     return cached_arrays(
-        "natural16",
+        dataset,
         parameters,
-        lambda: _build(n_train, n_valid, seed, f0, contrast_normalise, size),
+        lambda: _build(n_train, n_valid, seed, f0, contrast_normalise, size, images),
         cache_dir,
     )

@@ -21,7 +21,8 @@ __all__ = ["FAMILIES", "SCALES", "SUITES", "Job", "Suite", "SuiteDefinition", "b
 #: Every suite by name.
 SUITES: dict[str, SuiteDefinition] = {
     "natural16-zoo": zoo.definition("natural16"),
-    "natural16-rate-distortion": rate_distortion.DEFINITION,
+    "natural16-rate-distortion": rate_distortion.definition("natural16"),
+    "natural16-large-rate-distortion": rate_distortion.definition("natural16-large"),
     "mnist-geometry": mnist.DEFINITION,
     "vanhateren16": zoo.definition("vanhateren16"),
     "cifar16": zoo.definition("cifar16"),
@@ -44,6 +45,11 @@ def build_suite(name: str, scale: str, data_dir: str | None = None) -> Suite:
     if scale not in SCALES:
         raise ConfigError(
             f"{{0}} must be one of {', '.join(SCALES)}, got {braces(repr(scale))}", "scale"
+        )
+    if scale not in SUITES[name].scales:
+        raise ConfigError(
+            f"suite {name} has no {scale} scale; {{0}} must be one of {', '.join(SUITES[name].scales)}",
+            "scale",
         )
     suite = SUITES[name].build(scale)
     if data_dir is not None:

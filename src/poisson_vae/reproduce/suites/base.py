@@ -12,7 +12,9 @@ from ...recipes import recipe
 
 __all__ = ["FAMILIES", "SCALES", "Job", "Suite", "SuiteDefinition"]
 
-SCALES = ("small", "paper")
+#: small: a laptop (each suite within about 45 minutes on 2 cores); medium (where a suite has it):
+#: a few hours on 2 cores, long enough to test a claim that small cannot; paper: the paper's settings.
+SCALES = ("small", "medium", "paper")
 
 #: The latent families of the paper's tables, in its order.
 FAMILIES = tuple(LATENT_FAMILIES)
@@ -138,6 +140,7 @@ class SuiteDefinition:
             (figures are written under ``out``).
         published_note: what the published numbers beside ours are, when that needs saying.
         source: the paper they are from.
+        scales: the scales it runs at.
     """
 
     build: Callable[[str], Suite]
@@ -145,3 +148,4 @@ class SuiteDefinition:
     sections: Callable[[Suite, dict[str, dict], Path], list[str]]
     published_note: str = ""
     source: str = "Vafaii, Galor & Yates, NeurIPS 2024"
+    scales: tuple[str, ...] = ("small", "paper")
