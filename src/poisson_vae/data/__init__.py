@@ -26,7 +26,7 @@ from .cifar import cifar_sources, load_cifar16
 from .idx import DataFileError, read_idx
 from .mnist import HOW_TO_GET as MNIST_HOW_TO_GET
 from .mnist import bundled_mnist_folder, idx_sources, load_idx, load_mnist
-from .natural import LARGE_IMAGES, LARGE_TRAIN, NATURAL16_IMAGES, load_natural16
+from .natural import LARGE_IMAGES, LARGE_TRAIN, NATURAL16_IMAGES, PACKAGE_MODULES, load_natural16
 from .vanhateren import load_vanhateren16, vanhateren_files
 from .whitening import prepare_image, random_patches, standardise_patches
 
@@ -213,10 +213,13 @@ def idx_dataset(
     )
 
 
-def _natural16_loader(large: bool, n_train_default: int) -> Loader:
-    def load(n_train, n_valid, seed, cache_folder, data_dir, options) -> dict:
+def _natural_dataset(name: str, large: bool, n_train: int, source: str) -> Dataset:
+    """The record of natural16 (or natural16-large): bundled photographs cut into patches."""
+    images = LARGE_IMAGES if large else NATURAL16_IMAGES
+
+    def load(n_train_asked, n_valid, seed, cache_folder, data_dir, options) -> dict:
         return load_natural16(
-            n_train or n_train_default,
+            n_train_asked or n_train,
             n_valid or 20_000,
             seed,
             f0=options["whiten_f0"],
@@ -226,19 +229,28 @@ def _natural16_loader(large: bool, n_train_default: int) -> Loader:
             large=large,
         )
 
-    return load
-
-
-def _packages_availability(*packages: tuple[str, str]) -> Callable[[str | None], DataFileError | None]:
-    """Whether the (module, distribution) packages whose files a data set reads are installed."""
+    packages = list(dict.fromkeys(package for _, package, _ in images))
 
     def availability(data_dir: str | None) -> DataFileError | None:
-        missing = [name for module, name in packages if importlib.util.find_spec(module) is None]
+        missing = [p for p in packages if importlib.util.find_spec(PACKAGE_MODULES[p]) is None]
         if not missing:
             return None
         return DataFileError(f"needs {' and '.join(missing)} (pip install {' '.join(missing)})")
 
-    return availability
+    return Dataset(
+        name=name,
+        shape="1 x 16 x 16",
+        size=f"{n_train:,} train / 20,000 validation patches (adjustable)",
+        labels=False,
+        source=source,
+        licence="per image, below",
+        load=load,
+        availability=availability,
+        recipe="vanhateren",
+        paper_source="van Hateren patches",
+        preprocessing={"whiten_f0": 0.2, "contrast_normalise": True, "patch_size": 16},
+        details=tuple(f"{image} ({package}): {licence}" for image, package, licence in images),
+    )
 
 
 def _vanhateren_sources(data_dir: str | None) -> dict[str, Path]:
@@ -307,44 +319,18 @@ def _user_arrays(path: str) -> Loader:
 DATASETS: dict[str, Dataset] = {
     record.name: record
     for record in (
-        Dataset(
-            name="natural16",
-            shape="1 x 16 x 16",
-            size="80,000 train / 20,000 validation patches (adjustable)",
-            labels=False,
-            source="12 photographs bundled in scikit-image and scikit-learn, whitened (docs: Data)",
-            licence="per image, below",
-            load=_natural16_loader(large=False, n_train_default=80_000),
-            availability=_packages_availability(
-                ("skimage", "scikit-image"), ("sklearn", "scikit-learn")
-            ),
-            recipe="vanhateren",
-            paper_source="van Hateren patches",
-            preprocessing={"whiten_f0": 0.2, "contrast_normalise": True, "patch_size": 16},
-            details=tuple(
-                f"{name} ({package}): {licence}" for name, package, licence in NATURAL16_IMAGES
-            ),
+        _natural_dataset(
+            "natural16",
+            False,
+            80_000,
+            "12 photographs bundled in scikit-image and scikit-learn, whitened (docs: Data)",
         ),
-        Dataset(
-            name="natural16-large",
-            shape="1 x 16 x 16",
-            size=f"{LARGE_TRAIN:,} train / 20,000 validation patches (adjustable)",
-            labels=False,
-            source="natural16's 12 photographs and 6 more bundled in sporco, PyWavelets and "
-            "matplotlib, whitened as natural16 (docs: Data); "
-            "pip install 'poisson-vae[images]'",
-            licence="per image, below",
-            load=_natural16_loader(large=True, n_train_default=LARGE_TRAIN),
-            availability=_packages_availability(
-                ("skimage", "scikit-image"),
-                ("sklearn", "scikit-learn"),
-                ("sporco", "sporco"),
-                ("pywt", "pywavelets"),
-            ),
-            recipe="vanhateren",
-            paper_source="van Hateren patches",
-            preprocessing={"whiten_f0": 0.2, "contrast_normalise": True, "patch_size": 16},
-            details=tuple(f"{name} ({package}): {licence}" for name, package, licence in LARGE_IMAGES),
+        _natural_dataset(
+            "natural16-large",
+            True,
+            LARGE_TRAIN,
+            "natural16's 12 photographs and 6 more bundled in sporco, PyWavelets and matplotlib, "
+            "whitened as natural16 (docs: Data); pip install 'poisson-vae[images]'",
         ),
         idx_dataset(
             "mnist",

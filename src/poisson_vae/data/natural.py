@@ -28,6 +28,7 @@ __all__ = [
     "LARGE_IMAGES",
     "LARGE_TRAIN",
     "NATURAL16_IMAGES",
+    "PACKAGE_MODULES",
     "load_natural16",
     "natural16_images",
     "sample_patches",
@@ -65,8 +66,8 @@ LARGE_IMAGES = (
 #: beta = 0.01 does not memorise them).
 LARGE_TRAIN = 200_000
 
-#: The module each package's files are found in.
-_MODULES = {
+#: The module each package of photographs is found as.
+PACKAGE_MODULES = {
     "scikit-image": "skimage",
     "scikit-learn": "sklearn",
     "sporco": "sporco",
@@ -91,7 +92,7 @@ def _grey(image: np.ndarray) -> np.ndarray:
 
 def _package_file(package: str, *parts: str) -> Path:
     """A file inside an installed package, found without importing the package."""
-    spec = importlib.util.find_spec(_MODULES[package])
+    spec = importlib.util.find_spec(PACKAGE_MODULES[package])
     if spec is None or not spec.submodule_search_locations:
         raise DataFileError(f"needs the {package} package (pip install {package})")
     return Path(next(iter(spec.submodule_search_locations)), *parts)
