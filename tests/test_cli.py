@@ -329,7 +329,9 @@ def test_reproduce_refusals_are_one_line(capsys: pytest.CaptureFixture, tmp_path
     )
     assert "suite vanhateren16 needs the vanhateren16 data, which is absent" in capsys.readouterr().err
     assert main(["reproduce", "natural16-zoo", "--workers", "0"]) == 2
-    assert "--workers must be a positive integer, got 0" in capsys.readouterr().err
+    assert "--workers must be a positive integer or 'auto', got 0" in capsys.readouterr().err
+    assert main(["reproduce", "natural16-zoo", "--workers", "many"]) == 2
+    assert "--workers: must be a positive integer or 'auto', got 'many'" in capsys.readouterr().err
     assert main(["reproduce", "natural16-zoo", "--executor", "dask", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "argument --executor: invalid choice: 'dask'" in err and err.count("\n") == 1

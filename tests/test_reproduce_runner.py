@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from poisson_vae.reproduce import runner
 from poisson_vae.reproduce.report import write_report
 from poisson_vae.reproduce.runner import (
     _with_devices,
@@ -273,6 +274,39 @@ def test_a_job_prints_no_lightning_banner(tmp_path: Path) -> None:
     )
     assert (tmp_path / "results" / "gaussian-s0.json").is_file()
     assert "GPU available" not in done.stderr and "Trainer.fit" not in done.stderr
+
+
+def test_auto_workers_run_a_whole_seed_at_once_on_a_gpu(monkeypatch) -> None:
+    jobs = [tiny_job(family, seed) for seed in (0, 1) for family in ("poisson", "gaussian", "laplace")]
+    monkeypatch.setattr(runner, "_cuda_present", lambda: True)
+    assert runner.local_workers("auto", jobs) == 3  # the three jobs of a seed share the GPU
+    assert runner.local_workers("auto", jobs[:4]) == 3
+    assert runner.local_workers(5, jobs) == 5  # a count is kept
+    monkeypatch.setattr(runner, "_cuda_present", lambda: False)
+    assert runner.local_workers("auto", jobs) == 2  # a CPU: two at a time
+
+
+def test_jobs_are_submitted_seed_by_seed(tmp_path: Path, monkeypatch) -> None:
+    from concurrent.futures import Future
+
+    class Pool:
+        def shutdown(self, cancel_futures: bool = False) -> None:
+            pass
+
+    submitted = []
+
+    def submit(pool, executor, options, job, out, threads) -> Future:
+        submitted.append(job.name)
+        future: Future = Future()
+        future.set_result(None)
+        return future
+
+    monkeypatch.setattr(runner, "_local_executor", lambda options, jobs: (Pool(), 1))
+    monkeypatch.setattr(runner, "_submit", submit)
+    monkeypatch.setattr(runner, "_record", lambda job, future, out, bar: None)
+    jobs = [tiny_job(family, seed) for family in ("poisson", "gaussian") for seed in (1, 0)]
+    run_suite(tiny_suite(*jobs), tmp_path, "local", {"workers": 1}, progress=False)
+    assert submitted == ["poisson-s0", "gaussian-s0", "poisson-s1", "gaussian-s1"]
 
 
 def test_unknown_executor(tmp_path: Path) -> None:

@@ -580,7 +580,11 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
         help="local (a process pool), slurm or submitit-local (default: local)",
     )
     parser.add_argument(
-        "--workers", type=int, default=2, help="parallel jobs of the local executor (default: 2)"
+        "--workers",
+        type=_workers,
+        default="auto",
+        help="parallel jobs of the local executor; auto (the default): every job of a seed at "
+        "once on a CUDA machine (they share the GPU), else 2",
     )
     parser.add_argument("--partition", help="SLURM partition")
     parser.add_argument(
@@ -600,6 +604,16 @@ def _add_reproduce(commands: argparse._SubParsersAction) -> None:
         help="show a progress bar (default: on)",
     )
     parser.set_defaults(handler=_reproduce)
+
+
+def _workers(text: str) -> int | str:
+    """``--workers``: a count, or ``auto`` (its range is checked with the other executor options)."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got {text!r}") from None
 
 
 def _reproduce(args: argparse.Namespace, argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -33,7 +34,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..config import choice, integer
+from ..config import Check, choice, integer
 from ..errors import ConfigError, braces, require_extra
 from ..files import write_json
 from ..progress import on_terminal
@@ -199,8 +200,26 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
 
 
-def _local_executor(options: dict) -> tuple[Any, int | None]:
-    workers = int(options.get("workers", 1))
+def _cuda_present() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def local_workers(workers: int | str, jobs: Iterable[Job]) -> int:
+    """The parallel jobs of the local executor: ``workers``, or for ``"auto"`` every job of one
+    seed at once when a CUDA device is present (small networks leave most of a GPU idle, so the
+    jobs share it), else 2."""
+    if workers != "auto":
+        return int(workers)
+    if not _cuda_present():
+        return 2
+    per_seed = Counter(job.seed for job in jobs)
+    return max(per_seed.values(), default=1)
+
+
+def _local_executor(options: dict, jobs: list[Job]) -> tuple[Any, int | None]:
+    workers = local_workers(options.get("workers", "auto"), jobs)
     threads = max(1, (os.cpu_count() or 1) // workers)
     executor = ProcessPoolExecutor(
         max_workers=workers,
@@ -312,7 +331,7 @@ def _with_devices(job: Job, gpus: int) -> Job:
 
 #: The executor options and their constraints (``partition`` and ``slurm_args`` are free).
 _OPTION_CHECKS = {
-    "workers": integer(1),
+    "workers": Check("a positive integer or 'auto'", lambda v: v == "auto" or integer(1).accepts(v)),
     "gpus_per_job": integer(0),
     "cpus_per_job": integer(1),
     "timeout_min": integer(1),
@@ -359,7 +378,8 @@ def run_suite(
         suite: from :func:`poisson_vae.reproduce.suites.build_suite`.
         out: output folder.
         executor: ``local`` (a process pool), ``slurm`` or ``submitit-local`` (submitit).
-        options: ``workers`` (local: parallel jobs, CPU threads shared among them); for submitit
+        options: ``workers`` (local: parallel jobs, CPU threads shared among them; ``"auto"``:
+            see :func:`local_workers`); for submitit
             ``partition``, ``gpus_per_job`` (several: multi-GPU data parallelism per job),
             ``cpus_per_job``, ``timeout_min`` and ``slurm_args`` (extra ``#SBATCH`` options).
         retry_failed: run failed jobs again.
@@ -373,17 +393,22 @@ def run_suite(
     for phase in job_phases(suite.jobs):
         done = read_results(out)
         failed = {path.stem for path in (out / FAILED).glob("*.json")}
-        todo = [
-            _with_devices(job, gpus)
-            for job in phase
-            if job.name not in done
-            and (retry_failed or job.name not in failed)
-            and (job.after is None or job.after in done)
-        ]
+        # Seed by seed: the jobs that run together (on a GPU, every job of a seed) and a sweep
+        # stopped early leave whole seeds, which the report's paired tests need.
+        todo = sorted(
+            (
+                _with_devices(job, gpus)
+                for job in phase
+                if job.name not in done
+                and (retry_failed or job.name not in failed)
+                and (job.after is None or job.after in done)
+            ),
+            key=lambda job: job.seed,
+        )
         if not todo:
             continue
         if executor == "local":
-            pool, threads = _local_executor(options)
+            pool, threads = _local_executor(options, todo)
         else:
             pool, threads = _submitit_executor(executor, out, options)
         # A bar on a terminal; elsewhere (a batch system's log) a line per finished job.
