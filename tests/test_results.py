@@ -24,3 +24,12 @@ def test_an_iterative_convergence_record_is_kept_at_its_steps() -> None:
     assert {key for key in flat if key.startswith("step_norm_t")} == {f"step_norm_t{s}" for s in kept}
     assert not any(key.startswith("kl_t") or key.startswith("distance_t") for key in flat)  # absent
     assert flat["r2"] == 0.4
+
+
+def test_compare_lists_the_final_knn_accuracies_not_the_curve() -> None:
+    from types import SimpleNamespace
+
+    from poisson_vae.results import metric_order
+
+    metrics = {"nelbo": 1.0, "knn_1000": 0.9, "knn_200": 0.8, "knn_200_e3": 0.7, "knn_1000_e3": 0.6}
+    assert metric_order([SimpleNamespace(metrics=metrics)]) == ["nelbo", "knn_200", "knn_1000"]

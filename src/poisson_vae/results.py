@@ -255,9 +255,12 @@ def load_runs(directories: Iterable[str | Path]) -> list[RunRecord]:
 
 
 def metric_order(runs: Sequence[RunRecord]) -> list[str]:
-    """Every metric some run has, scalars first, then knn_<N> by increasing N."""
+    """Every metric some run has, scalars first, then knn_<N> by increasing N (the accuracies
+    recorded during training, ``knn_<N>_e<epoch>``, are left to the reports' curves)."""
     present = {name for run in runs for name in run.metrics}
-    knn = sorted((name for name in present if name.startswith("knn_")), key=_knn_size)
+    knn = sorted(
+        (name for name in present if name.startswith("knn_") and name[4:].isdigit()), key=_knn_size
+    )
     return [name for name in METRICS if name in present] + knn
 
 
