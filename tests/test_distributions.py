@@ -379,7 +379,7 @@ def _walk_on_two_threads(rate: np.ndarray) -> float:
     expansion = np.array(_cornish_fisher(TRUNCATION_TAIL))
     key = np.uint64(7)
     # cubic at temperature 1, untruncated: mean count = rate exactly
-    arguments = (MAX_RATE, thresholds, expansion, np.ones(1), 2, -1.0, False, False, key, key)
+    arguments = (MAX_RATE, thresholds, expansion, np.ones(1), 2, -1.0, False, False, 3.0, key, key)
     walk(rate, *arguments, *result, threads=2)
     return float(result[0].sum())
 
@@ -537,7 +537,7 @@ def test_triton_kernel_walks_the_arrivals_of_the_fused_kernel(
     rate[:3] = torch.tensor([0.0, 1e-9, 1e-4])
     truncate = indicator == "sigmoid"  # the fused kernel truncates the sigmoid only
     generator = torch.Generator().manual_seed(1)
-    fused = _fused_arrivals(rate, 0.1, indicator, truncate, straight_through, generator)
+    fused = _fused_arrivals(rate, 0.1, indicator, truncate, straight_through, generator, scatter=False)
     device = device_for("triton")
     seed = _philox_key(torch.Generator().manual_seed(1), rate.device).to(device)
     limit = poisson_quantile(rate) if truncate else _untruncated(rate)
@@ -746,3 +746,66 @@ def test_vmap_over_a_batch_of_rates() -> None:
         torch.func.grad(lambda rate: relaxed_poisson_rsample(rate, 0.05).sum()), randomness="different"
     )(rates)
     assert grads.shape == rates.shape and abs(float(grads.mean()) - 1.0) < 0.05  # d E[z] / d rate = 1
+
+
+@pytest.mark.parametrize(("rate", "temperature"), [(0.1, 0.05), (0.3, 0.05), (2.0, 0.05), (1.0, 0.1)])
+def test_scattered_windows_have_the_law_of_the_walk(rate: float, temperature: float) -> None:
+    """The fused kernel draws small windows by scattering their arrivals (a Poisson number of
+    uniforms) instead of walking them: other draws for the same seed, the same law of z and of
+    dz/drate (two-sample Kolmogorov-Smirnov tests, 200,000 draws each; the rates put the windows
+    below and at the scatter limit)."""
+    from poisson_vae.distributions import _fused_arrivals
+
+    rates = torch.full((200_000,), rate)
+    walked, scattered = (
+        _fused_arrivals(rates, temperature, "sigmoid", True, False, generator_for("cpu", seed), scatter)
+        for seed, scatter in ((3, False), (4, True))
+    )
+    assert not torch.equal(walked[0], scattered[0])  # the other method did run
+    for row in (0, 1):
+        assert stats.ks_2samp(walked[row].numpy(), scattered[row].numpy()).pvalue > 1e-3
+
+
+def test_a_truncated_scattered_window_keeps_its_first_arrivals() -> None:
+    """Where the truncation n cuts a scattered window of m > n arrivals short, the kernel draws
+    the smallest n of the m uniforms in order. With n = 3 and a window of mean 4.1 (rate 0.1 at
+    temperature 1), 58 % of windows are cut: z and dz/drate must match the walk's (KS tests).
+    (The kernel itself scatters only windows that n rarely cuts.)"""
+    from poisson_vae._numba_sampler import _scattered
+    from poisson_vae.distributions import _cornish_fisher, _fused_arrivals, _quantile_thresholds
+
+    thresholds = _quantile_thresholds(TRUNCATION_TAIL, torch.device("cpu")).numpy()
+    expansion = np.array(_cornish_fisher(TRUNCATION_TAIL))
+    rate, temperature, n = 0.1, 1.0, 20_000
+    assert int((thresholds < rate).sum()) == 3  # the truncation
+    width = 1.0 + 40.0 * temperature
+    draws = np.array(
+        [
+            _scattered(
+                rate,
+                width,
+                1 / temperature,
+                0,
+                thresholds,
+                expansion,
+                True,
+                np.uint64(i),
+                np.uint64(0),
+                np.uint64(11),
+                np.uint64(12),
+            )
+            for i in range(n)
+        ]
+    )
+    draws[:, 1] /= rate * temperature  # as the kernel finishes dz/drate
+    walked = _fused_arrivals(
+        torch.full((n,), rate),
+        temperature,
+        "sigmoid",
+        True,
+        False,
+        generator_for("cpu", 5),
+        scatter=False,
+    )
+    for row in (0, 1):
+        assert stats.ks_2samp(draws[:, row], walked[row].numpy()).pvalue > 1e-3

@@ -4,7 +4,9 @@ Each element walks its own arrivals in a compiled loop, from its own stream of a
 random generator (Philox-4x32-10, keyed by a seed drawn from torch's generator, counter = element
 index and arrival block), and stops at its own truncation ``n`` (when truncating) or as soon as
 further arrivals can no longer change ``z`` or its gradient. It returns ``z`` and ``dz/drate``
-together.
+together. Elements whose window of arrivals is small (most elements once the temperature is low)
+are drawn faster by scattering their arrivals instead of walking them (``_scattered``), with the
+same law.
 
 ``walk`` runs it on torch's number of threads: Python threads that each call the compiled kernel on
 chunks of elements, taken in turn (no numba threading layer, so no second OpenMP pool whose idle
@@ -26,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-__all__ = ["in_chunks", "relaxed_poisson_kernel", "walk"]
+__all__ = ["SCATTER_LIMIT", "in_chunks", "relaxed_poisson_kernel", "walk"]
 
 _MASK = np.uint64(0xFFFFFFFF)
 _M0 = np.uint64(0xD2511F53)
@@ -98,18 +100,117 @@ def truncation(lam, thresholds, expansion):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always", cache=True)
-def _gap(j, words, element_low, element_high, key0, key1):  # pragma: no cover - compiled
-    """The Exp(1) gap before arrival ``j + 1`` (counting from 1) and the Philox block it came from.
-
-    Four arrivals per Philox block; counter = (block, element).
-    """
+def _word(j, words, element_low, element_high, key0, key1):  # pragma: no cover - compiled
+    """Random 32-bit word ``j`` (counting from 0) of an element's stream, and the Philox block it
+    came from: four words per block, counter = (block, element)."""
     lane = j & 3
     if lane == 0:
         block = np.uint64(j >> 2)
         words = _philox(block & _MASK, block >> np.uint64(32), element_low, element_high, key0, key1)
-    # a uniform on (0, 1]; single precision suffices for an Exp(1) gap
-    uniform = (np.float32(words[lane]) + np.float32(0.5)) * np.float32(_TWO_TO_MINUS_32)
-    return -np.float64(math.log(uniform)), words
+    return words[lane], words
+
+
+@numba.njit(inline="always", cache=True)
+def _uniform32(word):  # pragma: no cover - compiled
+    """A single-precision uniform on (0, 1] from a 32-bit word."""
+    return (np.float32(word) + np.float32(0.5)) * np.float32(_TWO_TO_MINUS_32)
+
+
+@numba.njit(inline="always", cache=True)
+def _gap(j, words, element_low, element_high, key0, key1):  # pragma: no cover - compiled
+    """The Exp(1) gap before arrival ``j + 1`` (counting from 1), from word ``j``, and the Philox
+    block it came from."""
+    word, words = _word(j, words, element_low, element_high, key0, key1)
+    # single precision suffices for an Exp(1) gap
+    return -np.float64(math.log(_uniform32(word))), words
+
+
+#: Elements whose window holds at most this many arrivals on average, and whose truncation is at
+#: least that mean + 3 (so rarely cuts the window short), are scattered (``_scattered``), the others
+#: walked. Scattering saves the walk's logarithm per arrival and its chain of dependent sums, but
+#: pays an exponential per element and a loop over the Poisson CDF that grows with the window.
+#: Measured on lognormal rates at temperatures 0.05 and 0.1 (one thread), limits of 6 to 10 were
+#: equally fast and 1.3-1.5x faster than walking every element; 20 was slower.
+SCATTER_LIMIT = 6.0
+
+# The most arrivals a scattered window is drawn with: beyond the Poisson tail of any window it is
+# used for (P(more than 64 arrivals) < 1e-40 at a mean of SCATTER_LIMIT).
+_MOST_SCATTERED = 64
+
+
+@numba.njit(inline="always", cache=True)
+def _scattered(
+    lam,
+    width,
+    inverse_temperature,
+    code,
+    thresholds,
+    expansion,
+    truncate,
+    element_low,
+    element_high,
+    key0,
+    key1,
+):  # pragma: no cover - compiled
+    """The sums of g(s) and g'(s) E / rate over the arrivals of one element's window, scattered.
+
+    The window is the arrival times E < width * rate that can add to ``z`` (``width`` = 1 - cutoff
+    * temperature). Instead of walking the arrivals one exponential gap (one logarithm) at a time,
+    this draws how many fall in the window, m ~ Poisson(width * rate) (by inversion, from a
+    53-bit uniform), and places them as m independent uniforms: the arrivals of a Poisson process
+    on an interval, given their number. Every function of the arrivals the kernel computes is a
+    sum over them, so their order does not matter, and no logarithm is needed. Where the
+    truncation ``n < m`` keeps only the first ``n``, those are drawn in order as the smallest ``n``
+    of ``m`` uniforms (U_(k+1) = 1 - (1 - U_(k)) V^(1 / (m - k))). The arrivals have exactly the
+    law of the walk's, so z and dz/drate have exactly the walk's distribution; they are not the
+    walk's draws for the same seed.
+
+    Returns:
+        (sum of g(s), sum of g'(s) E / rate) over the counted arrivals.
+    """
+    empty = (np.uint64(0), np.uint64(0), np.uint64(0), np.uint64(0))
+    word0, words = _word(0, empty, element_low, element_high, key0, key1)
+    word1, words = _word(1, words, element_low, element_high, key0, key1)
+    uniform = (np.float64(word0) * 2.0**21 + np.float64(word1 >> np.uint64(11)) + 0.5) * 2.0**-53
+    mean = lam * width
+    probability = math.exp(-mean)
+    cumulative = probability
+    m = 0
+    # the first few steps without a branch (their outcome is random: a branch would be mispredicted)
+    for k in range(1, 5):
+        m += uniform > cumulative
+        probability *= mean / k
+        cumulative += probability
+    while uniform > cumulative and m < _MOST_SCATTERED:
+        m += 1
+        probability *= mean / m
+        cumulative += probability
+    counted = m
+    if truncate and m > 0:
+        if m - 1 < thresholds.shape[0]:  # is arrival m within the truncation? (as in the walk)
+            if not lam > thresholds[m - 1]:
+                counted = truncation(lam, thresholds, expansion)
+        else:
+            counted = min(m, truncation(lam, thresholds, expansion))
+    total = 0.0
+    slope_total = 0.0
+    if counted == m:  # every arrival counts, in any order
+        for k in range(m):
+            word, words = _word(k + 2, words, element_low, element_high, key0, key1)
+            scaled = width * np.float64(_uniform32(word))  # E / rate
+            soft, slope = _indicator((1.0 - scaled) * inverse_temperature, code)
+            total += soft
+            slope_total += slope * scaled
+        return total, slope_total
+    position = 0.0
+    for k in range(counted):  # the k-th smallest of m uniforms, in order
+        word, words = _word(k + 2, words, element_low, element_high, key0, key1)
+        position = 1.0 - (1.0 - position) * math.exp(math.log(_uniform32(word)) / (m - k))
+        scaled = width * position
+        soft, slope = _indicator((1.0 - scaled) * inverse_temperature, code)
+        total += soft
+        slope_total += slope * scaled
+    return total, slope_total
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True)
@@ -125,6 +226,7 @@ def relaxed_poisson_kernel(
     cutoff,
     truncate,
     exact_counts,
+    scatter_limit,
     key0,
     key1,
     z,
@@ -145,6 +247,8 @@ def relaxed_poisson_kernel(
             and neither does any later one: the walk stops there.
         truncate: count only each element's first ``truncation(rate)`` arrivals.
         exact_counts: also count arrivals before t = 1 exactly (untruncated).
+        scatter_limit: without exact counts, an element whose window holds at most this many
+            arrivals on average is drawn by ``_scattered`` instead of walked (0: walk them all).
         key0, key1: the 32-bit halves of the random seed, as uint64.
         z, dz_drate, count: (N,) outputs of the dtype of ``rate``.
 
@@ -171,7 +275,28 @@ def relaxed_poisson_kernel(
             arrival = 0.0
             j = 0
             words = (np.uint64(0), np.uint64(0), np.uint64(0), np.uint64(0))
-            if not exact_counts:  # the hot loop: every arrival walked is counted
+            width = 1.0 - cutoff / inverse_temperature  # the window: E < width * rate
+            mean = lam * width
+            # scatter small windows that the truncation rarely cuts short: n >= mean + 3
+            if (
+                not exact_counts
+                and mean <= scatter_limit
+                and (not truncate or lam > thresholds[int(mean) + 2])
+            ):
+                total, slope_total = _scattered(
+                    lam,
+                    width,
+                    inverse_temperature,
+                    code,
+                    thresholds,
+                    expansion,
+                    truncate,
+                    element_low,
+                    element_high,
+                    key0,
+                    key1,
+                )
+            elif not exact_counts:  # the hot loop: every arrival walked is counted
                 limit = -1  # the truncation beyond the table, worked out when first needed
                 while True:
                     gap, words = _gap(j, words, element_low, element_high, key0, key1)
