@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
-from poisson_vae.nets import LinearDecoder, LinearEncoder, parse_architecture
+from poisson_vae.errors import ConfigError
+from poisson_vae.nets import LinearDecoder, LinearEncoder, ResidualDenseBlock, parse_architecture
 
 
 @pytest.mark.parametrize(
@@ -71,6 +74,27 @@ def test_residual_dense_block_parameter_count() -> None:
 
     block = ResidualDenseBlock(256, 16)
     assert sum(p.numel() for p in block.parameters()) == 256 * 4096 + 4096 + 4096 * 256 + 256 + 512
+
+
+def test_without_layer_norm_every_residual_block_ends_in_its_sum() -> None:
+    from poisson_vae import ModelConfig, build_vae
+
+    def norms(arch: str, layer_norm: bool) -> list[str]:
+        config = ModelConfig(arch=arch, n_latents=10, input_shape=(1, 28, 28), layer_norm=layer_norm)
+        return [name for name, _ in build_vae(config).named_parameters() if ".norm." in name]
+
+    assert norms("mlp2+b|mlp2+b", True) == [
+        "encoder.block.norm.weight", "encoder.block.norm.bias",
+        "decoder.block.norm.weight", "decoder.block.norm.bias",
+    ]  # fmt: skip
+    assert norms("mlp2+b|mlp2+b", False) == norms("conv+b|lin", False) == []
+    block = ResidualDenseBlock(16, 2, layer_norm=False)
+    x = torch.randn(5, 16)
+    expected = x + block.contract(torch.relu(block.expand(x)))
+    torch.testing.assert_close(block.eval()(x), expected)
+    message = "layer_norm false changes nothing: arch lin|conv has no residual dense block"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        ModelConfig(arch="lin|conv", layer_norm=False)
 
 
 @pytest.mark.parametrize("size", [16, 28])

@@ -86,6 +86,10 @@ def test_mnist_medium_scale_records_the_knn_curve_of_non_linear_networks() -> No
     assert {j.config["model"]["arch"] for j in medium.jobs} == {medium.settings["arch"]}
     assert "lin" not in medium.settings["arch"].replace("+b", "").split("|")
     assert {j.config["model"]["n_latents"] for j in medium.jobs} == {10}
+    # without the blocks' LayerNorm (with it the P-VAE silences its latents); other scales keep it
+    assert {j.config["model"]["layer_norm"] for j in medium.jobs} == {False}
+    small = build_suite("mnist-geometry", "small")
+    assert all("layer_norm" not in j.config["model"] for j in small.jobs)
     assert {j.config["model"]["latent"] for j in medium.jobs} == set(suites.FAMILIES)
     assert {j.seed for j in medium.jobs} == {0, 1, 2}
     assert all(

@@ -28,7 +28,7 @@ from .distributions import INDICATORS
 from .errors import ConfigError, braces
 from .iterative import ITERATIVE_FAMILIES, KL_PREFACTORS
 from .latents import LATENT_FAMILIES
-from .nets import parse_architecture
+from .nets import BLOCK_NETWORKS, parse_architecture
 from .sparse_coding import ALGORITHMS
 from .sparse_coding.lca import THRESHOLDS
 
@@ -316,6 +316,12 @@ class ModelConfig:
         Check("a string 'encoder|decoder'", _architecture),
     )
     n_latents: int = option(512, "number of latents K", integer(1))
+    layer_norm: bool = option(
+        True,
+        "close each residual dense block (mlp networks, the conv encoder) with its LayerNorm, "
+        "as the paper does",
+        boolean(),
+    )
     input_shape: tuple[int, int, int] = option(
         (1, 16, 16),
         "shape of one sample (set from the data)",
@@ -353,7 +359,17 @@ class ModelConfig:
         check_fields(self)
         self.input_shape = tuple(int(side) for side in self.input_shape)  # type: ignore[assignment]
         family = LATENT_FAMILIES[self.latent]
-        linear_decoder = parse_architecture(self.arch).decoder == "lin"
+        arch = parse_architecture(self.arch)
+        linear_decoder = arch.decoder == "lin"
+        if not self.layer_norm and not (
+            arch.encoder in BLOCK_NETWORKS[0] or arch.decoder in BLOCK_NETWORKS[1]
+        ):
+            raise ConfigError(
+                f"{{0}} false changes nothing: {{1}} {self.arch} has no residual dense block "
+                "(mlp networks and the conv encoder have one)",
+                "layer_norm",
+                "arch",
+            )
         if self.method == "exact" and not family.supports_exact:
             raise ConfigError(
                 f"{{0}} exact needs closed-form posterior moments, which {{1}} {self.latent} lacks; "

@@ -18,6 +18,7 @@ from torch import nn
 from .errors import ConfigError, braces
 
 __all__ = [
+    "BLOCK_NETWORKS",
     "Architecture",
     "ConvDecoder",
     "ConvEncoder",
@@ -32,6 +33,8 @@ __all__ = [
 
 ENCODERS = ("lin", "mlp", "conv")
 DECODERS = ("lin", "mlp", "conv")
+#: The networks that hold a residual dense block, as (encoders, decoders).
+BLOCK_NETWORKS = (("mlp", "conv"), ("mlp",))
 
 
 @dataclass(frozen=True)
@@ -142,14 +145,18 @@ class ResidualDenseBlock(nn.Module):
         width: d.
         expansion: e.
         dropout: dropout probability inside the block.
+        layer_norm: close the block with its LayerNorm (the paper's); without it the block returns
+            x + W2 dropout(relu(W1 x + c1)) + c2.
     """
 
-    def __init__(self, width: int, expansion: int, dropout: float = 0.1) -> None:
+    def __init__(
+        self, width: int, expansion: int, dropout: float = 0.1, layer_norm: bool = True
+    ) -> None:
         super().__init__()
         self.expand = nn.Linear(width, expansion * width)
         self.contract = nn.Linear(expansion * width, width)
         self.dropout = nn.Dropout(dropout)
-        self.norm = nn.LayerNorm(width)
+        self.norm = nn.LayerNorm(width) if layer_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, d) -> (B, d)."""
@@ -164,14 +171,20 @@ class MLPEncoder(nn.Module):
         n_outputs: encoder outputs (latents x parameters per latent).
         bias: add a bias to the final linear map.
         expansion: the block's expansion (the paper's: 16).
+        layer_norm: the block's closing LayerNorm (the paper's).
     """
 
     def __init__(
-        self, input_shape: tuple[int, ...], n_outputs: int, bias: bool = False, expansion: int = 16
+        self,
+        input_shape: tuple[int, ...],
+        n_outputs: int,
+        bias: bool = False,
+        expansion: int = 16,
+        layer_norm: bool = True,
     ) -> None:
         super().__init__()
         width = math.prod(input_shape)
-        self.block = ResidualDenseBlock(width, expansion=expansion)
+        self.block = ResidualDenseBlock(width, expansion=expansion, layer_norm=layer_norm)
         self.linear = nn.Linear(width, n_outputs, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -187,16 +200,22 @@ class MLPDecoder(nn.Module):
         output_shape: (C, H, W) of one sample.
         bias: add a bias to the first linear map.
         expansion: the block's expansion (the paper's: 8).
+        layer_norm: the block's closing LayerNorm (the paper's).
     """
 
     def __init__(
-        self, n_latents: int, output_shape: tuple[int, ...], bias: bool = False, expansion: int = 8
+        self,
+        n_latents: int,
+        output_shape: tuple[int, ...],
+        bias: bool = False,
+        expansion: int = 8,
+        layer_norm: bool = True,
     ) -> None:
         super().__init__()
         self.output_shape = tuple(output_shape)
         width = math.prod(output_shape)
         self.linear = nn.Linear(n_latents, width, bias=bias)
-        self.block = ResidualDenseBlock(width, expansion=expansion)
+        self.block = ResidualDenseBlock(width, expansion=expansion, layer_norm=layer_norm)
         self.output = nn.Linear(width, width)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -325,9 +344,12 @@ class ConvEncoder(nn.Module):
         input_shape: (C, H, W) of one sample, H = W in {16, 28}.
         n_outputs: encoder outputs (latents x parameters per latent).
         bias: add a bias to the final linear map.
+        layer_norm: the residual dense block's closing LayerNorm (the paper's).
     """
 
-    def __init__(self, input_shape: tuple[int, ...], n_outputs: int, bias: bool = False) -> None:
+    def __init__(
+        self, input_shape: tuple[int, ...], n_outputs: int, bias: bool = False, layer_norm: bool = True
+    ) -> None:
         super().__init__()
         n_stages, _ = _conv_stages(input_shape)
         side = input_shape[1]
@@ -341,7 +363,7 @@ class ConvEncoder(nn.Module):
             cells += [EncoderCell(channels)]
         self.cells = nn.Sequential(*cells)
         self.pool = WeightNormConv2d(channels, channels, 4)
-        self.block = ResidualDenseBlock(channels, expansion=8)
+        self.block = ResidualDenseBlock(channels, expansion=8, layer_norm=layer_norm)
         self.linear = nn.Linear(channels, n_outputs, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -384,15 +406,23 @@ class ConvDecoder(nn.Module):
 
 
 def build_networks(
-    arch: Architecture, input_shape: tuple[int, ...], n_outputs: int, n_latents: int
+    arch: Architecture,
+    input_shape: tuple[int, ...],
+    n_outputs: int,
+    n_latents: int,
+    layer_norm: bool = True,
 ) -> tuple[nn.Module, nn.Module]:
-    """The encoder and decoder an architecture names."""
+    """The encoder and decoder an architecture names; ``layer_norm=False`` drops the LayerNorm
+    that closes each residual dense block (``mlp`` networks, the ``conv`` encoder)."""
     encoders = {"lin": LinearEncoder, "mlp": MLPEncoder, "conv": ConvEncoder}
     decoders = {"lin": LinearDecoder, "mlp": MLPDecoder, "conv": ConvDecoder}
     options = [{"bias": arch.encoder_bias}, {"bias": arch.decoder_bias}]
     for option, expansion in zip(options, (arch.encoder_expansion, arch.decoder_expansion)):
         if expansion is not None:
             option["expansion"] = expansion
+    for option, network, with_block in zip(options, (arch.encoder, arch.decoder), BLOCK_NETWORKS):
+        if not layer_norm and network in with_block:
+            option["layer_norm"] = False
     encoder = encoders[arch.encoder](input_shape, n_outputs, **options[0])
     decoder = decoders[arch.decoder](n_latents, input_shape, **options[1])
     return encoder, decoder

@@ -255,7 +255,9 @@ def build_vae(config: ModelConfig) -> VAE | IterativeVAE:
     arch = parse_architecture(config.arch)
     family = LATENT_FAMILIES[config.latent]
     n_outputs = config.n_latents * family.params_per_latent
-    encoder, decoder = build_networks(arch, config.input_shape, n_outputs, config.n_latents)
+    encoder, decoder = build_networks(
+        arch, config.input_shape, n_outputs, config.n_latents, layer_norm=config.layer_norm
+    )
     linear_decoder = arch.decoder == "lin"
     options = {name: getattr(config, name) for name in family.model_options}
     latent = family.from_config(config.n_latents, options, linear_decoder)

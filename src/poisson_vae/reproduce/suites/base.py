@@ -63,14 +63,29 @@ def slug(*parts: object) -> str:
 
 
 def vae_job(
-    data: dict, family: str, method: str, arch: str, n_latents: int, train: dict, seed: int, **evaluate
+    data: dict,
+    family: str,
+    method: str,
+    arch: str,
+    n_latents: int,
+    train: dict,
+    seed: int,
+    model: dict | None = None,
+    **evaluate,
 ) -> Job:
-    """A VAE job: ``pvae train`` with these sections, then ``pvae evaluate`` with ``evaluate``."""
+    """A VAE job: ``pvae train`` with these sections (``model``: further model options), then
+    ``pvae evaluate`` with ``evaluate``."""
     beta = train.get("beta", 1.0)
     name = slug(family, arch, method, f"k{n_latents}", f"beta{beta:g}", f"s{seed}")
     config = {
         "data": data,
-        "model": {"latent": family, "arch": arch, "n_latents": n_latents, "method": method},
+        "model": {
+            "latent": family,
+            "arch": arch,
+            "n_latents": n_latents,
+            "method": method,
+            **(model or {}),
+        },
         "train": {**train, "seed": seed, "progress": False},
     }
     return Job(name, "vae", config, seed, evaluate=evaluate)
