@@ -272,6 +272,9 @@ def test_mnist_report_shows_the_claim_over_training(tmp_path: Path, drawn: dict)
     assert poisson.get_xdata().tolist() == [1, 2, 3]
     assert np.allclose(poisson.get_ydata(), [0.6, 0.7, 0.8])
     assert axes[0].get_xlabel() == "training epochs"
+    # a medium scale is not the paper's protocol, and the report says which networks it trained
+    assert "This is the medium scale, run at the settings above" in text
+    assert "At paper scale" not in text and "without the residual blocks' LayerNorm" in text
     # the small scale recorded no curve: no such section
     small = render_report(build_suite("mnist-geometry", "small"), {}, {}, tmp_path / "s", "x")
     assert "over training" not in small

@@ -96,6 +96,8 @@ def test_mnist_medium_scale_records_the_knn_curve_of_non_linear_networks() -> No
         j.config["train"]["knn_curve"] and j.config["train"]["val_every"] == 1 for j in medium.jobs
     )
     assert "K in {10}" in medium.description
+    assert "without the residual blocks' LayerNorm" in medium.description
+    assert "LayerNorm" not in build_suite("mnist-geometry", "small").description
     with pytest.raises(ValueError, match="suite natural16-zoo has no medium scale; scale must be one"):
         build_suite("natural16-zoo", "medium")
 

@@ -44,8 +44,8 @@ def _comparison_note(suite: Suite) -> str:
     published = definition.published_note
     note = f"Published numbers are the paper's ({definition.source})"
     note += f"; {published}." if published else "."
-    if suite.scale == "small":
-        note += " This is the small scale, run at the settings above"
+    if suite.scale != "paper":
+        note += f" This is the {suite.scale} scale, run at the settings above"
         note += f"; {suite.protocol}." if suite.protocol else "."
         note += " Deviations from the published numbers are therefore expected."
     else:

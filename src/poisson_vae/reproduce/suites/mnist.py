@@ -103,7 +103,13 @@ def _build(scale: str) -> Suite:
         tuple(jobs),
         settings,
         f"every latent family on MNIST with K in {{{', '.join(map(str, settings['n_latents']))}}}: "
-        "KNN sample efficiency and shattering dimensionality",
+        "KNN sample efficiency and shattering dimensionality"
+        + (
+            f" (networks {settings['arch']} without the residual blocks' LayerNorm: with it the "
+            "K = 10 P-VAE silences all its latents in its first epoch; see docs/reproduce.md)"
+            if settings.get("layer_norm") is False
+            else ""
+        ),
         protocol(data, "MNIST", "`conv+b|conv+b` networks"),
     )
 
