@@ -129,8 +129,9 @@ def _gap(j, words, element_low, element_high, key0, key1):  # pragma: no cover -
 #: least that mean + 3 (so rarely cuts the window short), are scattered (``_scattered``), the others
 #: walked. Scattering saves the walk's logarithm per arrival and its chain of dependent sums, but
 #: pays an exponential per element and a loop over the Poisson CDF that grows with the window.
-#: Measured on lognormal rates at temperatures 0.05 and 0.1 (one thread), limits of 6 to 10 were
-#: equally fast and 1.3-1.5x faster than walking every element; 20 was slower.
+#: Measured on lognormal rates at temperatures 0.05 and 0.1 on one thread beside other work, limits
+#: of 6 to 10 were equally fast and 1.3-1.5x faster than walking every element, 20 slower; on two
+#: threads of a quiet machine the whole pass gains 1.18x at 0.05 (BENCHMARKS.md).
 SCATTER_LIMIT = 6.0
 
 # The most arrivals a scattered window is drawn with: beyond the Poisson tail of any window it is
