@@ -8,8 +8,6 @@ process's resident memory on the CPU and torch's allocated memory on CUDA.
 Paths:
     dense      the release's Algorithm 1, arrivals = Poisson 1 - 1e-5 quantile of the largest rate
     torch      RelaxedPoisson.rsample(backend="torch"): the vectorised walk, O(batch x latents) memory
-    walk       (CPU) the fused kernel walking every element (``SCATTER_LIMIT = 0``): what drawing
-               small windows by scattering their arrivals saves
     fused      (CPU) RelaxedPoisson.rsample(backend="fused"): the numba per-element kernel
     triton     (CUDA) RelaxedPoisson.rsample(backend="triton"): the Triton per-element kernel
     poisson    torch.poisson on the same rates: a hard draw with no gradient, the practical floor
@@ -40,7 +38,7 @@ from machine import competitor, describe, package_first, peak_rss_mb
 
 #: The paths measured on each device; the compiled kernel is ``fused`` on the CPU, ``triton`` on CUDA.
 PATHS = {
-    "cpu": ("dense", "torch", "walk", "fused", "poisson", "gvae_step"),
+    "cpu": ("dense", "torch", "fused", "poisson", "gvae_step"),
     "cuda": ("dense", "torch", "triton", "poisson", "gvae_step"),
 }
 TEMPERATURES = (1.0, 0.1, 0.05)
@@ -103,10 +101,6 @@ def measure(
     generator = torch.Generator().manual_seed(0)
     log_rate = (torch.randn(batch, latents, generator=generator) - 1).to(device)
     reference_step = gvae_step(latents, device) if path == "gvae_step" else None
-    if path == "walk":
-        import poisson_vae._numba_sampler
-
-        poisson_vae._numba_sampler.SCATTER_LIMIT = 0.0
     synchronize = torch.cuda.synchronize if device == "cuda" else lambda: None
 
     def one_pass(values: torch.Tensor) -> None:
@@ -117,9 +111,8 @@ def measure(
         rate = leaf.exp()
         if path == "dense":
             algorithm_1_dense(rate, temperature).sum().backward()
-        elif path in ("torch", "walk", "fused", "triton"):
-            backend = "fused" if path == "walk" else path
-            RelaxedPoisson(rate, temperature, backend=backend).rsample().sum().backward()
+        elif path in ("torch", "fused", "triton"):
+            RelaxedPoisson(rate, temperature, backend=path).rsample().sum().backward()
         else:
             torch.poisson(rate)
 

@@ -21,4 +21,4 @@ def test_the_gpu_check_runs_its_steps_at_toy_sizes_on_the_cpu(tmp_path: Path) ->
     assert rows["ddp"]["status"] == "skipped" and rows["cuda-tests"]["status"] == "skipped"
     assert rows["train"]["note"].startswith("validation NELBO")
     assert "| bf16 | ok |" in (tmp_path / "gpu_check.md").read_text()
-    assert len(json.loads((tmp_path / "sampler.json").read_text())) == 6  # the paths of one temperature
+    assert len(json.loads((tmp_path / "sampler.json").read_text())) == 5  # the paths of one temperature

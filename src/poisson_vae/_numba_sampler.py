@@ -4,9 +4,9 @@ Each element walks its own arrivals in a compiled loop, from its own stream of a
 random generator (Philox-4x32-10, keyed by a seed drawn from torch's generator, counter = element
 index and arrival block), and stops at its own truncation ``n`` (when truncating) or as soon as
 further arrivals can no longer change ``z`` or its gradient. It returns ``z`` and ``dz/drate``
-together. Elements whose window of arrivals is small (most elements once the temperature is low)
-are drawn faster by scattering their arrivals instead of walking them (``_scattered``), with the
-same law.
+together. The elements of a batch walk in step, four arrivals (one Philox block) a round, so that
+the compiled loops over them carry no branch and run on the CPU's vector units (SIMD); its
+logarithm and exponential are polynomials for the same reason.
 
 ``walk`` runs it on torch's number of threads: Python threads that each call the compiled kernel on
 chunks of elements, taken in turn (no numba threading layer, so no second OpenMP pool whose idle
@@ -27,8 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
+from numba import types
+from numba.extending import intrinsic
 
-__all__ = ["SCATTER_LIMIT", "in_chunks", "relaxed_poisson_kernel", "walk"]
+__all__ = ["in_chunks", "relaxed_poisson_kernel", "walk"]
 
 _MASK = np.uint64(0xFFFFFFFF)
 _M0 = np.uint64(0xD2511F53)
@@ -99,122 +101,94 @@ def truncation(lam, thresholds, expansion):  # pragma: no cover - compiled
     return low
 
 
-@numba.njit(inline="always", cache=True)
-def _word(j, words, element_low, element_high, key0, key1):  # pragma: no cover - compiled
-    """Random 32-bit word ``j`` (counting from 0) of an element's stream, and the Philox block it
-    came from: four words per block, counter = (block, element)."""
-    lane = j & 3
-    if lane == 0:
-        block = np.uint64(j >> 2)
-        words = _philox(block & _MASK, block >> np.uint64(32), element_low, element_high, key0, key1)
-    return words[lane], words
+# --- single-precision log and exp that vectorise ---------------------------------------------------
+# libm's logf and expf are calls, which keep LLVM from vectorising a loop; these are the classic
+# polynomial forms (Cephes' logf and expf, Moshier 1984-2000), within 2 ulp of the exact values on
+# the ranges the kernel uses (tests/test_distributions.py compares them with numpy's).
 
 
-@numba.njit(inline="always", cache=True)
-def _uniform32(word):  # pragma: no cover - compiled
-    """A single-precision uniform on (0, 1] from a 32-bit word."""
-    return (np.float32(word) + np.float32(0.5)) * np.float32(_TWO_TO_MINUS_32)
+@intrinsic
+def _bits(typingctx, value):  # pragma: no cover - compiled
+    """The bits of a float32 as an int32 (a reinterpretation, no conversion)."""
+
+    def codegen(context, builder, signature, arguments):
+        return builder.bitcast(arguments[0], context.get_value_type(types.int32))
+
+    return types.int32(types.float32), codegen
 
 
-@numba.njit(inline="always", cache=True)
-def _gap(j, words, element_low, element_high, key0, key1):  # pragma: no cover - compiled
-    """The Exp(1) gap before arrival ``j + 1`` (counting from 1), from word ``j``, and the Philox
-    block it came from."""
-    word, words = _word(j, words, element_low, element_high, key0, key1)
-    # single precision suffices for an Exp(1) gap
-    return -np.float64(math.log(_uniform32(word))), words
+@intrinsic
+def _float(typingctx, value):  # pragma: no cover - compiled
+    """The float32 whose bits are an int32."""
+
+    def codegen(context, builder, signature, arguments):
+        return builder.bitcast(arguments[0], context.get_value_type(types.float32))
+
+    return types.float32(types.int32), codegen
 
 
-#: Elements whose window holds at most this many arrivals on average, and whose truncation is at
-#: least that mean + 3 (so rarely cuts the window short), are scattered (``_scattered``), the others
-#: walked. Scattering saves the walk's logarithm per arrival and its chain of dependent sums, but
-#: pays an exponential per element and a loop over the Poisson CDF that grows with the window.
-#: Measured on lognormal rates at temperatures 0.05 and 0.1 on one thread beside other work, limits
-#: of 6 to 10 were equally fast and 1.3-1.5x faster than walking every element, 20 slower; on two
-#: threads of a quiet machine the whole pass gains 1.18x at 0.05 (BENCHMARKS.md).
-SCATTER_LIMIT = 6.0
-
-# The most arrivals a scattered window is drawn with: beyond the Poisson tail of any window it is
-# used for (P(more than 64 arrivals) < 1e-40 at a mean of SCATTER_LIMIT).
-_MOST_SCATTERED = 64
+_F = np.float32
+_VECTOR = dict(fastmath=True, error_model="numpy")  # no zero-division branch: it stops vectorising
 
 
-@numba.njit(inline="always", cache=True)
-def _scattered(
-    lam,
-    width,
-    inverse_temperature,
-    code,
-    thresholds,
-    expansion,
-    truncate,
-    element_low,
-    element_high,
-    key0,
-    key1,
-):  # pragma: no cover - compiled
-    """The sums of g(s) and g'(s) E / rate over the arrivals of one element's window, scattered.
-
-    The window is the arrival times E < width * rate that can add to ``z`` (``width`` = 1 - cutoff
-    * temperature). Instead of walking the arrivals one exponential gap (one logarithm) at a time,
-    this draws how many fall in the window, m ~ Poisson(width * rate) (by inversion, from a
-    53-bit uniform), and places them as m independent uniforms: the arrivals of a Poisson process
-    on an interval, given their number. Every function of the arrivals the kernel computes is a
-    sum over them, so their order does not matter, and no logarithm is needed. Where the
-    truncation ``n < m`` keeps only the first ``n``, those are drawn in order as the smallest ``n``
-    of ``m`` uniforms (U_(k+1) = 1 - (1 - U_(k)) V^(1 / (m - k))). The arrivals have exactly the
-    law of the walk's, so z and dz/drate have exactly the walk's distribution; they are not the
-    walk's draws for the same seed.
-
-    Returns:
-        (sum of g(s), sum of g'(s) E / rate) over the counted arrivals.
-    """
-    empty = (np.uint64(0), np.uint64(0), np.uint64(0), np.uint64(0))
-    word0, words = _word(0, empty, element_low, element_high, key0, key1)
-    word1, words = _word(1, words, element_low, element_high, key0, key1)
-    uniform = (np.float64(word0) * 2.0**21 + np.float64(word1 >> np.uint64(11)) + 0.5) * 2.0**-53
-    mean = lam * width
-    probability = math.exp(-mean)
-    cumulative = probability
-    m = 0
-    # the first few steps without a branch (their outcome is random: a branch would be mispredicted)
-    for k in range(1, 5):
-        m += uniform > cumulative
-        probability *= mean / k
-        cumulative += probability
-    while uniform > cumulative and m < _MOST_SCATTERED:
-        m += 1
-        probability *= mean / m
-        cumulative += probability
-    counted = m
-    if truncate and m > 0:
-        if m - 1 < thresholds.shape[0]:  # is arrival m within the truncation? (as in the walk)
-            if not lam > thresholds[m - 1]:
-                counted = truncation(lam, thresholds, expansion)
-        else:
-            counted = min(m, truncation(lam, thresholds, expansion))
-    total = 0.0
-    slope_total = 0.0
-    if counted == m:  # every arrival counts, in any order
-        for k in range(m):
-            word, words = _word(k + 2, words, element_low, element_high, key0, key1)
-            scaled = width * np.float64(_uniform32(word))  # E / rate
-            soft, slope = _indicator((1.0 - scaled) * inverse_temperature, code)
-            total += soft
-            slope_total += slope * scaled
-        return total, slope_total
-    position = 0.0
-    for k in range(counted):  # the k-th smallest of m uniforms, in order
-        word, words = _word(k + 2, words, element_low, element_high, key0, key1)
-        position = 1.0 - (1.0 - position) * math.exp(math.log(_uniform32(word)) / (m - k))
-        scaled = width * position
-        soft, slope = _indicator((1.0 - scaled) * inverse_temperature, code)
-        total += soft
-        slope_total += slope * scaled
-    return total, slope_total
+@numba.njit(inline="always", cache=True, **_VECTOR)
+def _log32(x):  # pragma: no cover - compiled
+    """log(x) in single precision, for normal x > 0."""
+    bits = _bits(x)
+    exponent = (bits >> 23) - 127
+    mantissa = _float((bits & 0x007FFFFF) | 0x3F800000)  # in [1, 2)
+    high = mantissa > _F(1.41421356)  # keep it in [sqrt(1/2), sqrt(2))
+    mantissa = mantissa * _F(0.5) if high else mantissa
+    exponent = exponent + 1 if high else exponent
+    f = mantissa - _F(1.0)
+    f2 = f * f
+    y = _F(7.0376836292e-2)
+    y = y * f + _F(-1.1514610310e-1)
+    y = y * f + _F(1.1676998740e-1)
+    y = y * f + _F(-1.2420140846e-1)
+    y = y * f + _F(1.4249322787e-1)
+    y = y * f + _F(-1.6668057665e-1)
+    y = y * f + _F(2.0000714765e-1)
+    y = y * f + _F(-2.4999993993e-1)
+    y = y * f + _F(3.3333331174e-1)
+    e = _F(exponent)
+    y = y * f * f2 + _F(-2.12194440e-4) * e - _F(0.5) * f2
+    return f + y + _F(0.693359375) * e  # log 2 in two parts: exact and correction
 
 
-@numba.njit(nogil=True, cache=True, fastmath=True)
+@numba.njit(inline="always", cache=True, **_VECTOR)
+def _exp32(x):  # pragma: no cover - compiled
+    """exp(x) in single precision, for x <= 0 (below -87, exp(-87) ~ 1.6e-38 instead of less)."""
+    x = max(x, _F(-87.0))
+    # the integer nearest x / log 2 (x <= 0), by truncation toward zero: no call to floor
+    n = _F(np.int32(x * _F(1.44269504088896341) - _F(0.5)))
+    r = x - n * _F(0.693359375) - n * _F(-2.12194440e-4)
+    p = _F(1.9875691500e-4)
+    p = p * r + _F(1.3981999507e-3)
+    p = p * r + _F(8.3334519073e-3)
+    p = p * r + _F(4.1665795894e-2)
+    p = p * r + _F(1.6666665459e-1)
+    p = p * r + _F(5.0000001201e-1)
+    p = p * r * r + r + _F(1.0)
+    return p * _float((np.int32(n) + 127) << 23)  # times 2^n
+
+
+@numba.njit(inline="always", cache=True, **_VECTOR)
+def _sigmoid(s):  # pragma: no cover - compiled
+    """The sigmoid indicator and its derivative, as ``_indicator(s, 0)``, with ``_exp32``."""
+    e = np.float64(_exp32(np.float32(-abs(s))))
+    inverse = 1.0 / (1.0 + e)
+    return (inverse if s >= 0 else e * inverse), e * inverse * inverse
+
+
+# --- the kernel -------------------------------------------------------------------------------------
+
+#: Elements walked together: their state fits in the L1/L2 caches, and the loops over them are long
+#: enough to vectorise.
+BATCH = 1024
+
+
+@numba.njit(nogil=True, cache=True, **_VECTOR)
 def relaxed_poisson_kernel(
     start,
     stop,
@@ -227,7 +201,6 @@ def relaxed_poisson_kernel(
     cutoff,
     truncate,
     exact_counts,
-    scatter_limit,
     key0,
     key1,
     z,
@@ -235,6 +208,12 @@ def relaxed_poisson_kernel(
     count,
 ):  # pragma: no cover - compiled
     """Fill ``z``, ``dz_drate`` and (when ``exact_counts``) ``count`` for the rates ``start:stop``.
+
+    Elements are walked ``BATCH`` at a time, in rounds of four arrivals: in round b every element
+    still walking draws Philox block b (four words, one per arrival) and takes its arrivals
+    4b + 1 .. 4b + 4, then the elements that have stopped leave the batch. Every element is at the
+    same arrival in the same step, so the loops over the batch have no branches (an element that
+    stops inside a round adds nothing for the rest of it) and LLVM vectorises them.
 
     Args:
         start, stop: the range of elements to walk.
@@ -248,8 +227,6 @@ def relaxed_poisson_kernel(
             and neither does any later one: the walk stops there.
         truncate: count only each element's first ``truncation(rate)`` arrivals.
         exact_counts: also count arrivals before t = 1 exactly (untruncated).
-        scatter_limit: without exact counts, an element whose window holds at most this many
-            arrivals on average is drawn by ``_scattered`` instead of walked (0: walk them all).
         key0, key1: the 32-bit halves of the random seed, as uint64.
         z, dz_drate, count: (N,) outputs of the dtype of ``rate``.
 
@@ -257,101 +234,95 @@ def relaxed_poisson_kernel(
         The number of rates in the range that are NaN, infinite or above ``max_rate`` (their
         outputs are zero).
     """
+    index = np.empty(BATCH, np.int64)
+    lam, inverse_rate, inverse_temperature = np.empty(BATCH), np.empty(BATCH), np.empty(BATCH)
+    limit, arrival, total = np.empty(BATCH), np.empty(BATCH), np.empty(BATCH)
+    slope_total, exact = np.empty(BATCH), np.empty(BATCH)
+    scaled, position, soft, slope = np.empty(BATCH), np.empty(BATCH), np.empty(BATCH), np.empty(BATCH)
+    counting = np.empty(BATCH, np.bool_)
+    walking = np.empty(BATCH, np.bool_)
+    words = np.empty((4, BATCH), np.uint64)
+    n_table = thresholds.shape[0]
+    per_element = temperatures.shape[0] > 1
     invalid = 0
-    for i in range(start, stop):
-        lam = np.float64(rate[i])
-        total = 0.0
-        slope_total = 0.0
-        exact = 0.0
-        if not (-math.inf < lam <= max_rate):
-            invalid += 1
-        # Rates below the first threshold have truncation 0: nothing counted, unless exact counts
-        # are asked for (a rate <= 0 has none).
-        elif lam > thresholds[0] or (lam > 0 and (exact_counts or not truncate)):
-            inverse_rate = 1.0 / lam
-            per_element = temperatures.shape[0] > 1
-            inverse_temperature = 1.0 / (temperatures[i] if per_element else temperatures[0])
-            element_low = np.uint64(i) & _MASK
-            element_high = np.uint64(i) >> np.uint64(32)
-            arrival = 0.0
-            j = 0
-            words = (np.uint64(0), np.uint64(0), np.uint64(0), np.uint64(0))
-            width = 1.0 - cutoff / inverse_temperature  # the window: E < width * rate
-            mean = lam * width
-            # scatter small windows that the truncation rarely cuts short: n >= mean + 3
-            if (
-                not exact_counts
-                and mean <= scatter_limit
-                and (not truncate or lam > thresholds[int(mean) + 2])
-            ):
-                total, slope_total = _scattered(
-                    lam,
-                    width,
-                    inverse_temperature,
-                    code,
-                    thresholds,
-                    expansion,
-                    truncate,
-                    element_low,
-                    element_high,
+    for first in range(start, stop, BATCH):
+        n = 0  # the elements of this batch that walk
+        for i in range(first, min(stop, first + BATCH)):
+            x = np.float64(rate[i])
+            z[i] = 0.0
+            dz_drate[i] = 0.0
+            count[i] = 0.0
+            if not (-math.inf < x <= max_rate):
+                invalid += 1
+            # Rates below the first threshold have truncation 0: nothing counted, unless exact
+            # counts are asked for (a rate <= 0 has none).
+            elif x > thresholds[0] or (x > 0 and (exact_counts or not truncate)):
+                index[n] = i
+                lam[n] = x
+                inverse_rate[n] = 1.0 / x
+                inverse_temperature[n] = 1.0 / (temperatures[i] if per_element else temperatures[0])
+                # the truncation beyond the table (within it, the table is read arrival by arrival)
+                beyond = truncate and x > thresholds[n_table - 1]
+                limit[n] = truncation(x, thresholds, expansion) if beyond else math.inf
+                arrival[n] = 0.0
+                total[n] = 0.0
+                slope_total[n] = 0.0
+                exact[n] = 0.0
+                counting[n] = not truncate or x > thresholds[0]  # may arrival 1 count?
+                n += 1
+        block = 0
+        while n > 0:
+            counter = np.uint64(block)
+            for m in range(n):
+                element = np.uint64(index[m])
+                words[0, m], words[1, m], words[2, m], words[3, m] = _philox(
+                    counter & _MASK,
+                    counter >> np.uint64(32),
+                    element & _MASK,
+                    element >> np.uint64(32),
                     key0,
                     key1,
                 )
-            elif not exact_counts:  # the hot loop: every arrival walked is counted
-                limit = -1  # the truncation beyond the table, worked out when first needed
-                while True:
-                    gap, words = _gap(j, words, element_low, element_high, key0, key1)
-                    j += 1
-                    arrival += gap
-                    scaled = arrival * inverse_rate
-                    s = (1.0 - scaled) * inverse_temperature
-                    if s <= cutoff:  # adds nothing, nor does any later arrival
-                        break
-                    soft, slope = _indicator(s, code)
-                    total += soft
-                    slope_total += slope * scaled
-                    # Is arrival j + 1 within the truncation, truncation(lam) >= j + 1? In the
-                    # table (increasing) that is lam > thresholds[j]: one comparison, no search.
-                    if truncate:
-                        if j < thresholds.shape[0]:
-                            if not lam > thresholds[j]:
-                                break
-                        else:
-                            if limit < 0:
-                                limit = truncation(lam, thresholds, expansion)
-                            if j >= limit:
-                                break
-            else:  # walk on past the relaxation's last arrival while arrivals fall before t = 1
-                counted = not truncate or lam > thresholds[0]
-                limit = -1
-                while True:
-                    gap, words = _gap(j, words, element_low, element_high, key0, key1)
-                    j += 1
-                    arrival += gap
-                    scaled = arrival * inverse_rate
-                    s = (1.0 - scaled) * inverse_temperature
-                    counted = counted and s > cutoff
-                    if counted:
-                        soft, slope = _indicator(s, code)
-                        total += soft
-                        slope_total += slope * scaled
-                        # is arrival j + 1 within the truncation? (as in the hot loop)
-                        if truncate:
-                            if j < thresholds.shape[0]:
-                                counted = lam > thresholds[j]
-                            else:
-                                if limit < 0:
-                                    limit = truncation(lam, thresholds, expansion)
-                                counted = j < limit
-                    if arrival < lam:
-                        exact += 1.0
-                    elif not counted:
-                        break
-            # dz/drate = sum_j g'(s_j) E_j / (rate^2 temperature), with scaled_j = E_j / rate
-            slope_total *= inverse_rate * inverse_temperature
-        z[i] = total
-        dz_drate[i] = slope_total
-        count[i] = exact
+            for lane in range(4):
+                j = 4 * block + lane  # this is arrival j + 1
+                # Is arrival j + 2 within the truncation, truncation(rate) >= j + 2? In the table
+                # (increasing) that is rate > thresholds[j + 1]: one comparison for all elements.
+                following = thresholds[j + 1] if truncate and j + 1 < n_table else -1.0
+                for m in range(n):  # the arrival's time, E / rate, and s
+                    uniform = (np.float32(words[lane, m]) + _F(0.5)) * _F(_TWO_TO_MINUS_32)
+                    arrival[m] -= np.float64(_log32(uniform))  # plus an Exp(1) gap
+                    scaled[m] = arrival[m] * inverse_rate[m]
+                    position[m] = (1.0 - scaled[m]) * inverse_temperature[m]
+                # the sigmoid's loop apart from the others': it vectorises only without their calls
+                if code == 0:
+                    for m in range(n):
+                        soft[m], slope[m] = _sigmoid(position[m])
+                else:
+                    for m in range(n):
+                        soft[m], slope[m] = _indicator(position[m], code)
+                for m in range(n):  # what the arrival adds, and whether the element goes on
+                    counts = counting[m] & (position[m] > cutoff)
+                    total[m] += soft[m] if counts else 0.0
+                    slope_total[m] += slope[m] * scaled[m] if counts else 0.0
+                    counting[m] = counts & (j + 1 < limit[m]) & (lam[m] > following)
+                    below = exact_counts & (arrival[m] < lam[m])
+                    exact[m] += 1.0 if below else 0.0
+                    walking[m] = counting[m] | below
+            kept = 0  # write every element's sums so far (final where it stopped); keep the others
+            for m in range(n):
+                i = index[m]
+                z[i] = total[m]
+                # dz/drate = sum_j g'(s_j) E_j / (rate^2 temperature), with scaled_j = E_j / rate
+                dz_drate[i] = slope_total[m] * inverse_rate[m] * inverse_temperature[m]
+                count[i] = exact[m]
+                index[kept] = i
+                lam[kept], inverse_rate[kept] = lam[m], inverse_rate[m]
+                inverse_temperature[kept], limit[kept] = inverse_temperature[m], limit[m]
+                arrival[kept], total[kept] = arrival[m], total[m]
+                slope_total[kept], exact[kept], counting[kept] = slope_total[m], exact[m], counting[m]
+                kept += walking[m]
+            n = kept
+            block += 1
     return invalid
 
 

@@ -1,13 +1,13 @@
 """The fused GPU kernel of the relaxed Poisson sampler, written in Triton.
 
-The walk of the CPU kernel of :mod:`poisson_vae._numba_sampler`, with the same random numbers
-(that kernel draws small windows another way, with the same law; ``scatter=False`` makes it walk
-them too): each element walks its own arrivals, from its own Philox-4x32-10 stream (keyed by a
-seed drawn from torch's generator, counter = arrival block and element index), and stops at its
-own truncation ``n`` or once further arrivals can no longer change ``z`` or its gradient. A program
+The walk of the CPU kernel of :mod:`poisson_vae._numba_sampler`, with the same random numbers:
+each element walks its own arrivals, from its own Philox-4x32-10 stream (keyed by a seed drawn
+from torch's generator, counter = arrival block and element index), and stops at its own
+truncation ``n`` or once further arrivals can no longer change ``z`` or its gradient. A program
 handles ``BLOCK`` elements and runs until the last of them stops; the four words of one Philox
 block serve four consecutive arrivals. Arrival times are accumulated in single precision (the CPU
-kernel uses double), so the two walks agree to float32 rounding, not bit for bit.
+kernel uses double, and polynomials for its log and exp), so the two walks agree to float32
+rounding, not bit for bit.
 
 Triton rather than CUDA C++: it ships with torch's CUDA builds on Linux, compiles at first use with
 no toolchain on the user's machine, and its interpreter (``TRITON_INTERPRET=1``) runs the very same

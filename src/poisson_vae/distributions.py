@@ -341,12 +341,10 @@ def _fused_arrivals(
     truncate: bool,
     exact_counts: bool,
     generator: torch.Generator | None,
-    scatter: bool = True,
 ) -> torch.Tensor:
     """The same as ``_walk_arrivals``, by the compiled per-element kernel (CPU tensors), on
-    torch's number of threads; ``scatter=False`` walks every element (see
-    ``_numba_sampler.SCATTER_LIMIT``)."""
-    from ._numba_sampler import SCATTER_LIMIT, walk
+    torch's number of threads."""
+    from ._numba_sampler import walk
 
     seed = int(_philox_key(generator, rate.device))
     result = rate.new_empty(3, rate.numel())
@@ -361,7 +359,6 @@ def _fused_arrivals(
         _stop_below(indicator),
         truncate,
         exact_counts,
-        SCATTER_LIMIT if scatter else 0.0,
         np.uint64(seed & 0xFFFFFFFF),
         np.uint64(seed >> 32),
         *result.numpy(),
