@@ -547,8 +547,9 @@ def test_triton_kernel_walks_the_arrivals_of_the_fused_kernel(
     """Both kernels read the same Philox streams, so one seed gives both the same arrivals.
 
     They differ only in rounding: the Triton kernel sums arrival times in single precision (the
-    fused one in double, with polynomial logs within 2 ulp), a relative error of ~n * 6e-8 after n arrivals, so with the rates here
-    (n < 150) counts agree to ~1e-5 and exact counts everywhere but within rounding of t = 1.
+    fused one in double, with polynomial logs within 2 ulp), a relative error of ~n * 6e-8 after
+    n arrivals, so with the rates here (n < 150) counts agree to ~1e-5 and exact counts everywhere
+    but within rounding of t = 1.
     """
     from poisson_vae._triton_sampler import relaxed_poisson_triton
     from poisson_vae.distributions import (
