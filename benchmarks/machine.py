@@ -32,6 +32,11 @@ def describe() -> str:
     return f"{cpu_model()}, {os.cpu_count()} cores"
 
 
+def verdict(met: bool) -> str:
+    """How a benchmark reports a target: ``met`` or ``NOT met``."""
+    return "met" if met else "NOT met"
+
+
 def peak_rss_mb() -> float:
     """The process's peak resident memory so far (MB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 
-from machine import competitor, describe, package_first, peak_rss_mb
+from machine import competitor, describe, package_first, peak_rss_mb, verdict
 
 #: The paths measured on each device; the compiled kernel is ``fused`` on the CPU, ``triton`` on CUDA.
 PATHS = {
@@ -239,16 +239,12 @@ def _contention(args: argparse.Namespace) -> list[dict]:
         verdicts.append(
             f"temperature {temperature}: sampler {slowdown:.2f}x its quiet time (target <= "
             f"{CONTENTION_TARGETS['sampler']}): "
-            f"{_verdict(slowdown <= CONTENTION_TARGETS['sampler'])}; torch.poisson after it "
+            f"{verdict(slowdown <= CONTENTION_TARGETS['sampler'])}; torch.poisson after it "
             f"{poisson_ratio:.2f}x its own (target <= {CONTENTION_TARGETS['poisson']}): "
-            f"{_verdict(poisson_ratio <= CONTENTION_TARGETS['poisson'])}"
+            f"{verdict(poisson_ratio <= CONTENTION_TARGETS['poisson'])}"
         )
     print("\n" + "\n".join(verdicts))
     return rows
-
-
-def _verdict(met: bool) -> str:
-    return "met" if met else "NOT met"
 
 
 def _print_table(rows: list[dict], args: argparse.Namespace) -> None:
@@ -285,7 +281,7 @@ def _print_table(rows: list[dict], args: argparse.Namespace) -> None:
             ratio = same[compiled]["ms"] / same["poisson"]["ms"]
             print(
                 f"target: {compiled} <= {target} x torch.poisson at temperature {temperature}: "
-                f"{ratio:.2f}x, {_verdict(ratio <= target)}"
+                f"{ratio:.2f}x, {verdict(ratio <= target)}"
             )
 
 

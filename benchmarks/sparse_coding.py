@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import package_first, peak_rss_mb
+from machine import package_first, peak_rss_mb, verdict
 
 METHODS = ("lca", "lca_tol", "fista_tol", "sklearn_lasso_cd")
 
@@ -178,6 +178,12 @@ def main() -> None:
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             rows.append(json.loads(output.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), flush=True)
+    times = {row["method"]: row["ms"] for row in rows}
+    if {"fista_tol", "sklearn_lasso_cd"} <= times.keys():
+        ratio = times["fista_tol"] / times["sklearn_lasso_cd"]
+        print(
+            f"target: FISTA <= 1.0 x scikit-learn's lasso_cd time: {ratio:.2f}x, {verdict(ratio <= 1.0)}"
+        )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=2)

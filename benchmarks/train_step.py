@@ -24,10 +24,12 @@ import subprocess
 import sys
 import time
 
-from machine import describe, package_first, peak_rss_mb
+from machine import describe, package_first, peak_rss_mb, verdict
 
 FAMILIES = ("poisson", "gaussian", "gaussian-relu", "gaussian-exp", "laplace", "categorical")
 TEMPERATURES = (1.0, 0.05)
+#: The P-VAE step's time over the G-VAE step's, at most (the `lin|lin` networks, quiet machine).
+TARGET = 1.5
 EXTRA_METHODS = (("poisson", "exact"), ("poisson", "straight-through"))
 
 
@@ -128,6 +130,17 @@ def _table(results: list[dict], args: argparse.Namespace) -> str:
             f"| `{row['arch']}` | {row['family']} | {row['method']} | {row['temperature']} "
             f"| {row['ms_per_step']:.1f} | {row['peak_mb']:.0f} | {row['ms_per_step'] / reference:.2f} |"
         )
+    lines.append("")
+    steps = {(r["family"], r["method"], r["arch"], r["temperature"]): r["ms_per_step"] for r in results}
+    for temperature in TEMPERATURES:
+        pvae = steps.get(("poisson", "mc", "lin|lin", temperature))
+        gvae = steps.get(("gaussian", "mc", "lin|lin", temperature))
+        if pvae is not None and gvae is not None:
+            ratio = pvae / gvae
+            lines.append(
+                f"target: lin|lin P-VAE step <= {TARGET} x G-VAE step at temperature {temperature}: "
+                f"{ratio:.2f}x, {verdict(ratio <= TARGET)}"
+            )
     return "\n".join(lines)
 
 
@@ -135,7 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--latents", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=25)
     parser.add_argument("--conv", action="store_true", help="add conv+b|lin rows (slow on a CPU)")
     parser.add_argument(
         "--families",

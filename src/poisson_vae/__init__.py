@@ -2,10 +2,14 @@
 
 import os
 
-# Idle OpenMP threads of torch sleep instead of spinning (unless the user chose otherwise): spinning
-# threads take the cores the fused sampler's threads, and other processes, need (docs/performance.md).
-# It takes effect only if torch is not loaded yet (`pvae`, or this package imported first).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Idle OpenMP threads of torch spin briefly (GNU OpenMP's 1000 spins), then sleep, unless the user
+# chose a policy: threads spinning for long take the cores the fused sampler's threads, and other
+# processes, need; threads that sleep at once must be woken for every small operation
+# (docs/performance.md). It takes effect only if torch is not loaded yet (`pvae`, or this package
+# imported first).
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 from .config import ModelConfig
 from .distributions import (
