@@ -58,29 +58,6 @@ def _philox(c0, c1, c2, c3, k0, k1):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always", cache=True)
-def _indicator(s, code):  # pragma: no cover - compiled
-    """Soft indicator g(s) and its derivative g'(s) (see ``distributions.INDICATORS``)."""
-    if code == 0:
-        # exp(-|s|) in single precision: the outputs are float32, and this is the hot loop.
-        e = np.float64(math.exp(np.float32(-abs(s))))
-        inverse = 1.0 / (1.0 + e)
-        slope = e * inverse * inverse
-        return (inverse if s >= 0 else e * inverse), slope
-    if s <= -1.0:
-        return 0.0, 0.0
-    if s >= 1.0:
-        return 1.0, 0.0
-    u = (s + 1.0) / 2.0
-    if code == 1:
-        return u, 0.5
-    if code == 2:
-        return u * u * (3.0 - 2.0 * u), 3.0 * u * (1.0 - u)
-    if code == 3:
-        return u**3 * (u * (6.0 * u - 15.0) + 10.0), 15.0 * u * u * (1.0 - u) * (1.0 - u)
-    return (1.0 - math.cos(math.pi * u)) / 2.0, math.pi / 4.0 * math.sin(math.pi * u)
-
-
-@numba.njit(inline="always", cache=True)
 def truncation(lam, thresholds, expansion):  # pragma: no cover - compiled
     """The truncation ``n`` of a rate: ``distributions.poisson_quantile`` of one element.
 
@@ -175,10 +152,29 @@ def _exp32(x):  # pragma: no cover - compiled
 
 @numba.njit(inline="always", cache=True, **_VECTOR)
 def _sigmoid(s):  # pragma: no cover - compiled
-    """The sigmoid indicator and its derivative, as ``_indicator(s, 0)``, with ``_exp32``."""
+    """The sigmoid indicator g(s) and its derivative g'(s), its exponential in single precision."""
     e = np.float64(_exp32(np.float32(-abs(s))))
     inverse = 1.0 / (1.0 + e)
     return (inverse if s >= 0 else e * inverse), e * inverse * inverse
+
+
+@numba.njit(inline="always", cache=True)
+def _indicator(s, code):  # pragma: no cover - compiled
+    """Soft indicator g(s) and its derivative g'(s) (see ``distributions.INDICATORS``)."""
+    if code == 0:
+        return _sigmoid(s)
+    if s <= -1.0:
+        return 0.0, 0.0
+    if s >= 1.0:
+        return 1.0, 0.0
+    u = (s + 1.0) / 2.0
+    if code == 1:
+        return u, 0.5
+    if code == 2:
+        return u * u * (3.0 - 2.0 * u), 3.0 * u * (1.0 - u)
+    if code == 3:
+        return u**3 * (u * (6.0 * u - 15.0) + 10.0), 15.0 * u * u * (1.0 - u) * (1.0 - u)
+    return (1.0 - math.cos(math.pi * u)) / 2.0, math.pi / 4.0 * math.sin(math.pi * u)
 
 
 # --- the kernel -------------------------------------------------------------------------------------
