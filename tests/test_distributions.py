@@ -466,6 +466,31 @@ def test_the_fused_kernel_truncates_where_poisson_quantile_does() -> None:
     assert compiled == poisson_quantile(rate).tolist()
 
 
+@pytest.mark.parametrize("straight_through", [False, True])
+def test_the_fused_kernel_walks_rates_past_the_table_among_small_ones(straight_through: bool) -> None:
+    """Rates past the truncation table (which end their walk at the expansion's n, hundreds of
+    arrivals on) interleaved with small ones, so that every batch the kernel walks keeps a few
+    elements going for a hundred rounds after the others stopped: z and dz/drate have the law of
+    the torch walk's (means and variances within N_STANDARD_ERRORS of each other), and so do the
+    small rates' beside them."""
+    n = 20_000
+    rate = torch.tensor([2000.0, 0.7]).repeat(n)  # 2000 is past the table's last rate (~894)
+    draws = []
+    for backend, seed in (("fused", 21), ("torch", 22)):
+        lam = rate.clone().requires_grad_()
+        z = RelaxedPoisson(lam, 0.05, backend=backend, straight_through=straight_through).rsample(
+            generator=torch.Generator().manual_seed(seed)
+        )
+        (gradient,) = torch.autograd.grad(z.sum(), lam)
+        draws.append((z.detach().double(), gradient.double()))
+    (z, gradient), (z_ref, gradient_ref) = draws
+    for part in (slice(0, None, 2), slice(1, None, 2)):
+        assert_same_statistics(z[part], z_ref[part], f"z at rate {float(rate[part][0])}")
+        assert_same_statistics(
+            gradient[part], gradient_ref[part], f"dz/drate at rate {float(rate[part][0])}"
+        )
+
+
 def test_the_fused_kernels_log_and_exp_are_within_two_ulp() -> None:
     """The kernel's polynomial log and exp (they vectorise where libm's calls do not) against
     numpy's in double precision: log on every uniform the kernel can draw from a word (a stride of
