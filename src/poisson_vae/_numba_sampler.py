@@ -230,6 +230,9 @@ def relaxed_poisson_kernel(
         The number of rates in the range that are NaN, infinite or above ``max_rate`` (their
         outputs are zero).
     """
+    # One 1-D array per quantity, used in the loops below and nowhere else: only so does LLVM see
+    # they do not overlap, and vectorise (numba's 2-D arrays have run-time row strides, and arrays
+    # passed to a helper function bring reference-counting calls into the loop).
     index = np.empty(BATCH, np.int64)
     lam, inverse_rate, inverse_temperature = np.empty(BATCH), np.empty(BATCH), np.empty(BATCH)
     limit, arrival, total = np.empty(BATCH), np.empty(BATCH), np.empty(BATCH)
