@@ -30,7 +30,7 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["in_chunks", "relaxed_poisson_kernel", "walk"]
+__all__ = ["MIN_CHUNK", "in_chunks", "relaxed_poisson_kernel", "walk"]
 
 _MASK = np.uint64(0xFFFFFFFF)
 _M0 = np.uint64(0xD2511F53)
@@ -325,8 +325,9 @@ def relaxed_poisson_kernel(
     return invalid
 
 
-# Below this many elements per thread, a call runs in the calling thread alone.
-_MIN_CHUNK = 16_384
+#: Below this many elements per thread, a call runs in the calling thread alone (the sampler's and
+#: FISTA's compiled passes alike).
+MIN_CHUNK = 16_384
 _POOL: tuple[int, ThreadPoolExecutor] | None = None
 
 
@@ -345,7 +346,7 @@ def walk(rate: np.ndarray, *arguments, threads: int) -> int:
     Returns:
         The number of invalid rates (see ``relaxed_poisson_kernel``).
     """
-    return in_chunks(relaxed_poisson_kernel, rate.shape[0], (rate, *arguments), threads, _MIN_CHUNK)
+    return in_chunks(relaxed_poisson_kernel, rate.shape[0], (rate, *arguments), threads, MIN_CHUNK)
 
 
 def in_chunks(kernel, n: int, arguments: tuple, threads: int, min_chunk: int) -> int:

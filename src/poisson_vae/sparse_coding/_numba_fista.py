@@ -8,12 +8,9 @@ import math
 import numba
 import numpy as np
 
-from .._numba_sampler import in_chunks
+from .._numba_sampler import MIN_CHUNK, in_chunks
 
 __all__ = ["MIN_CHUNK", "fista_rows", "in_chunks"]
-
-#: Below this many elements per thread, the pass runs in the calling thread alone.
-MIN_CHUNK = 16_384
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True)
