@@ -74,6 +74,23 @@ def test_foreign_files_are_never_overwritten(tmp_path: Path) -> None:
     assert (tmp_path / "metrics.json").read_text() == "my own results"
 
 
+def test_a_config_json_that_is_not_a_runs_is_never_replaced(tmp_path: Path) -> None:
+    """A folder whose config.json looks like a failed start's would be cleared for the new start:
+    unless the file is a run's configuration and nothing else but the run's files lies beside it."""
+    (tmp_path / "config.json").write_text('{"hello": 1}')
+    with pytest.raises(RunExistsError, match="config.json: a run configuration needs .* not a run's"):
+        with Run(tmp_path).session(resume=False):
+            pass
+    assert (tmp_path / "config.json").read_text() == '{"hello": 1}'
+    Run(tmp_path / "other").write_config(RunConfig())
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    for resume in (False, True):
+        with pytest.raises(RunExistsError, match=r"holds files that are not a run \(notes.txt\)"):
+            with Run(tmp_path / "other").session(resume=resume):
+                pass
+    assert (tmp_path / "other" / "config.json").is_file()
+
+
 def test_a_checkpoint_that_is_a_folder_is_refused(tmp_path: Path) -> None:
     run = _started(tmp_path)
     run.checkpoint.unlink()

@@ -241,7 +241,11 @@ class Run:
         mine = [self.config_path, self.metrics_path, self.figure_path, self.logs, self.eval_dir]
         mine += [self.log_path, self.curves_path]
         mine += [self.directory / name for name in (*self.WEIGHTS.values(), "checkpoints")]
-        mine += [self.gap_dir, self.directory / self.LOCK]
+        mine += [
+            self.gap_dir,
+            self.directory / self.LOCK,
+            *(self.directory / name for name in self._STARTUP),
+        ]
         return any(path == item.resolve() or item.resolve() in path.parents for item in mine)
 
     # --- state -------------------------------------------------------------------------------
@@ -395,20 +399,31 @@ class Run:
         if not self.directory.is_dir():
             return
         if not self.config_path.exists():
-            entries = [entry.name for entry in self.directory.iterdir() if entry.name != self.LOCK]
             if any((self.directory / name).exists() for name in self.CHECKPOINT.values()):
                 raise ConfigError(
                     f"{self.checkpoint} has no {self.config_path} beside it to say what it "
                     "trained; restore it, or delete the checkpoint to start again"
                 )
-            if entries:
-                shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
-                raise RunExistsError(
-                    f"{braces(str(self.directory))} holds files that are not a run "
-                    f"({braces(shown)}); choose a new or empty folder for {{0}}",
-                    "out",
-                )
+            self._refuse_foreign(
+                [entry for entry in self.directory.iterdir() if entry.name != self.LOCK]
+            )
             return
+        if not self.started:  # a failed start, which the new one replaces: if it is one
+            self._refuse_foreign(
+                [
+                    entry
+                    for entry in self.directory.iterdir()
+                    if not self.owns(entry)
+                    and not (entry.name.startswith(".") and entry.suffix == ".tmp")
+                ]
+            )
+            try:
+                self.stored_config()
+            except ConfigError as error:
+                raise RunExistsError(
+                    f"{braces(str(error))}; it is not a run's: choose a new or empty folder for {{0}}",
+                    "out",
+                ) from None
         if not resume and self.started:
             raise RunExistsError(
                 f"{braces(str(self.directory))} already holds a run: pass {{0}} to continue it, or "
@@ -420,6 +435,17 @@ class Run:
         if checkpoint.exists() and not checkpoint.is_file():
             raise ConfigError(
                 f"{checkpoint} is not a file; move it away, then resume (or start a new run)"
+            )
+
+    def _refuse_foreign(self, entries: list[Path]) -> None:
+        """Refuse a folder that holds ``entries``, files or folders that are not this run's."""
+        if entries:
+            names = sorted(entry.name for entry in entries)
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            raise RunExistsError(
+                f"{braces(str(self.directory))} holds files that are not a run "
+                f"({braces(shown)}); choose a new or empty folder for {{0}}",
+                "out",
             )
 
     def _clear_failed_start(self) -> None:
