@@ -128,6 +128,8 @@ class Run:
     LOCK = ".lock"
     #: What a start writes before its first epoch finishes (removed when a new start replaces it).
     _STARTUP = (CONFIG, LOGS, LOG, "tensorboard")
+    #: Files of writes a kill interrupted (``files.py`` writes beside, then renames).
+    _TEMPORARY = ".*.tmp"
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = _folder(directory)
@@ -413,8 +415,7 @@ class Run:
                 [
                     entry
                     for entry in self.directory.iterdir()
-                    if not self.owns(entry)
-                    and not (entry.name.startswith(".") and entry.suffix == ".tmp")
+                    if not self.owns(entry) and not entry.match(self._TEMPORARY)
                 ]
             )
             try:
@@ -461,7 +462,7 @@ class Run:
     def _remove_temporary_files(self) -> None:
         """Temporary files of writes that a kill interrupted (see :mod:`poisson_vae.files`)."""
         for folder in (self.directory, self.directory / "checkpoints"):
-            for path in folder.glob(".*.tmp") if folder.is_dir() else ():
+            for path in folder.glob(self._TEMPORARY) if folder.is_dir() else ():
                 path.unlink(missing_ok=True)
 
     def _acquire(self) -> None:
