@@ -52,6 +52,7 @@ def test_evaluate_writes_metrics_report_and_figures(natural_run: Path, drawn: di
     assert (out / "gabor_fits.png").is_file()
     report = (out / "report.md").read_text()
     assert "| NELBO | SSE | KL | mse_map |" in report and "fit a 2-D Gabor" in report
+    assert "R^2 is pooled" in report and "Its mean per sample" in report
     assert "![training curves](training_curves.png)" in report
     # the curves are the run's logs: 2 epochs of 10 steps, validated after each
     curves = {axis.get_title(): axis for axis in drawn[out / "training_curves.png"].axes}

@@ -340,6 +340,14 @@ _COLUMNS = (
 )
 
 
+#: What the report's two R^2 columns mean, for a reader who sees a hugely negative mean.
+_R2_NOTE = (
+    "R^2 is pooled: one minus the total squared error over the total energy of the samples about "
+    "their own means. Its mean per sample averages each sample's own ratio, which a nearly flat "
+    "sample (little energy to explain) drives far below zero."
+)
+
+
 def render_report(metrics: dict) -> str:
     """The Markdown report of one evaluated run (``RUN/eval/report.md``)."""
     active = "n_active" in metrics
@@ -363,6 +371,8 @@ def render_report(metrics: dict) -> str:
         ),
         "",
     ]
+    if "r2_mean" in metrics:
+        lines += [_R2_NOTE, ""]
     if active:
         lines += [f"Active latents: {metrics.get('active_rule', ACTIVE_RULE)}.", ""]
     if "convergence" in metrics:
