@@ -3,6 +3,12 @@ trained."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -86,3 +92,26 @@ def test_the_command_line_evaluates_a_shipped_model_without_writing_into_the_pac
     assert main(["evaluate", "pretrained:natural16-pvae", "--no-gabor"]) == 0
     assert (tmp_path / "natural16-pvae" / "eval" / "report.md").is_file()
     assert sorted(path.name for path in pretrained_path("natural16-pvae").iterdir()) == before
+
+
+def test_the_wheel_carries_every_file_of_the_package(tmp_path) -> None:
+    """The shipped models (and every other non-Python file) reach users only if the wheel's
+    package-data patterns match them: build the wheel from a copy of the tree and compare."""
+    root = Path(__file__).parents[1]
+    tree = tmp_path / "tree"
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(root / "src", tree / "src", ignore=ignore)
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(root / name, tree / name)
+    build = "from setuptools import build_meta; build_meta.build_wheel('dist')"
+    result = subprocess.run(
+        [sys.executable, "-c", build], cwd=tree, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (wheel,) = (tree / "dist").glob("poisson_vae-*.whl")
+    files = (tree / "src" / "poisson_vae").rglob("*")
+    expected = {path.relative_to(tree / "src").as_posix() for path in files if path.is_file()}
+    with zipfile.ZipFile(wheel) as archive:
+        carried = {name for name in archive.namelist() if name.startswith("poisson_vae/")}
+    assert expected - carried == set()
+    assert any(name.endswith("natural16-pvae/model.safetensors") for name in carried)
