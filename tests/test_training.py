@@ -10,14 +10,23 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 
 from poisson_vae import load_model
 from poisson_vae.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from poisson_vae.training import NonFiniteLossError, RunExistsError, VAEModule, fit_array, train
+from poisson_vae.training import (
+    KNNCurve,
+    NonFiniteLossError,
+    RunExistsError,
+    VAEModule,
+    fit_array,
+    train,
+)
 from poisson_vae.vae import CheckpointError
 
 FINAL_FILES = ("model.safetensors", "dictionary.png", "training_curves.png", "metrics.json")
@@ -405,3 +414,16 @@ def test_an_iterative_vae_is_validated_with_the_clamps_of_its_step(
     early = float(module._forward(x, 0.0, step=0).state.location.max())
     late = float(module._forward(x, 0.0, step=5000).state.location.max())
     assert early < 2.0 < late < 10.0
+
+
+def test_the_knn_curve_is_measured_on_the_first_rank_only() -> None:
+    module = VAEModule(small_config())
+    logged: dict[str, float] = {}
+    module.log = lambda name, value, **options: logged.update({name: value})  # type: ignore[method-assign]
+    valid = torch.randn(40, 1, 16, 16).numpy()
+    curve = KNNCurve(valid, labels=np.arange(40) % 2, seed=0)
+    curve.on_validation_epoch_end(SimpleNamespace(sanity_checking=False, is_global_zero=False), module)
+    assert logged == {}  # another rank: no work, nothing logged
+    curve.on_validation_epoch_end(SimpleNamespace(sanity_checking=False, is_global_zero=True), module)
+    assert list(logged) == ["val/knn_20"] and 0 <= logged["val/knn_20"] <= 1  # a pool of 20
+    assert module.model.training  # the measurement leaves the model in training mode

@@ -408,7 +408,8 @@ class KNNCurve(Callback):
 
     The paper's protocol (:func:`~poisson_vae.geometry.knn_sample_efficiency` on the validation
     set) with fewer draws, logged as ``val/knn_200`` and ``val/knn_1000``: how the representation
-    evolves over training, at a fraction of an epoch's cost.
+    evolves over training, at a fraction of an epoch's cost. Under data parallelism only the
+    first rank measures, on the whole validation set.
 
     Args:
         valid: (M, C, H, W) validation samples.
@@ -426,8 +427,8 @@ class KNNCurve(Callback):
         from .evaluation import representation_features
         from .geometry import knn_sample_efficiency
 
-        if trainer.sanity_checking:
-            return
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return  # every rank holds the same weights: one measures, the others go on
         training = module.model.training
         features = representation_features(module.model, self.valid)
         module.model.train(training)
