@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -51,14 +52,19 @@ def test_a_killed_invocation_is_timed_to_its_last_finished_job(
     monkeypatch.setattr(reproduce_module, "run_suite", fake_run_suite(["c"]))
     report = reproduce("natural16-zoo", out=out, command="second").read_text()
     first, second = sweep(out)
-    assert "seconds" not in first and second["jobs_run"] == 1 and second["seconds"] < 60
-    # 10 min plus the time the fake took to write its results, plus the second invocation's
+    assert first["interrupted"] and second["jobs_run"] == 1 and second["seconds"] < 60
+    # 10 min plus the time the fake took to write its results, settled when the second started
     last_result = max((out / "results" / f"{name}.json").stat().st_mtime for name in "ab")
-    first_seconds = last_result - started.timestamp()
-    assert 600 <= first_seconds < 600 + 60
-    wall = (first_seconds + second["seconds"]) / 60
+    assert first["seconds"] == pytest.approx(last_result - started.timestamp(), abs=0.1)
+    assert 600 <= first["seconds"] < 600 + 60
+    wall = (first["seconds"] + second["seconds"]) / 60
     assert f"wall time of the sweep: {wall:.1f} min" in report
     assert "first  # interrupted: timed to its last finished job\nsecond\n" in report
+    # a clone of the folder (new modification times) renders the same report
+    for path in (out / "results").glob("*.json"):
+        os.utime(path)
+    again = reproduce("natural16-zoo", out=out, command="report", report_only=True).read_text()
+    assert f"wall time of the sweep: {wall:.1f} min" in again
 
 
 def test_invocations_that_run_no_job_are_not_recorded(

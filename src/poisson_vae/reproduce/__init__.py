@@ -67,8 +67,9 @@ def _write_sweep(out: Path, document: dict) -> None:
 
 def _start_invocation(out: Path, command: str, settings: dict) -> int:
     """Append this invocation to ``out/sweep.json`` before any job runs (so that a killed sweep
-    still leaves its start time); returns its index."""
+    still leaves its start time), after settling the time of any killed one; returns its index."""
     document = _read_sweep(out)
+    _settle_interrupted(out, document["invocations"], until=time.time())
     document["invocations"].append(
         {
             "command": command,
@@ -103,28 +104,37 @@ def _interrupted_seconds(out: Path, started: float, until: float) -> float:
     return max(finished) - started if finished else 0.0
 
 
+def _settle_interrupted(out: Path, invocations: list[dict], until: float = float("inf")) -> None:
+    """Give every killed invocation (one with a start and no ``seconds``) its wall time, up to
+    its last finished job, and mark it ``interrupted``. Done when the next invocation starts,
+    while the results' modification times still tell (a copy or a clone of the folder loses them).
+    """
+    starts = [
+        datetime.fromisoformat(entry["started"]).timestamp() if "started" in entry else None
+        for entry in invocations
+    ]
+    for i, entry in enumerate(invocations):
+        if "seconds" in entry or starts[i] is None:
+            continue
+        end = next((start for start in starts[i + 1 :] if start is not None), until)
+        entry |= {"seconds": round(_interrupted_seconds(out, starts[i], end), 1), "interrupted": True}
+
+
 def _sweep_time(out: Path) -> tuple[float, list[str]]:
     """The total wall time of the invocations that ran jobs, and their commands for the report.
 
     An invocation that was killed counts up to its last finished job, and its command says so.
     """
     invocations = _read_sweep(out)["invocations"]
-    starts = [
-        datetime.fromisoformat(entry["started"]).timestamp() if "started" in entry else None
-        for entry in invocations
-    ]
+    _settle_interrupted(out, invocations)
     total, commands, machines = 0.0, [], set()
-    for i, entry in enumerate(invocations):
+    for entry in invocations:
         command = entry.get("command")
-        if "seconds" in entry:
-            total += entry["seconds"]
-        elif starts[i] is not None:
-            until = next((start for start in starts[i + 1 :] if start is not None), float("inf"))
-            seconds = _interrupted_seconds(out, starts[i], until)
-            if not seconds:
+        if entry.get("interrupted"):
+            if not entry.get("seconds"):
                 continue
-            total += seconds
             command = command and f"{command}  # interrupted: timed to its last finished job"
+        total += entry.get("seconds", 0.0)
         if command:
             commands.append(command)
         if "machine" in entry:
