@@ -87,6 +87,7 @@ def _finish_invocation(out: Path, index: int, seconds: float, jobs_run: int) -> 
     document = _read_sweep(out)
     if jobs_run:
         entry = document["invocations"][index]
+        entry.pop("interrupted", None)  # settled by an invocation started beside this one
         entry |= {"finished": _now(), "seconds": round(seconds, 1), "jobs_run": jobs_run}
     else:
         del document["invocations"][index]
